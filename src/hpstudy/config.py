@@ -1,0 +1,168 @@
+"""The one typed training config: every knob with its default (nanoGPT style).
+
+Unknown keys are an error; the resolved config is saved with every run and checkpoint,
+and its hash names checkpoints so that a checkpoint from a different config is never resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+MODELS = ("resnet_shallow", "resnet18", "resnet18_imagenet", "preact_resnet18", "lenet", "mlp")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULERS = ("none", "cosine", "step", "exponential", "plateau")
+DATA_PATHS = ("device", "dataloader")
+AMP_DTYPES = ("bf16", "fp16")
+AUGMENTATIONS = ("hflip", "vflip", "crop", "rotate", "jitter", "dihedral")
+MIXES = ("none", "cutmix_mixup", "cutmix", "mixup")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or out of range; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # model
+    model: str = "resnet_shallow"  # one of MODELS
+    upsample_size: int | None = None  # resize inputs on the device before the model (e.g. 224)
+    # optimisation
+    batch_size: int = 32  # samples per forward pass (per micro-batch)
+    grad_accum_steps: int = 1  # micro-batches per optimizer step
+    lr: float = 3e-4
+    optimizer: str = "adamw"  # one of OPTIMIZERS
+    momentum: float = 0.9  # sgd / rmsprop
+    nesterov: bool = False  # sgd
+    weight_decay: float = 1e-4
+    grad_clip: float | None = None  # max global grad norm, None disables
+    epochs: int = 50
+    # early stopping on validation loss
+    patience: int | None = 15  # epochs without improvement; None disables
+    min_delta: float = 0.0  # improvement needed to reset patience
+    # learning-rate schedule (stepped once per epoch)
+    scheduler: str = "none"  # one of SCHEDULERS
+    t_max: int | None = None  # cosine period in epochs; None = epochs
+    eta_min: float = 0.0  # cosine floor
+    step_size: int = 15  # step scheduler period in epochs
+    gamma: float = 0.5  # step and exponential decay factor
+    plateau_factor: float = 0.5
+    plateau_patience: int = 10
+    # data pipeline
+    data_path: str = "device"  # "device": whole set on the device; "dataloader": torch DataLoader
+    num_workers: int = 0  # DataLoader workers (dataloader path only)
+    pin_memory: bool = True  # DataLoader path, CUDA only
+    cleanup_every: int = 0  # gc.collect + CUDA cache release every N batches; 0 never
+    train_subset: int | None = None  # draw this many training samples (seeded by `seed`)
+    # augmentation (batched tensor ops on the training device)
+    augment: tuple[str, ...] = ()  # subset of AUGMENTATIONS
+    crop_padding: int = 4
+    rotation_degrees: float = 15.0
+    color_jitter: float = 0.2
+    mix: str = "none"  # CutMix/MixUp (classification only)
+    mix_alpha: float = 1.0
+    # numerics and speed
+    mixed_precision: bool = False  # autocast on CUDA; ignored (recorded) on CPU
+    amp_dtype: str = "bf16"  # fp16 adds a GradScaler
+    channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile the model
+    # diagnostics (cheap; every N optimizer steps, 0 disables)
+    diagnostics_every: int = 10
+    # reproducibility
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {unknown}; allowed keys: {sorted(known)}"
+            )
+        values = dict(values)
+        if "augment" in values and values["augment"] is not None:
+            values["augment"] = tuple(values["augment"])
+        try:
+            return cls(**values)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["augment"] = list(self.augment)
+        return out
+
+    def hash(self) -> str:
+        """Short stable hash of the resolved config (sorted JSON)."""
+        return config_hash(self.to_dict())
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.grad_accum_steps
+
+
+def config_hash(values: dict[str, Any]) -> str:
+    blob = json.dumps(values, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed; expected {allowed}")
+
+
+def check_config(c: TrainConfig) -> None:
+    """Range and enum checks that the JSON schema also states (kept as a second line of
+    defence for configs built in Python, e.g. from a checkpoint)."""
+    _require(c.model in MODELS, "model", c.model, f"one of {list(MODELS)}")
+    _require(c.optimizer in OPTIMIZERS, "optimizer", c.optimizer, f"one of {list(OPTIMIZERS)}")
+    _require(c.scheduler in SCHEDULERS, "scheduler", c.scheduler, f"one of {list(SCHEDULERS)}")
+    _require(c.data_path in DATA_PATHS, "data_path", c.data_path, f"one of {list(DATA_PATHS)}")
+    _require(c.amp_dtype in AMP_DTYPES, "amp_dtype", c.amp_dtype, f"one of {list(AMP_DTYPES)}")
+    _require(c.mix in MIXES, "mix", c.mix, f"one of {list(MIXES)}")
+    bad_aug = [a for a in c.augment if a not in AUGMENTATIONS]
+    _require(not bad_aug, "augment", list(c.augment), f"a subset of {list(AUGMENTATIONS)}")
+    for key in ("batch_size", "grad_accum_steps", "epochs", "step_size", "plateau_patience"):
+        value = getattr(c, key)
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                 key, value, "an integer >= 1")
+    for key in ("num_workers", "cleanup_every", "diagnostics_every", "seed", "crop_padding"):
+        value = getattr(c, key)
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                 key, value, "an integer >= 0")
+    for key in ("patience", "t_max", "train_subset", "upsample_size"):
+        value = getattr(c, key)
+        _require(value is None or (isinstance(value, int) and not isinstance(value, bool)
+                                   and value >= 1), key, value, "null or an integer >= 1")
+    _require(_num(c.lr) and 0 < c.lr <= 10, "lr", c.lr, "a number in (0, 10]")
+    _require(_num(c.weight_decay) and c.weight_decay >= 0, "weight_decay", c.weight_decay,
+             "a number >= 0")
+    _require(_num(c.momentum) and 0 <= c.momentum < 1, "momentum", c.momentum, "a number in [0, 1)")
+    _require(_num(c.gamma) and 0 < c.gamma <= 1, "gamma", c.gamma, "a number in (0, 1]")
+    _require(_num(c.plateau_factor) and 0 < c.plateau_factor < 1, "plateau_factor",
+             c.plateau_factor, "a number in (0, 1)")
+    _require(_num(c.min_delta) and c.min_delta >= 0, "min_delta", c.min_delta, "a number >= 0")
+    _require(_num(c.eta_min) and c.eta_min >= 0, "eta_min", c.eta_min, "a number >= 0")
+    _require(c.grad_clip is None or (_num(c.grad_clip) and c.grad_clip > 0), "grad_clip",
+             c.grad_clip, "null or a number > 0")
+    _require(c.nesterov is False or (c.optimizer == "sgd" and c.momentum > 0), "nesterov",
+             c.nesterov, "true only with optimizer sgd and momentum > 0")
+    for key in ("rotation_degrees", "color_jitter", "mix_alpha"):
+        _require(_num(getattr(c, key)) and getattr(c, key) >= 0, key, getattr(c, key),
+                 "a number >= 0")
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+DEFAULTS = {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
+            for f in dataclasses.fields(TrainConfig)}
+_ = field  # re-exported for callers building variants

@@ -1,0 +1,470 @@
+"""One training run: explicit loop, read top to bottom (nanoGPT style).
+
+A run checkpoints atomically after every epoch, and at the next optimizer step after a
+SIGTERM (what PBS and Slurm send before a walltime kill), to a path that is not a Snakemake
+output. A rerun with the same config resumes from it exactly: model, optimizer, scheduler,
+scaler, early-stopping state, diagnostics and every RNG state are restored, so the resumed
+run's metrics equal an uninterrupted run's on CPU. A checkpoint of another config (its
+config hash differs) is never resumed.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import math
+import os
+import platform
+import resource
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hpstudy.atomic import atomic_path, write_csv, write_json, write_text
+from hpstudy.augment import Augmenter
+from hpstudy.config import TrainConfig
+from hpstudy.diagnostics import Diagnostics
+from hpstudy.loaders import make_loader
+from hpstudy.metrics import classification_metrics, regression_metrics
+from hpstudy.models import build_model, count_parameters
+from hpstudy.prepare import load_prepared
+
+EXIT_INTERRUPTED = 143  # 128 + SIGTERM: "stopped, resumable"
+CHECKPOINT_FORMAT = "hpstudy-checkpoint/1"
+
+
+class Interrupted(Exception):
+    """A termination signal arrived; the checkpoint is saved and the run can resume."""
+
+
+@dataclass
+class RunState:
+    """Everything besides module/optimizer state that a resumed run needs."""
+
+    epoch: int = 0  # epoch to run next (or in progress)
+    batch: int = 0  # next batch within `epoch`
+    step: int = 0  # optimizer steps taken so far
+    best_val: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    loss_sum: float = 0.0  # running sums of the epoch in progress
+    seen: int = 0
+    epoch_time: float = 0.0
+    data_time: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_at: list[list[int]] = field(default_factory=list)  # [epoch, batch] per resume
+
+
+def pick_device() -> torch.device:
+    wanted = os.environ.get("HPSTUDY_DEVICE")
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
+    """Stepped once per epoch (`plateau` with the validation loss)."""
+    s = torch.optim.lr_scheduler
+    if cfg.scheduler == "cosine":
+        return s.CosineAnnealingLR(optimizer, T_max=cfg.t_max or cfg.epochs, eta_min=cfg.eta_min)
+    if cfg.scheduler == "step":
+        return s.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.scheduler == "exponential":
+        return s.ExponentialLR(optimizer, gamma=cfg.gamma)
+    if cfg.scheduler == "plateau":
+        return s.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor,
+                                   patience=cfg.plateau_patience)
+    return None
+
+
+def flops_per_sample(model: torch.nn.Module, example: torch.Tensor) -> dict[str, float]:
+    """Forward and forward+backward FLOPs of one sample (torch.utils.flop_counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.train()
+    x = example[:2].detach().clone()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = model(x)
+    forward = counter.get_total_flops()
+    with counter:
+        model(x).float().sum().backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    del out
+    return {"flops_forward_per_sample": forward / len(x),
+            "flops_train_per_sample": counter.get_total_flops() / len(x)}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # ru_maxrss is KiB on Linux: the process's peak resident set
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, prepared: str | Path, out_dir: str | Path,
+                 checkpoint: str | Path, log=None):
+        self.cfg, self.out_dir, self.checkpoint = cfg, Path(out_dir), Path(checkpoint)
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.device = pick_device()
+        seed_everything(cfg.seed)
+        data = load_prepared(prepared)
+        self.manifest = data["manifest"]
+        self.task = self.manifest["task"]
+        self.num_classes = int(self.manifest["num_classes"])
+        images, targets, split = data["images"], data["targets"], data["split"]
+        train_idx = torch.from_numpy(self._train_indices(split["train"]))
+        val_idx = torch.from_numpy(split["val"]) if len(split["val"]) else train_idx
+        test_idx = torch.from_numpy(split["test"])
+        self.n_train = len(train_idx)
+        if self.task == "regression":  # the model predicts standardised targets
+            self.t_mean, self.t_std = self.manifest["target_mean"], self.manifest["target_std"]
+        dev = self.device
+        self.mean = torch.tensor(self.manifest["mean"], device=dev).view(1, -1, 1, 1)
+        self.std = torch.tensor(self.manifest["std"], device=dev).view(1, -1, 1, 1)
+        self.train_loader = make_loader(cfg, images, targets, train_idx, dev, shuffle=True)
+        eval_batch = max(cfg.batch_size, 256)
+        self.val_loader = make_loader(cfg, images, targets, val_idx, dev, False, eval_batch)
+        self.test_loader = make_loader(cfg, images, targets, test_idx, dev, False, eval_batch)
+        channels, size = self.manifest["image_shape"][0], self.manifest["image_shape"][1]
+        outputs = 1 if self.task == "regression" else self.num_classes
+        self.model = build_model(cfg.model, channels, outputs, cfg.upsample_size or size).to(dev)
+        self.memory_format = (torch.channels_last if cfg.channels_last and dev.type == "cuda"
+                              else torch.contiguous_format)
+        self.model = self.model.to(memory_format=self.memory_format)
+        example = self._inputs(images[train_idx[:2]].to(dev))
+        self.flops = flops_per_sample(self.model, example)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.scheduler = make_scheduler(cfg, self.optimizer)
+        self.amp = cfg.mixed_precision and dev.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and cfg.amp_dtype == "fp16")
+        self.augment = Augmenter(cfg, self.task, self.num_classes)
+        self.diag = Diagnostics(self.model, cfg.diagnostics_every, cfg.batch_size)
+        self.state = RunState()
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.stop_signal: int | None = None
+
+    # -- data ------------------------------------------------------------------------------
+    def _train_indices(self, train: np.ndarray) -> np.ndarray:
+        n = self.cfg.train_subset
+        if n is None:
+            return train
+        if n > len(train):
+            raise ValueError(f"train_subset={n} exceeds the {len(train)} training samples")
+        rng = np.random.default_rng([self.cfg.seed, 7])
+        return np.sort(rng.choice(train, size=n, replace=False))
+
+    def _inputs(self, x_u8: torch.Tensor) -> torch.Tensor:
+        x = x_u8.float().div_(255.0)
+        return x.sub_(self.mean).div_(self.std).contiguous(memory_format=self.memory_format)
+
+    def _targets(self, y: torch.Tensor) -> torch.Tensor:
+        if self.task == "regression":
+            return ((y.float() - self.t_mean) / self.t_std).view(-1, 1)
+        return y.long()
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.task == "regression":
+            return F.mse_loss(out.float(), y)
+        return F.cross_entropy(out.float(), y)  # y may be soft labels after CutMix/MixUp
+
+    def _epoch_generator(self, epoch: int) -> torch.Generator:
+        gen = torch.Generator(device=self.device)
+        return gen.manual_seed(self.cfg.seed * 7919 + epoch)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _checkpoint_payload(self, gen: torch.Generator | None) -> dict[str, Any]:
+        st = self.state
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config_hash": self.cfg.hash(),
+            "config": self.cfg.to_dict(),
+            "prepared_sha256": self.manifest["content_sha256"],
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict(),
+            "best_weights": self.best_weights,
+            "state": {k: getattr(st, k) for k in st.__dataclass_fields__},
+            "diag": self.diag.state_dict(),
+            "diag_epoch": {"norms": self.diag.norms, "grad_sum": self.diag.grad_sum,
+                           "steps": self.diag.steps},
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
+            else None,
+            "rng_aug": gen.get_state() if gen is not None else None,
+        }
+
+    def save_checkpoint(self, gen: torch.Generator | None = None) -> None:
+        with atomic_path(self.checkpoint) as tmp:
+            torch.save(self._checkpoint_payload(gen), tmp)
+
+    def try_resume(self) -> torch.ByteTensor | None:
+        """Restore from the checkpoint if it belongs to this config; returns the augmentation
+        RNG state of a run interrupted mid-epoch."""
+        if not self.checkpoint.is_file():
+            return None
+        try:
+            ck = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        except Exception as err:
+            self.log(f"checkpoint {self.checkpoint} is unreadable ({err}); starting afresh")
+            return None
+        if ck.get("format") != CHECKPOINT_FORMAT or ck.get("config_hash") != self.cfg.hash():
+            self.log(f"checkpoint {self.checkpoint} belongs to another config "
+                     f"({ck.get('config_hash')} != {self.cfg.hash()}); not resuming")
+            return None
+        if ck["prepared_sha256"] != self.manifest["content_sha256"]:
+            self.log(f"checkpoint {self.checkpoint} was trained on other data; not resuming")
+            return None
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.best_weights = ck["best_weights"]
+        self.state = RunState(**ck["state"])
+        self.diag.load_state_dict(ck["diag"])
+        self.diag.norms = list(ck["diag_epoch"]["norms"])
+        self.diag.grad_sum = ck["diag_epoch"]["grad_sum"]
+        self.diag.steps = ck["diag_epoch"]["steps"]
+        torch.set_rng_state(ck["rng_cpu"].cpu())
+        if ck["rng_cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ck["rng_cuda"].cpu(), self.device)
+        self.state.resumed_at.append([self.state.epoch, self.state.batch])
+        self.log(f"resumed from {self.checkpoint} at epoch {self.state.epoch + 1}, "
+                 f"batch {self.state.batch}")
+        return ck["rng_aug"]
+
+    # -- evaluation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, loader) -> dict[str, float]:
+        self.model.eval()
+        outs, ys = [], []
+        for x_u8, y in loader.epoch(0):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                outs.append(self.forward(self._inputs(x_u8)).float())
+            ys.append(y)
+        self.model.train()
+        out, y = torch.cat(outs), torch.cat(ys)
+        if self.task == "regression":
+            norm_loss = float(F.mse_loss(out, self._targets(y)))
+            pred = out.flatten() * self.t_std + self.t_mean
+            return {"loss": norm_loss, **regression_metrics(pred.cpu(), y.float().cpu())}
+        return classification_metrics(out.cpu(), y.cpu())
+
+    # -- the loop --------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_signal = signum
+        self.log(f"received signal {signum}: saving a checkpoint at the next optimizer step")
+
+    def fit(self) -> dict[str, Any]:
+        cfg, st, dev = self.cfg, self.state, self.device
+        wall_start = time.time()
+        aug_state = self.try_resume()
+        st = self.state
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            signal.signal(sig, self._on_signal)
+        n_batches = len(self.train_loader)
+        status, diverged_epoch = "ok", None
+        stopped_early = False
+        self.log(f"training {cfg.model} on {dev} ({self.n_train} train samples, "
+                 f"{n_batches} batches/epoch, {count_parameters(self.model):,} parameters)")
+        while st.epoch < cfg.epochs:
+            epoch = st.epoch
+            gen = self._epoch_generator(epoch)
+            if st.batch == 0:
+                torch.manual_seed(cfg.seed * 104729 + epoch)
+                self.diag.reset_epoch()
+                st.loss_sum, st.seen, st.epoch_time, st.data_time = 0.0, 0, 0.0, 0.0
+            elif aug_state is not None:
+                gen.set_state(aug_state.to(gen.device) if gen.device.type == "cpu"
+                              else aug_state.cpu())
+            aug_state = None
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            accum = cfg.grad_accum_steps
+            batches = iter(self.train_loader.epoch(epoch, st.batch))
+            for b in range(st.batch, n_batches):
+                t_data = time.perf_counter()
+                x_u8, y_raw = next(batches)
+                st.data_time += time.perf_counter() - t_data
+                x, y = self._inputs(x_u8), self._targets(y_raw)
+                x, y = self.augment(x, y, gen)
+                group_start = b - b % accum
+                group_size = min(accum, n_batches - group_start)
+                with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp):
+                    out = self.forward(x)
+                loss = self._loss(out, y)
+                if not torch.isfinite(loss):
+                    status, diverged_epoch = "diverged", epoch + 1
+                    self.log(f"loss is {float(loss)} at epoch {epoch + 1}, batch {b}: diverged")
+                    break
+                self.scaler.scale(loss / group_size).backward()
+                st.loss_sum += float(loss.detach()) * len(y_raw)
+                st.seen += len(y_raw)
+                if b - group_start + 1 == group_size:  # end of an accumulation group
+                    self.scaler.unscale_(self.optimizer)
+                    if cfg.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    st.step += 1
+                    self.diag.after_backward(st.step, epoch + 1)
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    self.diag.after_step(st.step, epoch + 1)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if self.stop_signal is not None and b + 1 < n_batches:
+                        st.batch = b + 1
+                        st.epoch_time += time.perf_counter() - t0
+                        self.save_checkpoint(gen)
+                        raise Interrupted(f"stopped at epoch {epoch + 1}, batch {b + 1}")
+                if cfg.cleanup_every and (b + 1) % cfg.cleanup_every == 0:
+                    gc.collect()
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+            if status == "diverged":
+                break
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            st.epoch_time += time.perf_counter() - t0
+            val = self.evaluate(self.val_loader)
+            lr = self.optimizer.param_groups[0]["lr"]
+            if not math.isfinite(val["loss"]):
+                status, diverged_epoch = "diverged", epoch + 1
+                self.log(f"validation loss is {val['loss']} at epoch {epoch + 1}: diverged")
+                break
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(val["loss"])
+            elif self.scheduler is not None:
+                self.scheduler.step()
+            row = {"epoch": epoch + 1, "train_loss": st.loss_sum / max(st.seen, 1),
+                   "val_loss": val["loss"], "lr": lr, "epoch_time_s": st.epoch_time,
+                   "data_time_s": st.data_time,
+                   "samples_per_s": st.seen / st.epoch_time if st.epoch_time > 0 else math.nan}
+            row.update({f"val_{k}": v for k, v in val.items() if k != "loss"})
+            row.update(self.diag.epoch_summary())
+            st.history.append(row)
+            improved = val["loss"] < st.best_val - cfg.min_delta
+            if improved:
+                st.best_val, st.best_epoch, st.bad_epochs = val["loss"], epoch + 1, 0
+                self.best_weights = copy.deepcopy(self.model.state_dict())
+            else:
+                st.bad_epochs += 1
+            metric = (f"val_r2 {val['r2']:.4f}" if self.task == "regression"
+                      else f"val_acc {val['accuracy']:.4f}")
+            self.log(f"epoch {epoch + 1}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
+                     f"val_loss {val['loss']:.4f} {metric} lr {lr:.2e} "
+                     f"{st.epoch_time:.1f}s {row['samples_per_s']:.0f} samples/s"
+                     + (" *" if improved else ""))
+            st.epoch, st.batch = epoch + 1, 0
+            self._write_history()
+            self.save_checkpoint()
+            if self.stop_signal is not None and st.epoch < cfg.epochs:
+                raise Interrupted(f"stopped after epoch {epoch + 1}")
+            if cfg.patience is not None and st.bad_epochs >= cfg.patience:
+                stopped_early = True
+                self.log(f"early stop: no val_loss improvement > {cfg.min_delta} for "
+                         f"{cfg.patience} epochs (best epoch {st.best_epoch})")
+                break
+        return self._finish(status, diverged_epoch, stopped_early, wall_start)
+
+    def _write_history(self) -> None:
+        import pandas as pd
+
+        write_csv(self.out_dir / "history.csv", pd.DataFrame(self.state.history))
+
+    def _finish(self, status, diverged_epoch, stopped_early, wall_start) -> dict[str, Any]:
+        st, cfg = self.state, self.cfg
+        test: dict[str, float] = {}
+        if status == "ok":
+            if self.best_weights is not None:
+                self.model.load_state_dict(self.best_weights)
+            test = self.evaluate(self.test_loader)
+        self._write_history()
+        write_csv(self.out_dir / "layers.csv.gz", self.diag.table())
+        train_time = sum(r["epoch_time_s"] for r in st.history)
+        samples = sum(r["samples_per_s"] * r["epoch_time_s"] for r in st.history)
+        data_time = sum(r["data_time_s"] for r in st.history)
+        peak_mb = peak_memory_mb(self.device)
+        metrics = {
+            "status": status,
+            "diverged_epoch": diverged_epoch,
+            "task": self.task,
+            **{f"test_{k}": v for k, v in test.items()},
+            "best_epoch": st.best_epoch if st.best_epoch > 0 else None,
+            "best_val_loss": st.best_val if math.isfinite(st.best_val) else None,
+            "epochs_run": len(st.history),
+            "stopped_early": stopped_early,
+            "optimizer_steps": st.step,
+            "wall_time_s": time.time() - wall_start,
+            "train_time_s": train_time,
+            "time_per_epoch_s": train_time / len(st.history) if st.history else None,
+            "throughput_samples_per_s": samples / train_time if train_time > 0 else None,
+            "data_wait_fraction": data_time / train_time if train_time > 0 else None,
+            "peak_memory_mb": peak_mb,
+            "peak_memory_kind": "cuda_max_allocated" if self.device.type == "cuda"
+            else "cpu_peak_rss",
+            "parameters": count_parameters(self.model),
+            "model_size_mb": sum(p.numel() * p.element_size()
+                                 for p in self.model.parameters()) / 2**20,
+            **self.flops,
+            "n_train": self.n_train,
+            "resumed_at": st.resumed_at,
+            "device": str(self.device),
+            "device_name": (torch.cuda.get_device_name(self.device)
+                            if self.device.type == "cuda" else platform.processor() or "cpu"),
+            "torch_version": torch.__version__,
+            "config_hash": cfg.hash(),
+            "prepared_sha256": self.manifest["content_sha256"],
+        }
+        metric_key = "test_r2" if self.task == "regression" else "test_accuracy"
+        if metric_key in metrics and peak_mb > 0:
+            metrics["memory_efficiency"] = metrics[metric_key] / (peak_mb / 1024)
+        write_json(self.out_dir / "metrics.json", metrics)  # written last: marks completion
+        self.checkpoint.unlink(missing_ok=True)
+        return metrics
+
+
+def run(cfg: TrainConfig, prepared: str | Path, out_dir: str | Path, checkpoint: str | Path,
+        log=None) -> dict[str, Any]:
+    """Train one run; returns metrics. Raises `Interrupted` after saving on SIGTERM."""
+    import yaml
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
+    trainer = Trainer(cfg, prepared, out_dir, checkpoint, log)
+    return trainer.fit()
