@@ -1,0 +1,17 @@
+#!/usr/bin/env python3
+"""Snakemake cluster-generic status command: print running, success or failed for a PBS job.
+
+Thin wrapper around hpstudy.pbs; see docs/pbs.md.
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    from hpstudy import pbs
+except ImportError:  # python3 on PATH is not the project's environment: use the source tree
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+    from hpstudy import pbs
+
+if __name__ == "__main__":
+    sys.exit(pbs.status_main(sys.argv[1:], Path(__file__).with_name("site.yaml")))
