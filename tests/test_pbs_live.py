@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 
-
 def _server_up() -> bool:
     """qsub on PATH and a server that answers (a stopped server must skip, not fail)."""
     if shutil.which("qsub") is None or shutil.which("qstat") is None:
