@@ -1,0 +1,285 @@
+"""GPU slots for a workstation: give each training job its own GPU, or a fair share of one.
+
+Snakemake's local executor limits how many training jobs run at once (profiles/local sets the
+global resource `gpu` to the number of slots and every `train` job asks for `gpu=1`), but it
+cannot tell a job *which* device to use. `claim()` does: called at the start of a training
+process, before CUDA is initialised, it picks the visible GPU with the fewest current holders,
+takes a lock file for a slot on it and sets `CUDA_VISIBLE_DEVICES` to that one device.
+
+The lock is an `fcntl.flock` on a file in a per-user directory, held by the open file for the
+life of the process and released by the kernel when the process ends, however it ends
+(SIGKILL and OOM kills included), so a slot is never left taken by a dead job. Choosing and
+taking a slot happen under one directory-wide lock, so jobs that start together spread over
+the GPUs instead of piling onto the first.
+
+Environment:
+  HPSTUDY_GPU_SLOTS      auto (default), on or off. `auto` acts except inside a Slurm or PBS
+                         job, whose scheduler already set CUDA_VISIBLE_DEVICES.
+  HPSTUDY_JOBS_PER_GPU   training jobs that share one GPU (default 1); read by slot_count(),
+                         which profiles/local uses for the global `gpu` resource.
+  HPSTUDY_GPU_LOCK_DIR   where the lock files live (default /tmp/hpstudy-gpuslots-<uid>).
+  CUDA_VISIBLE_DEVICES   if set when Snakemake starts, only these devices are handed out.
+
+Command line: `python -m hpstudy.gpuslots count|status`, and
+`python -m hpstudy.gpuslots run -- CMD ...` to run any command in a claimed slot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MODES = ("auto", "on", "off")
+BATCH_JOB_VARS = ("SLURM_JOB_ID", "PBS_JOBID")
+NVIDIA_PROC = Path("/proc/driver/nvidia/gpus")
+
+
+class GpuSlotError(RuntimeError):
+    """The slot configuration is invalid (bad mode, bad jobs-per-GPU, unusable lock dir)."""
+
+
+@dataclass
+class GpuClaim:
+    """A held slot: `device` is what CUDA_VISIBLE_DEVICES was set to."""
+
+    device: str
+    slot: int
+    path: Path
+    fd: int | None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the file drops the flock
+            self.fd = None
+
+    def __enter__(self) -> GpuClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def visible_gpus(env: Mapping[str, str] | None = None, proc_dir: Path = NVIDIA_PROC) -> list[str]:
+    """The devices jobs may use: CUDA_VISIBLE_DEVICES if set, else every NVIDIA GPU found.
+
+    Detection reads /proc/driver/nvidia/gpus (one entry per GPU), then `nvidia-smi -L`; it
+    never initialises CUDA, so the caller can still narrow CUDA_VISIBLE_DEVICES afterwards.
+    """
+    env = os.environ if env is None else env
+    if "CUDA_VISIBLE_DEVICES" in env:
+        devices = [d.strip() for d in env["CUDA_VISIBLE_DEVICES"].split(",")]
+        # CUDA stops at the first invalid entry ("-1" is the usual way to hide all GPUs)
+        out = []
+        for d in devices:
+            if not d or d.startswith("-"):
+                break
+            out.append(d)
+        return out
+    count = 0
+    if proc_dir.is_dir():
+        count = sum(1 for _ in proc_dir.iterdir())
+    elif shutil.which("nvidia-smi"):
+        try:
+            res = subprocess.run(
+                ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False
+            )
+            count = sum(1 for line in res.stdout.splitlines() if line.startswith("GPU "))
+        except (OSError, subprocess.SubprocessError):
+            count = 0
+    return [str(i) for i in range(count)]
+
+
+def jobs_per_gpu(env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    raw = env.get("HPSTUDY_JOBS_PER_GPU", "1")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise GpuSlotError(f"HPSTUDY_JOBS_PER_GPU must be an integer >= 1, got {raw!r}")
+    return value
+
+
+def slot_count(env: Mapping[str, str] | None = None, proc_dir: Path = NVIDIA_PROC) -> int:
+    """How many training jobs may run at once: GPUs x jobs per GPU.
+
+    Without a GPU, training runs on the CPU and the slots stop being the limit: the count is
+    the number of CPU cores, so `--cores` and the jobs' threads decide.
+    """
+    n = len(visible_gpus(env, proc_dir))
+    if n == 0:
+        return os.cpu_count() or 1
+    return n * jobs_per_gpu(env)
+
+
+def mode(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    value = env.get("HPSTUDY_GPU_SLOTS", "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise GpuSlotError(f"HPSTUDY_GPU_SLOTS must be one of {', '.join(MODES)}, got {value!r}")
+    return value
+
+
+def active(env: Mapping[str, str] | None = None) -> bool:
+    """Whether claim() assigns a device here (see HPSTUDY_GPU_SLOTS)."""
+    env = os.environ if env is None else env
+    m = mode(env)
+    if m == "auto":
+        return not any(env.get(var) for var in BATCH_JOB_VARS)
+    return m == "on"
+
+
+def default_lock_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("HPSTUDY_GPU_LOCK_DIR"):
+        return Path(env["HPSTUDY_GPU_LOCK_DIR"])
+    return Path("/tmp") / f"hpstudy-gpuslots-{os.getuid()}"
+
+
+def _key(device: str) -> str:
+    """A file-name-safe name for a device (an index or a GPU-/MIG- UUID)."""
+    return "gpu" + re.sub(r"[^A-Za-z0-9_.-]", "_", device)
+
+
+def _is_held(path: Path) -> bool:
+    """True if another open file holds an flock on `path`."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)  # also drops the probe's own lock
+    return False
+
+
+def _slot_files(lock_dir: Path, device: str) -> list[Path]:
+    return sorted(lock_dir.glob(f"{_key(device)}.*.lock"))
+
+
+def holders(lock_dir: Path, devices: Sequence[str]) -> dict[str, int]:
+    """Number of live holders per device."""
+    return {d: sum(_is_held(p) for p in _slot_files(lock_dir, d)) for d in devices}
+
+
+def _take_free_slot(lock_dir: Path, device: str) -> tuple[int, Path, int]:
+    slot = 0
+    while True:
+        path = lock_dir / f"{_key(device)}.{slot}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                slot += 1
+                continue
+            raise
+        os.ftruncate(fd, 0)
+        info = f"pid={os.getpid()} host={socket.gethostname()} since={time.time():.0f}\n"
+        os.write(fd, info.encode())
+        return slot, path, fd
+
+
+def claim(
+    env: MutableMapping[str, str] | None = None,
+    lock_dir: Path | None = None,
+    devices: Sequence[str] | None = None,
+) -> GpuClaim | None:
+    """Take the least-used visible GPU for this process and point CUDA_VISIBLE_DEVICES at it.
+
+    Call it before anything initialises CUDA (before the first `torch.cuda` call; importing
+    torch is fine). Returns None, changing nothing, when slots are off for this process (see
+    `active`) or no GPU is visible. Never blocks on busy GPUs: how many jobs run at once is
+    Snakemake's business (the `gpu` resource); this only spreads them. The lock is held until
+    the process exits or `release()` is called; keep the returned object if you release early.
+    """
+    env = os.environ if env is None else env
+    if not active(env):
+        return None
+    devices = list(visible_gpus(env) if devices is None else devices)
+    if not devices:
+        return None
+    lock_dir = default_lock_dir(env) if lock_dir is None else Path(lock_dir)
+    try:
+        lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise GpuSlotError(f"cannot create the GPU slot lock directory {lock_dir}: {e}") from e
+    mutex = os.open(lock_dir / "allocate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(mutex, fcntl.LOCK_EX)  # held only while choosing: milliseconds
+        load = holders(lock_dir, devices)
+        device = min(devices, key=lambda d: (load[d], devices.index(d)))
+        slot, path, fd = _take_free_slot(lock_dir, device)
+    finally:
+        os.close(mutex)
+    env["CUDA_VISIBLE_DEVICES"] = device
+    return GpuClaim(device=device, slot=slot, path=path, fd=fd)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    devices = visible_gpus()
+    lock_dir = default_lock_dir()
+    print(f"mode={mode()} active={active()} lock_dir={lock_dir} slots={slot_count()}")
+    if not devices:
+        print("no GPU visible")
+        return 0
+    for device, n in holders(lock_dir, devices).items():
+        print(f"GPU {device}: {n} job(s)")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        print("gpuslots run: no command given", file=sys.stderr)
+        return 2
+    held = claim()
+    if held is not None and held.fd is not None:
+        os.set_inheritable(held.fd, True)  # the lock lives on in the exec'd command
+        print(f"gpuslots: CUDA_VISIBLE_DEVICES={held.device} (slot {held.slot})", file=sys.stderr)
+    os.execvp(cmd[0], cmd)
+    return 127  # not reached
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hpstudy.gpuslots",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("count", help="print how many training jobs may run at once")
+    sub.add_parser("status", help="print the jobs holding each GPU")
+    run = sub.add_parser("run", help="claim a slot, then exec the command in it")
+    run.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "count":
+        print(slot_count())
+        return 0
+    if args.command == "status":
+        return _cmd_status(args)
+    return _cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
