@@ -10,10 +10,13 @@ size of 1 um, so a 256x256 image (0.0655 mm^2) with 20-200 beads has a density o
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+
+from hpstudy.atomic import atomic_path, write_text
 
 PIXEL_SIZE_UM = 1.0
 MIN_BEADS, MAX_BEADS = 20, 200  # per 256x256 field of view
@@ -66,12 +69,12 @@ def generate(out_dir: str | Path, n_images: int = 1948, size: int = 256, seed: i
         rng = np.random.default_rng([seed, i])
         image, n_beads = render(rng, size)
         name = f"bead_{i:05d}.png"
-        Image.fromarray(image, mode="L").save(out_dir / name, optimize=False)
+        with atomic_path(out_dir / name, suffix=".png") as tmp:
+            Image.fromarray(image, mode="L").save(tmp, format="PNG", optimize=False)
         rows.append((name, round(density_per_mm2(n_beads, size), 4)))
-    tmp = out_dir / ".density.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["filename", "density"])
-        writer.writerows(rows)
-    tmp.replace(out_dir / "density.csv")  # written last: its presence marks a complete set
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["filename", "density"])
+    writer.writerows(rows)
+    write_text(out_dir / "density.csv", text.getvalue())  # last: marks a complete set
     return out_dir

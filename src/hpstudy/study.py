@@ -7,6 +7,7 @@ A study declares a base config, seeds, a dataset and groups. Each group is a `gr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -20,7 +21,10 @@ from hpstudy.config import DEFAULTS, ConfigError, TrainConfig, config_hash
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 EXPERIMENT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-MAX_LABEL = 48
+# Keys of train_config.schema.yaml that are not TrainConfig fields: study files only,
+# resolved at load time (see resolve_batch).
+STUDY_ONLY_KEYS = ("effective_batch_size",)
+MAX_LABEL = 64  # room for the CIFAR-100 grid labels (preact_resnet18_mixcutmix_mixup_...)
 
 # Short spellings for the value labels in experiment ids.
 ABBREV = {
@@ -29,7 +33,7 @@ ABBREV = {
     "scheduler": "", "model": "", "mix": "mix", "step_size": "step", "gamma": "g",
     "plateau_factor": "pf", "plateau_patience": "pp", "t_max": "tmax", "momentum": "mom",
     "train_subset": "n", "upsample_size": "up", "data_path": "", "mixed_precision": "amp",
-    "patience": "pat", "seed": "s",
+    "patience": "pat", "seed": "s", "effective_batch_size": "ebs",
 }
 
 
@@ -85,10 +89,12 @@ class Study:
         return [e for g in self.groups.values() for e in g.experiments]
 
     def experiment(self, exp_id: str) -> Experiment:
-        for e in self.experiments:
-            if e.id == exp_id:
-                return e
-        raise KeyError(exp_id)
+        # an id -> experiment dict, built on first use: the workflow looks up every run's
+        # experiment, and a linear search made a 10,000-experiment DAG quadratic
+        by_id = self.__dict__.get("_by_id")
+        if by_id is None:
+            by_id = self.__dict__["_by_id"] = {e.id: e for e in self.experiments}
+        return by_id[exp_id]
 
     def runs(self) -> list[tuple[str, int]]:
         return [(e.id, s) for e in self.experiments for s in self.seeds]
@@ -102,7 +108,9 @@ class Study:
 def load_yaml(path: Path) -> Any:
     try:
         with open(path) as fh:
-            return yaml.safe_load(fh)
+            # libyaml's parser when present: the pure-Python one took most of a
+            # 10,000-experiment dry run
+            return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
         raise StudyError(f"{path}: file not found") from None
     except yaml.YAMLError as err:
@@ -118,17 +126,28 @@ def _registry():
     return Registry().with_resources(resources)
 
 
-def validate(data: Any, schema_name: str, where: str) -> None:
-    """Validate against workflow/schemas/<schema_name>; every error names its key path."""
+@functools.cache
+def _validator(schema_name: str):
+    """Built once per process: a 10,000-experiment study validates 10,000 overrides."""
     import jsonschema
 
     schema = load_yaml(SCHEMA_DIR / schema_name)
-    validator = jsonschema.Draft202012Validator(schema, registry=_registry())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    return jsonschema.Draft202012Validator(schema, registry=_registry())
+
+
+def validate(data: Any, schema_name: str, where: str, prefix: tuple = ()) -> None:
+    """Validate against workflow/schemas/<schema_name>; every error names its key path
+    (`prefix` is where `data` sits in the file, e.g. ("groups", "g", "list", 0))."""
+    validator = _validator(schema_name)
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    # a failed oneOf/anyOf also reports its branches; the branch errors say it better
+    errors = [e for e in errors if not (e.validator == "oneOf" and e.context
+                                        and "grid" not in json.dumps(e.validator_value))
+              ] or errors
     if errors:
         lines = [f"{where}: {len(errors)} error(s):"]
         for err in errors:
-            lines.append(f"  - {_key_path(err.absolute_path)}: {_explain(err)}")
+            lines.append(f"  - {_key_path((*prefix, *err.absolute_path))}: {_explain(err)}")
         raise StudyError("\n".join(lines))
 
 
@@ -137,6 +156,33 @@ def _key_path(path) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
+
+
+def _allowed(schema: dict[str, Any]) -> str:
+    """What a schema allows, in words: 'an integer >= 1', 'a number > 0 and <= 10', ..."""
+    if "enum" in schema:
+        return f"one of {schema['enum']}"
+    if ("oneOf" in schema or "anyOf" in schema) and "type" not in schema:
+        return " or ".join(_allowed(s) for s in schema.get("oneOf", schema.get("anyOf")))
+    kinds = schema.get("type", "a name" if "pattern" in schema else "a value")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    words = {"integer": "an integer", "number": "a number", "string": "a string",
+             "boolean": "true or false", "null": "null", "array": "a list",
+             "object": "a mapping"}
+    text = " or ".join(words.get(k, k) for k in kinds)
+    bounds = [f"{op} {schema[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                     ("maximum", "<="),
+                                                     ("exclusiveMaximum", "<"))
+              if key in schema]
+    if bounds:
+        text += " " + " and ".join(bounds)
+    if "minItems" in schema:
+        text += f" with at least {schema['minItems']} item(s)"
+    if schema.get("uniqueItems"):
+        text += " without repeats"
+    if "pattern" in schema:
+        text += f" matching {schema['pattern']}"
+    return text
 
 
 def _explain(err) -> str:
@@ -149,6 +195,11 @@ def _explain(err) -> str:
         return f"{err.instance!r} is not allowed; choose one of {err.validator_value}"
     if err.validator == "oneOf" and "grid" in json.dumps(err.validator_value):
         return "a group needs exactly one of `grid` (dict of value lists) or `list` (overrides)"
+    if err.validator in ("minProperties", "minItems") and not err.instance:
+        return "is empty; give at least one entry"
+    if err.validator in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                         "oneOf", "anyOf", "pattern", "uniqueItems", "minItems"):
+        return f"{err.instance!r} is not allowed; expected {_allowed(schema)}"
     return err.message
 
 
@@ -167,12 +218,16 @@ def load_study(path: str | Path) -> Study:
     base = dict(data["base"])
     if "seed" in base:
         raise StudyError(f"{path}: base.seed: set seeds with the top-level `seeds` key")
-    _check(path, "base", lambda: TrainConfig.from_dict({**base, "seed": 0}))
+    _check(path, "base", lambda: TrainConfig.from_dict(
+        resolve_batch(path, "base", base, {"seed": 0})))
     groups: dict[str, Group] = {}
     seen: dict[str, str] = {}
     for gname, gspec in data["groups"].items():
         group = _expand_group(path, gname, gspec, base)
         for exp in group.experiments:
+            if not EXPERIMENT_ID.match(exp.id):  # ids become paths and cluster job names
+                raise StudyError(f"{path}: groups.{gname}: experiment id {exp.id!r} is not "
+                                 f"safe in paths and job names ({EXPERIMENT_ID.pattern})")
             if exp.id in seen:
                 raise StudyError(
                     f"{path}: groups.{gname}: duplicate experiment id {exp.id!r}; give the "
@@ -180,6 +235,7 @@ def load_study(path: str | Path) -> Study:
                 )
             seen[exp.id] = gname
         groups[gname] = group
+    _check_task(path, data["dataset"]["name"], base, groups)
     return Study(
         name=data["name"], path=path, description=data.get("description", ""), seeds=seeds,
         dataset=dict(data["dataset"]), metric=data.get("metric"),
@@ -187,16 +243,71 @@ def load_study(path: str | Path) -> Study:
     )
 
 
+def _check_task(path: Path, dataset: str, base: dict[str, Any], groups: dict[str, Group]) -> None:
+    """Settings that only make sense for one task are errors at load time, not mid-run."""
+    from hpstudy.datasets import DATASET_TASKS
+
+    if DATASET_TASKS.get(dataset) != "regression":
+        return
+    if base.get("mix", "none") != "none":
+        raise StudyError(f"{path}: base.mix: {base['mix']!r} mixes class labels, but dataset "
+                         f"{dataset!r} is a regression task; set mix: none")
+    for group in groups.values():
+        for exp in group.experiments:
+            if exp.config.mix != "none":
+                raise StudyError(
+                    f"{path}: groups.{group.name}: experiment {exp.id} sets mix="
+                    f"{exp.config.mix!r}, which mixes class labels, but dataset {dataset!r} is "
+                    "a regression task; set mix: none")
+
+
 def _check(path: Path, where: str, build):
+    """Run a TrainConfig build; its ConfigError becomes a StudyError naming file and key."""
     try:
         return build()
     except ConfigError as err:
-        raise StudyError(f"{path}: {where}: {err}") from None
+        message = str(err).removeprefix("config: ")
+        raise StudyError(f"{path}: {where}: {message}") from None
+
+
+def resolve_batch(path: Path, where: str, *layers: dict[str, Any]) -> dict[str, Any]:
+    """Merge config layers (base, fixed, override: later wins) and resolve
+    `effective_batch_size`, a study-file key that is not a TrainConfig field: it fixes
+    batch_size x grad_accum_steps, so a group can vary batch_size at a constant effective
+    batch. grad_accum_steps is derived from it unless a more specific layer sets it, and
+    then both must agree; one that does not divide is an error, never rounded."""
+    merged = {k: v for layer in layers for k, v in layer.items()}
+    if "effective_batch_size" not in merged:
+        return merged
+    ebs = merged.pop("effective_batch_size")
+    bs = merged.get("batch_size", DEFAULTS["batch_size"])
+    depth = {k: max((i for i, layer in enumerate(layers) if k in layer), default=-1)
+             for k in ("effective_batch_size", "grad_accum_steps")}
+    if depth["grad_accum_steps"] > depth["effective_batch_size"]:
+        acc = merged["grad_accum_steps"]
+        if bs * acc != ebs:
+            raise StudyError(
+                f"{path}: {where}: effective_batch_size={ebs} is not batch_size x "
+                f"grad_accum_steps = {bs} x {acc} = {bs * acc}; make them agree, or drop "
+                "grad_accum_steps so that it is derived")
+    elif ebs % bs:
+        lower, upper = bs * max(ebs // bs, 1), bs * (ebs // bs + 1)
+        raise StudyError(
+            f"{path}: {where}: effective_batch_size={ebs} is not a multiple of "
+            f"batch_size={bs}; allowed: a multiple of batch_size (e.g. {lower} or {upper}), "
+            "so that grad_accum_steps = effective_batch_size / batch_size is a whole number")
+    else:
+        merged["grad_accum_steps"] = ebs // bs
+    return merged
 
 
 def _expand_group(path: Path, gname: str, spec: dict[str, Any], base: dict[str, Any]) -> Group:
     fixed = dict(spec.get("fixed", {}))
     if "grid" in spec:
+        for key, values in spec["grid"].items():  # value by value: errors name grid.KEY
+            for value in values:
+                validate({key: value}, "train_config.schema.yaml", str(path),
+                         ("groups", gname, "grid"))
         keys = list(spec["grid"])
         overrides = [dict(zip(keys, values, strict=True))
                      for values in itertools.product(*(spec["grid"][k] for k in keys))]
@@ -207,12 +318,22 @@ def _expand_group(path: Path, gname: str, spec: dict[str, Any], base: dict[str, 
         raise StudyError(f"{path}: groups.{gname}: `seed` cannot be overridden; use `seeds`")
     experiments = []
     for i, over in enumerate(overrides):
-        where = f"groups.{gname}.{'grid' if 'grid' in spec else f'list[{i}]'}"
-        validate(over, "train_config.schema.yaml", f"{path}: {where}")
-        values = {**base, **fixed, **over, "seed": 0}
-        cfg = _check(path, where, lambda values=values: TrainConfig.from_dict(values))
         label = make_label(over)
+        if "grid" in spec:
+            where = f"groups.{gname}.grid (experiment {gname}-{label})"
+        else:
+            where = f"groups.{gname}.list[{i}]"
+            validate(over, "train_config.schema.yaml", str(path), ("groups", gname, "list", i))
+        values = resolve_batch(path, where, base, fixed, over, {"seed": 0})
+        cfg = _check(path, where, lambda values=values: TrainConfig.from_dict(values))
         experiments.append(Experiment(f"{gname}-{label}", gname, label, over, cfg))
+    labels = [e.label for e in experiments]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise StudyError(
+            f"{path}: groups.{gname}: duplicate experiment id '{gname}-{duplicates[0]}'; give "
+            "the overrides distinct values or split them into another group"
+        )
     baseline = spec.get("baseline")
     if baseline is not None and baseline not in {e.label for e in experiments}:
         raise StudyError(
@@ -253,3 +374,27 @@ def make_label(overrides: dict[str, Any]) -> str:
 
 def resolved_defaults() -> dict[str, Any]:
     return dict(DEFAULTS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m hpstudy.study STUDY.yaml...`: check study files before submitting a study;
+    exit status 2 and the reason on stderr for the first invalid one."""
+    import sys
+
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print("usage: python -m hpstudy.study STUDY.yaml [STUDY.yaml ...]", file=sys.stderr)
+        return 2
+    for name in paths:
+        try:
+            study = load_study(name)
+        except StudyError as err:
+            print(f"hpstudy: invalid study: {err}", file=sys.stderr)
+            return 2
+        print(f"{name}: ok: {len(study.groups)} groups, {len(study.experiments)} experiments, "
+              f"{len(study.seeds)} seeds, {len(study.runs())} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,5 @@
 # Helper Python of the workflow: config validation, study loading, named input functions.
 import json
-import re
 import sys
 from functools import cache
 from pathlib import Path
@@ -8,10 +7,28 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from hpstudy.config import config_hash
-from hpstudy.study import StudyError, load_study
+from hpstudy.datasets import missing_files
+from hpstudy.study import EXPERIMENT_ID, StudyError, load_study
+from hpstudy.study import validate as validate_schema
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+# `--config allow_partial=true` arrives as the string "true" (Snakemake parses only True/False)
+for _key in ("allow_partial",):
+    if isinstance(config.get(_key), str) and config[_key].lower() in ("true", "false"):
+        config[_key] = config[_key].lower() == "true"
+
+# Our validator first: one line per error naming the key, the value and what is allowed.
+try:
+    validate_schema(config, "config.schema.yaml", "config (--configfile/--config)")
+except StudyError as err:
+    sys.exit(f"hpstudy: invalid config: {err}")
+validate(config, schema="../schemas/config.schema.yaml")  # fills in the defaults
+
+
+# The training image (containers/hpstudy.def); used only with
+# --software-deployment-method apptainer (opt-in: see containers/README.md).
+container: config["container_image"]
+
 
 R = config["results_dir"].rstrip("/")
 REPORTS = config["reports_dir"].rstrip("/")
@@ -30,12 +47,14 @@ def get_study(name):
 for _name in STUDY_NAMES:
     get_study(_name)
 
-_IDS = sorted({e.id for n in STUDY_NAMES for e in get_study(n).experiments})
+# The id syntax, not an alternation of every id: matching each path against a
+# 10,000-way alternation made the DAG build quadratic in the number of experiments.
+_EXP_PATTERN = EXPERIMENT_ID.pattern.lstrip("^").rstrip("$")
 
 
 wildcard_constraints:
     study="[A-Za-z0-9][A-Za-z0-9_]*",
-    exp="|".join(map(re.escape, _IDS)) if _IDS else "[^/]+",
+    exp=_EXP_PATTERN,
     seed=r"\d+",
     dataset=r"[a-z0-9_]+-[0-9a-f]{10}",
     tag=r"n\d+-px\d+-seed\d+",
@@ -51,16 +70,34 @@ def dataset_location(spec):
     name = spec["name"]
     if name == "microbeads":
         if config["microbead_dir"]:
-            return str(Path(config["microbead_dir"]).resolve())
+            location = Path(config["microbead_dir"]).resolve()
+            if missing_files(name, location):  # before any job runs
+                sys.exit(
+                    f"hpstudy: dataset microbeads: microbead_dir={location} "
+                    + ("has no density.csv" if location.is_dir() else "does not exist")
+                    + "; point --config microbead_dir=PATH at a folder of images with "
+                    "density.csv (columns filename,density)"
+                )
+            return str(location)
         return f"{R}/datasets/microbeads-synthetic-{synthetic_tag()}"
-    if name == "vgg_cells":
-        return str(Path(config["vgg_cells_dir"]).resolve())
-    if not config["data_root"]:
+    key = "vgg_cells_dir" if name == "vgg_cells" else "data_root"
+    if not config[key]:
         sys.exit(
-            f"hpstudy: dataset {name} needs --config data_root=PATH (a folder holding "
-            "cifar-10-batches-py/, cifar-100-python/ or MNIST/raw/)"
+            f"hpstudy: dataset {name} needs --config {key}=PATH (a folder holding "
+            + (
+                "NNNcell.png + NNNdots.png)"
+                if name == "vgg_cells"
+                else "cifar-10-batches-py/, cifar-100-python/ or MNIST/raw/)"
+            )
         )
-    return str(Path(config["data_root"]).resolve())
+    location = Path(config[key]).resolve()
+    missing = missing_files(name, location)
+    if missing:  # checked before any job runs: no download happens at run time
+        sys.exit(
+            f"hpstudy: dataset {name}: {key}={location} lacks {missing[:6]}; point "
+            f"--config {key}=PATH at a folder that has them (see docs/studies.md)"
+        )
+    return str(location)
 
 
 def dataset_key(spec):
@@ -89,11 +126,24 @@ def get_raw_dataset(wildcards):
 
 
 def get_prepared(wildcards):
-    return f"{R}/prepared/{dataset_key(get_study(wildcards.study).dataset)}/prepared.pt"
+    return _prepared_path(wildcards.study)
+
+
+@cache
+def _prepared_path(study):
+    # once per study, not once per run (hashing the spec 10,000 times showed in profiles)
+    return f"{R}/prepared/{dataset_key(get_study(study).dataset)}/prepared.pt"
 
 
 def get_experiment(wildcards):
-    return get_study(wildcards.study).experiment(wildcards.exp)
+    study = get_study(wildcards.study)
+    try:
+        return study.experiment(wildcards.exp)
+    except KeyError:
+        raise ValueError(
+            f"hpstudy: {wildcards.exp!r} is not an experiment of study {study.name} "
+            f"({study.path}); see {R}/{study.name}/experiments.tsv for its ids"
+        ) from None
 
 
 def get_train_config(wildcards):
@@ -118,8 +168,8 @@ def get_run_records(wildcards):
     records = [
         f"{R}/{study.name}/runs/{exp}/seed{seed}/record.json" for exp, seed in study.runs()
     ]
-    if config["allow_partial"]:
-        return [r for r in records if Path(r).exists()]
+    if config["allow_partial"]:  # runs whose training finished (their record is cheap)
+        return [r for r in records if Path(r).with_name("metrics.json").exists()]
     return records
 
 

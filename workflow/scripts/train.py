@@ -1,13 +1,22 @@
-"""Rule train. CLI: python train.py CONFIG_YAML PREPARED OUT_DIR CHECKPOINT
+"""Rule train. CLI: python train.py CONFIG_YAML PREPARED OUT_DIR CHECKPOINT [THREADS]
 
 Exits 143 after saving a checkpoint when stopped by SIGTERM/SIGINT; a rerun resumes.
+Exits 3 when out of memory (no metrics.json: Snakemake sees a failed job it may retry),
+2 when the prepared dataset is missing, of another format or corrupted.
 """
 
 import sys
 
-from hpstudy.config import TrainConfig
-from hpstudy.logs import redirect_to
-from hpstudy.train import EXIT_INTERRUPTED, Interrupted, run
+# Before anything touches CUDA: on a GPU workstation (profiles/local) take a GPU slot and set
+# CUDA_VISIBLE_DEVICES; a no-op under Slurm/PBS or without a GPU.
+from hpstudy.gpuslots import claim
+
+claim()
+
+from hpstudy.config import TrainConfig  # noqa: E402
+from hpstudy.logs import redirect_to  # noqa: E402
+from hpstudy.prepare import PreparedError  # noqa: E402
+from hpstudy.train import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted, RunFailed, run  # noqa: E402
 
 
 def main(cfg_dict, prepared, out_dir, checkpoint, threads=None):
@@ -21,6 +30,12 @@ def main(cfg_dict, prepared, out_dir, checkpoint, threads=None):
         print(f"hpstudy: {stop}; checkpoint saved to {checkpoint}; rerun to resume",
               file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except RunFailed as failed:
+        print(f"hpstudy: run failed: {failed}", file=sys.stderr)
+        sys.exit(EXIT_OUT_OF_MEMORY)
+    except PreparedError as err:  # missing, foreign or corrupted prepared file
+        print(f"hpstudy: refusing the prepared dataset: {err}", file=sys.stderr)
+        sys.exit(2)
     key = "test_r2" if metrics["task"] == "regression" else "test_accuracy"
     print(f"done: status {metrics['status']} {key} {metrics.get(key)}", file=sys.stderr)
 
@@ -35,6 +50,6 @@ if "snakemake" in globals():
 else:
     import yaml
 
-    cfg_path, prepared, out_dir, checkpoint = sys.argv[1:5]
+    cfg_path, prepared, out_dir, checkpoint, *threads = sys.argv[1:6]
     with open(cfg_path) as fh:
-        main(yaml.safe_load(fh), prepared, out_dir, checkpoint)
+        main(yaml.safe_load(fh), prepared, out_dir, checkpoint, *map(int, threads))
