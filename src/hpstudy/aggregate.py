@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from scipy import stats as st
 
+from hpstudy.stats import LOWER_IS_BETTER, mean_ci, study_statistics
 from hpstudy.study import Study
 
 REGRESSION_METRICS = ["test_r2", "test_mse", "test_rmse", "test_mae"]
 CLASSIFICATION_METRICS = ["test_accuracy", "test_top5", "test_loss"]
 COST_METRICS = ["epochs_run", "best_epoch", "train_time_s", "time_per_epoch_s",
-                "throughput_samples_per_s", "peak_memory_mb"]
-LOWER_IS_BETTER = {"test_mse", "test_rmse", "test_mae", "test_loss", "test_count_mae"}
+                "throughput_samples_per_s", "peak_memory_mb", "memory_efficiency"]
+__all__ = ["LOWER_IS_BETTER", "mean_ci"]  # re-exported for report.py and older callers
 
 
 def primary_metric(study: Study, task: str) -> str:
@@ -30,27 +28,15 @@ def metric_columns(task: str) -> list[str]:
     return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
 
 
-def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
-    """Mean, SD and the t-based confidence interval of the mean (nan where undefined)."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    n = len(values)
-    if n == 0:
-        return (math.nan,) * 4
-    mean = float(values.mean())
-    if n == 1:
-        return mean, math.nan, math.nan, math.nan
-    sd = float(values.std(ddof=1))
-    half = float(st.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n))
-    return mean, sd, mean - half, mean + half
-
-
-def group_table(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """One row per experiment: n runs, n ok, and mean/SD/95% CI over seeds per metric."""
+def group_table(runs: pd.DataFrame, metrics: list[str],
+                factors: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per experiment: its factor values (`factors[experiment]`), n runs, n ok, and
+    mean/SD/95% CI over seeds per metric."""
     rows = []
     for exp, frame in runs.groupby("experiment", sort=False):
         ok = frame[frame["status"] == "ok"]
         row: dict[str, Any] = {"experiment": exp, "label": frame["label"].iloc[0],
+                               **(factors or {}).get(exp, {}),
                                "n_runs": len(frame), "n_ok": len(ok),
                                "n_diverged": int((frame["status"] == "diverged").sum())}
         for metric in metrics:
@@ -72,7 +58,8 @@ def load_records(paths: list[str | Path]) -> pd.DataFrame:
 
 
 def study_document(study: Study, summary: pd.DataFrame, manifest: dict[str, Any],
-                   missing: list[str]) -> dict[str, Any]:
+                   missing: list[str], reasons: dict[str, str] | None = None,
+                   ) -> dict[str, Any]:
     return {
         "name": study.name,
         "description": study.description,
@@ -94,6 +81,7 @@ def study_document(study: Study, summary: pd.DataFrame, manifest: dict[str, Any]
                                                 "data_quality", "task", "num_classes")},
         "partial": bool(missing),
         "missing_runs": missing,
+        "missing_reasons": reasons or {},  # run -> why it failed, where a note says
         "runs": json.loads(summary.to_json(orient="records")),
     }
 
@@ -102,11 +90,25 @@ class MissingRunsError(RuntimeError):
     """Some runs of the study have no results; aggregation refuses unless partial is allowed."""
 
 
+def failure_reasons(study_dir: str | Path, runs: list[str]) -> dict[str, str]:
+    """Why missing runs failed, from the notes training leaves beside the checkpoints
+    (`checkpoints/{exp}/seed{N}.failed.json`, see train.failure_note_path)."""
+    reasons = {}
+    for run in runs:
+        note = Path(study_dir) / "checkpoints" / f"{run}.failed.json"
+        try:
+            reasons[run] = json.loads(note.read_text())["reason"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no note: never started, killed, or still running
+    return reasons
+
+
 def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[str | Path],
                     out_summary: str | Path, out_study: str | Path, out_groups: str | Path,
                     all_runs: list[str] | None = None, allow_partial: bool = False,
-                    ) -> pd.DataFrame:
-    """Write summary.csv (one row per run, in study order), study.json and groups/*.csv."""
+                    out_stats: str | Path | None = None) -> pd.DataFrame:
+    """Write summary.csv (one row per run, in study order), study.json, groups/*.csv and
+    (given out_stats) stats.json with the tests and verdicts of every group."""
     from hpstudy.atomic import write_csv, write_json
     from hpstudy.study import load_study
 
@@ -117,13 +119,18 @@ def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[
     found = set() if summary.empty else {f"{r.experiment}/seed{r.seed}"
                                          for r in summary.itertuples()}
     missing = [run for run in expected if run not in found]
+    reasons = failure_reasons(Path(out_summary).parent, missing)
     if missing and not allow_partial:
+        known = "".join(f"\n  {run}: {why}" for run, why in list(reasons.items())[:10])
         raise MissingRunsError(
             f"study {study.name}: {len(missing)} of {len(expected)} runs have no results: "
             f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; rerun them, or pass "
-            "--config allow_partial=true for a report marked as partial")
+            "--config allow_partial=true for a report marked as partial"
+            + (f"\nknown failures:{known}" if known else ""))
     if summary.empty:
-        raise MissingRunsError(f"study {study.name}: no finished runs to aggregate")
+        raise MissingRunsError(
+            f"study {study.name}: no finished runs to aggregate; allow_partial=true reports "
+            "only runs that have finished, so run the study first (e.g. with --keep-going)")
     order = {e.id: i for i, e in enumerate(study.experiments)}
     summary = summary.sort_values(["experiment", "seed"], key=lambda c: c.map(order)
                                   if c.name == "experiment" else c, kind="stable")
@@ -133,7 +140,16 @@ def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[
     out_groups.mkdir(parents=True, exist_ok=True)
     for name, group in study.groups.items():
         runs = summary[summary["group"] == name]
-        table = group_table(runs, metrics) if not runs.empty else pd.DataFrame()
+        factors = {e.id: {f: _plain(getattr(e.config, f, None)) for f in group.factors}
+                   for e in group.experiments}
+        table = group_table(runs, metrics, factors) if not runs.empty else pd.DataFrame()
         write_csv(out_groups / f"{name}.csv", table)
-    write_json(out_study, study_document(study, summary, manifest, missing))
+    document = study_document(study, summary, manifest, missing, reasons)
+    write_json(out_study, document)
+    if out_stats is not None:
+        write_json(out_stats, study_statistics(summary, json.loads(json.dumps(document))))
     return summary
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

@@ -6,20 +6,30 @@ coefficient of variation (gradient-norm stability).
 Every `every` steps: per-layer mean |grad| (gradient flow) and ||dW|| / ||W|| (relative
 weight update), stored in one long table (step, epoch, layer, grad_abs_mean, update_ratio).
 
-Gradient noise scale, the "simple" B_noise of McCandlish et al. (2018, appendix A.1):
-with |G_small|^2 the mean squared norm of the per-step gradients (batch B) and
-|G_big|^2 the squared norm of their epoch mean (batch B*k over k steps),
-  |G|^2 = (B_big |G_big|^2 - B_small |G_small|^2) / (B_big - B_small)
-  S     = (|G_small|^2 - |G_big|^2) / (1/B_small - 1/B_big)
-  B_noise = S / |G|^2
-The big batch is built from gradients at slightly different weights within an epoch, an
-approximation that is good while the per-epoch change of the weights is small.
-Gradient variance across batches is reported as S / B_small (the per-batch variance trace).
+Gradient noise scale, the "simple" B_noise of McCandlish et al. (2018, appendix A.1), from
+two batch sizes without extra passes: consecutive optimizer steps are paired; with g1, g2 the
+two steps' gradients (batch B each) and B_big = 2B,
+  |G_small|^2 = (|g1|^2 + |g2|^2) / 2,   |G_big|^2 = |(g1 + g2) / 2|^2
+  |G|^2 = (B_big |G_big|^2 - B |G_small|^2) / (B_big - B)
+  S     = (|G_small|^2 - |G_big|^2) / (1/B - 1/B_big)
+Both estimates are averaged over the epoch's pairs before taking B_noise = S / |G|^2 (the
+ratio of means is far less noisy than the mean of ratios). The two gradients of a pair come
+from weights one step apart, an approximation that holds while a step changes the weights
+little; the gradients are the clipped ones when grad_clip is set. Gradient variance across
+batches is reported as S / B (the trace of one step's gradient covariance).
+B_small is the effective batch (batch_size x grad_accum_steps): one optimizer step's gradient.
+
+`job_environment()` records where a run ran (host, Slurm/PBS job id and queue, container
+image, start time) so the report can state it; queue time is known only where the submitter
+exports HPSTUDY_SUBMIT_TIME (Unix seconds) or Slurm sets SLURM_JOB_START_TIME.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import socket
+import time
 
 import torch
 from torch import nn
@@ -35,9 +45,29 @@ class Diagnostics:
         self.reset_epoch()
 
     def reset_epoch(self) -> None:
-        self.norms: list[float] = []
-        self.grad_sum: list[torch.Tensor] | None = None
+        # per-step values stay on the device (0-d tensors): no host sync per step on GPU
+        self.norms: list[torch.Tensor] = []
+        self.prev: list[torch.Tensor] | None = None  # first gradient of an open pair
+        self.prev_sq: torch.Tensor | float = 0.0
+        self.g2_sum: torch.Tensor | float = 0.0
+        self.s_sum: torch.Tensor | float = 0.0
+        self.pairs = 0
         self.steps = 0
+
+    def epoch_state(self) -> dict:
+        """The epoch in progress, for a mid-epoch checkpoint."""
+        return {"norms": list(self.norms), "prev": self.prev, "prev_sq": self.prev_sq,
+                "g2_sum": self.g2_sum, "s_sum": self.s_sum, "pairs": self.pairs,
+                "steps": self.steps}
+
+    def load_epoch_state(self, state: dict) -> None:
+        self.norms, self.prev = list(state["norms"]), state["prev"]
+        self.prev_sq, self.g2_sum, self.s_sum = state["prev_sq"], state["g2_sum"], state["s_sum"]
+        self.pairs, self.steps = int(state["pairs"]), int(state["steps"])
+
+    @staticmethod
+    def _squared_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([n.float() for n in torch._foreach_norm(tensors)]).pow(2).sum()
 
     @torch.no_grad()
     def after_backward(self, step: int, epoch: int) -> None:
@@ -45,12 +75,19 @@ class Diagnostics:
         grads = [p.grad for _, p in self.params if p.grad is not None]
         if not grads:
             return
-        norms = torch._foreach_norm(grads)
-        self.norms.append(float(torch.linalg.vector_norm(torch.stack(norms))))
-        if self.grad_sum is None:
-            self.grad_sum = [g.detach().float().clone() for g in grads]
+        sq = self._squared_norm(grads)
+        self.norms.append(sq.sqrt())
+        if self.prev is None:
+            self.prev, self.prev_sq = [g.detach().float().clone() for g in grads], sq
         else:
-            torch._foreach_add_(self.grad_sum, [g.float() for g in grads])
+            b = self.batch_size
+            small = (self.prev_sq + sq) / 2
+            torch._foreach_add_(self.prev, [g.float() for g in grads])
+            big = self._squared_norm(self.prev) / 4
+            self.g2_sum = self.g2_sum + (2 * big - small)  # (2B|G_big|^2 - B|G_small|^2) / B
+            self.s_sum = self.s_sum + 2 * b * (small - big)  # (small - big) / (1/B - 1/(2B))
+            self.pairs += 1
+            self.prev, self.prev_sq = None, 0.0
         self.steps += 1
         if self.every and step % self.every == 0:
             self._before = {n: p.detach().float().clone() for n, p in self.params
@@ -74,19 +111,14 @@ class Diagnostics:
                "grad_noise_scale": math.nan, "grad_variance": math.nan}
         if not self.norms:
             return out
-        norms = torch.tensor(self.norms, dtype=torch.float64)
+        norms = torch.stack(self.norms).double().cpu()  # the one host sync per epoch
         out["grad_norm_mean"] = float(norms.mean())
         if len(norms) > 1:
             out["grad_norm_cv"] = float(norms.std() / norms.mean()) if norms.mean() > 0 else 0.0
-        k, b = self.steps, self.batch_size
-        if k > 1 and self.grad_sum is not None:
-            small = float((norms**2).mean())
-            big = float(sum((g / k).pow(2).sum() for g in self.grad_sum))
-            b_big = b * k
-            g2 = (b_big * big - b * small) / (b_big - b)
-            s = (small - big) / (1 / b - 1 / b_big)
-            out["grad_variance"] = s / b
-            out["grad_noise_scale"] = s / g2 if g2 > 0 else math.nan
+        if self.pairs:
+            g2, s = float(self.g2_sum) / self.pairs, float(self.s_sum) / self.pairs
+            out["grad_variance"] = s / self.batch_size
+            out["grad_noise_scale"] = s / g2 if g2 > 0 and s >= 0 else math.nan
         return out
 
     def table(self):
@@ -100,3 +132,33 @@ class Diagnostics:
 
     def load_state_dict(self, state: dict) -> None:
         self.rows = [tuple(r) for r in state["rows"]]
+
+
+# Environment variables worth keeping in metrics.json: batch scheduler and container.
+JOB_VARS = {
+    "slurm_job_id": "SLURM_JOB_ID", "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+    "slurm_partition": "SLURM_JOB_PARTITION", "pbs_job_id": "PBS_JOBID",
+    "pbs_queue": "PBS_QUEUE", "container_image": "APPTAINER_CONTAINER",
+}
+
+
+def job_environment(env: dict[str, str] | None = None, now: float | None = None
+                    ) -> dict[str, object]:
+    """Host, scheduler job id/queue, container image and the start/queue time of this job."""
+    env = os.environ if env is None else env
+    now = time.time() if now is None else now
+    out: dict[str, object] = {"hostname": socket.gethostname(), "run_started_at": now}
+    for key, var in JOB_VARS.items():
+        if env.get(var):
+            out[key] = env[var]
+    if "container_image" not in out and env.get("SINGULARITY_CONTAINER"):
+        out["container_image"] = env["SINGULARITY_CONTAINER"]
+    out["job_id"] = out.get("slurm_job_id") or out.get("pbs_job_id")
+    # queue time = job start - submission, where the scheduler or the submitter tells us
+    try:
+        submitted = float(env["HPSTUDY_SUBMIT_TIME"])
+        started = float(env.get("SLURM_JOB_START_TIME", now))
+        out["queue_time_s"] = max(0.0, started - submitted)
+    except (KeyError, ValueError):
+        pass
+    return out

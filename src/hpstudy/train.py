@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from hpstudy.atomic import atomic_path, write_csv, write_json, write_text
 from hpstudy.augment import Augmenter
 from hpstudy.config import TrainConfig
-from hpstudy.diagnostics import Diagnostics
+from hpstudy.diagnostics import Diagnostics, job_environment
 from hpstudy.loaders import make_loader
 from hpstudy.metrics import classification_metrics, regression_metrics
 from hpstudy.models import build_model, count_parameters
@@ -40,8 +40,51 @@ EXIT_INTERRUPTED = 143  # 128 + SIGTERM: "stopped, resumable"
 CHECKPOINT_FORMAT = "hpstudy-checkpoint/1"
 
 
+EXIT_OUT_OF_MEMORY = 3  # the run failed for lack of memory; a retry may ask for more
+
+
 class Interrupted(Exception):
     """A termination signal arrived; the checkpoint is saved and the run can resume."""
+
+
+class RunFailed(Exception):
+    """The run cannot finish (out of memory). No metrics.json is written, so Snakemake sees a
+    failed job, never a result, and `--retries` may rerun it (same config: the checkpoint's
+    config hash is checked); the reason is logged and kept in a failure note."""
+
+
+def failure_note_path(checkpoint: str | Path) -> Path:
+    """`checkpoints/{exp}/seed{N}.failed.json`: outside the outputs, so it survives the
+    failed job and a partial report can say why the run is missing."""
+    return Path(checkpoint).with_suffix(".failed.json")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, torch.OutOfMemoryError | MemoryError):  # CUDA (and new CPU) allocators
+        return True
+    text = str(err)  # the CPU allocator raises a plain RuntimeError
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text
+                                              or "not enough memory" in text)
+
+
+def describe_failure(err: BaseException, trainer: Trainer | None) -> str:
+    device = trainer.device if trainer is not None else pick_device()
+    where = (f"at epoch {trainer.state.epoch + 1}" if trainer is not None
+             else "while loading the data and building the model")
+    first_line = (str(err).strip().splitlines() or [""])[0][:300]
+    if not is_out_of_memory(err):
+        return f"{type(err).__name__} {where}: {first_line}"
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory / 2**20
+        memory = (f"{torch.cuda.get_device_name(device)}: peak "
+                  f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB allocated of "
+                  f"{total:.0f} MiB")
+    else:
+        memory = f"CPU: peak resident {peak_memory_mb(device):.0f} MiB"
+    return (f"out of memory {where} ({memory}; {type(err).__name__}: {first_line}); give the "
+            "job more memory (with --retries the profile asks for more on each attempt) or "
+            "lower batch_size / upsample_size in the study; a rerun with the same config "
+            "resumes from the last epoch's checkpoint")
 
 
 @dataclass
@@ -138,6 +181,8 @@ class Trainer:
         self.cfg, self.out_dir, self.checkpoint = cfg, Path(out_dir), Path(checkpoint)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.device = pick_device()
+        if self.device.type == "cuda":  # fixed input shapes: pick conv kernels once
+            torch.backends.cudnn.benchmark = True
         seed_everything(cfg.seed)
         data = load_prepared(prepared)
         self.manifest = data["manifest"]
@@ -153,6 +198,8 @@ class Trainer:
         dev = self.device
         self.mean = torch.tensor(self.manifest["mean"], device=dev).view(1, -1, 1, 1)
         self.std = torch.tensor(self.manifest["std"], device=dev).view(1, -1, 1, 1)
+        # (x/255 - mean)/std as one multiply-add: the per-batch input cost of the device path
+        self.in_scale, self.in_shift = 1.0 / (255.0 * self.std), -self.mean / self.std
         self.train_loader = make_loader(cfg, images, targets, train_idx, dev, shuffle=True)
         eval_batch = max(cfg.batch_size, 256)
         self.val_loader = make_loader(cfg, images, targets, val_idx, dev, False, eval_batch)
@@ -171,8 +218,9 @@ class Trainer:
         self.amp = cfg.mixed_precision and dev.type == "cuda"
         self.amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and cfg.amp_dtype == "fp16")
-        self.augment = Augmenter(cfg, self.task, self.num_classes)
-        self.diag = Diagnostics(self.model, cfg.diagnostics_every, cfg.batch_size)
+        self.augment = Augmenter(cfg, self.task, self.num_classes,
+                                 mean=self.manifest["mean"], std=self.manifest["std"])
+        self.diag = Diagnostics(self.model, cfg.diagnostics_every, cfg.effective_batch_size)
         self.state = RunState()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.stop_signal: int | None = None
@@ -188,8 +236,8 @@ class Trainer:
         return np.sort(rng.choice(train, size=n, replace=False))
 
     def _inputs(self, x_u8: torch.Tensor) -> torch.Tensor:
-        x = x_u8.float().div_(255.0)
-        return x.sub_(self.mean).div_(self.std).contiguous(memory_format=self.memory_format)
+        x = x_u8.float().mul_(self.in_scale).add_(self.in_shift)
+        return x.contiguous(memory_format=self.memory_format)
 
     def _targets(self, y: torch.Tensor) -> torch.Tensor:
         if self.task == "regression":
@@ -220,8 +268,7 @@ class Trainer:
             "best_weights": self.best_weights,
             "state": {k: getattr(st, k) for k in st.__dataclass_fields__},
             "diag": self.diag.state_dict(),
-            "diag_epoch": {"norms": self.diag.norms, "grad_sum": self.diag.grad_sum,
-                           "steps": self.diag.steps},
+            "diag_epoch": self.diag.epoch_state(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
             else None,
@@ -257,9 +304,7 @@ class Trainer:
         self.best_weights = ck["best_weights"]
         self.state = RunState(**ck["state"])
         self.diag.load_state_dict(ck["diag"])
-        self.diag.norms = list(ck["diag_epoch"]["norms"])
-        self.diag.grad_sum = ck["diag_epoch"]["grad_sum"]
-        self.diag.steps = ck["diag_epoch"]["steps"]
+        self.diag.load_epoch_state(ck["diag_epoch"])
         torch.set_rng_state(ck["rng_cpu"].cpu())
         if ck["rng_cuda"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(ck["rng_cuda"].cpu(), self.device)
@@ -291,12 +336,20 @@ class Trainer:
         self.log(f"received signal {signum}: saving a checkpoint at the next optimizer step")
 
     def fit(self) -> dict[str, Any]:
+        """Train to the end; on SIGTERM/SIGINT/SIGUSR1 save and raise `Interrupted`."""
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        try:
+            return self._fit()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _fit(self) -> dict[str, Any]:
         cfg, st, dev = self.cfg, self.state, self.device
         wall_start = time.time()
         aug_state = self.try_resume()
         st = self.state
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
-            signal.signal(sig, self._on_signal)
         n_batches = len(self.train_loader)
         status, diverged_epoch = "ok", None
         stopped_early = False
@@ -331,7 +384,8 @@ class Trainer:
                 loss = self._loss(out, y)
                 if not torch.isfinite(loss):
                     status, diverged_epoch = "diverged", epoch + 1
-                    self.log(f"loss is {float(loss)} at epoch {epoch + 1}, batch {b}: diverged")
+                    self.log(f"loss is {float(loss.detach())} at epoch {epoch + 1}, batch {b}: "
+                             "diverged")
                     break
                 self.scaler.scale(loss / group_size).backward()
                 st.loss_sum += float(loss.detach()) * len(y_raw)
@@ -449,12 +503,14 @@ class Trainer:
             "torch_version": torch.__version__,
             "config_hash": cfg.hash(),
             "prepared_sha256": self.manifest["content_sha256"],
+            **job_environment(now=wall_start),  # host, batch job id, container image
         }
         metric_key = "test_r2" if self.task == "regression" else "test_accuracy"
         if metric_key in metrics and peak_mb > 0:
             metrics["memory_efficiency"] = metrics[metric_key] / (peak_mb / 1024)
         write_json(self.out_dir / "metrics.json", metrics)  # written last: marks completion
         self.checkpoint.unlink(missing_ok=True)
+        failure_note_path(self.checkpoint).unlink(missing_ok=True)  # an earlier attempt's
         return metrics
 
 
@@ -466,5 +522,18 @@ def run(cfg: TrainConfig, prepared: str | Path, out_dir: str | Path, checkpoint:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
-    trainer = Trainer(cfg, prepared, out_dir, checkpoint, log)
-    return trainer.fit()
+    trainer = None
+    try:
+        trainer = Trainer(cfg, prepared, out_dir, checkpoint, log)
+        return trainer.fit()
+    except Interrupted:
+        raise
+    except Exception as err:  # keep the reason where a partial report can find it
+        reason = describe_failure(err, trainer)
+        write_json(failure_note_path(checkpoint), {
+            "status": "failed", "reason": reason, "error": type(err).__name__,
+            "out_of_memory": is_out_of_memory(err), "config_hash": cfg.hash(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        if is_out_of_memory(err):
+            raise RunFailed(reason) from err
+        raise

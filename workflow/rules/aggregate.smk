@@ -20,6 +20,7 @@ rule aggregate:
         summary=f"{R}/{{study}}/summary.csv",
         study=f"{R}/{{study}}/study.json",
         groups=directory(f"{R}/{{study}}/groups"),
+        stats=f"{R}/{{study}}/stats.json",
     log:
         f"{R}/logs/aggregate/{{study}}.log",
     params:

@@ -3,6 +3,7 @@ rule report:
         summary=f"{R}/{{study}}/summary.csv",
         study=f"{R}/{{study}}/study.json",
         groups=f"{R}/{{study}}/groups",
+        stats=f"{R}/{{study}}/stats.json",
     output:
         markdown=report(
             f"{REPORTS}/{{study}}/report.md",
@@ -18,5 +19,9 @@ rule report:
         ),
     log:
         f"{R}/logs/report/{{study}}.log",
+    params:
+        # per-run history.csv and layers.csv.gz are found through summary.csv's run_dir;
+        # the training jobs' benchmark TSVs give wall time and peak RSS per job
+        benchmarks=lambda wildcards: f"{R}/benchmarks/train/{wildcards.study}",
     script:
         "../scripts/report.py"

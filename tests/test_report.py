@@ -1,0 +1,509 @@
+"""The report: built from a realistic synthetic study (real study file, real extract and
+aggregate code, run folders with history.csv and layers.csv.gz), plus one real small
+Snakemake run (slow). Verdicts are recomputed here from summary.csv with scipy/statsmodels
+directly, independently of hpstudy.stats."""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+from scipy import stats as st
+from statsmodels.stats.multitest import multipletests
+
+from hpstudy.aggregate import aggregate_study
+from hpstudy.atomic import write_csv, write_json
+from hpstudy.extract import run_record
+from hpstudy.report import render
+from hpstudy.study import load_study
+
+STUDY = """
+name: synth
+description: Synthetic study with known effects, for report tests.
+seeds: 3
+dataset: {name: microbeads, image_size: 32}
+base: {epochs: 4, batch_size: 32, lr: 3.0e-4, patience: 2}
+groups:
+  batch_size:
+    question: Do smaller batches give better R2?
+    baseline: bs32
+    grid: {batch_size: [16, 32, 64, 128]}
+  lr_scaling:
+    question: Must the learning rate scale with the batch size?
+    baseline: bs32_lr3e-4
+    list:
+      - {batch_size: 32, lr: 3.0e-4}
+      - {batch_size: 64, lr: 6.0e-4}
+      - {batch_size: 128, lr: 1.2e-3}
+      - {batch_size: 32, lr: 1.0e-3}
+  grad_accumulation:
+    question: Does a true batch beat gradient accumulation?
+    baseline: bs32_acc1
+    list:
+      - {batch_size: 32, grad_accum_steps: 1}
+      - {batch_size: 16, grad_accum_steps: 2}
+      - {batch_size: 64, grad_accum_steps: 1}
+      - {batch_size: 32, grad_accum_steps: 2}
+  memory:
+    question: Do more DataLoader workers or memory cleanup help?
+    grid: {num_workers: [0, 2], cleanup_every: [0, 5]}
+    fixed: {data_path: dataloader}
+  scheduler:
+    question: Which learning-rate schedule works best?
+    baseline: none
+    grid: {scheduler: [none, cosine, step]}
+    fixed: {step_size: 1, gamma: 0.5}
+  determinism:
+    question: Does weight decay matter?
+    baseline: wd0
+    grid: {weight_decay: [0.0, 0.001]}
+"""
+
+# mean and seed SD of test_r2 per experiment; seeds get mean + sd * (1, -1, 0), so the SD
+# over three seeds is exactly `sd`. Identical configurations get identical numbers.
+LEVELS = {
+    "batch_size-bs16": (0.95, 0.01),
+    "batch_size-bs32": (0.93, 0.01),
+    "batch_size-bs64": (0.80, 0.02),
+    "batch_size-bs128": (0.60, 0.03),
+    "lr_scaling-bs32_lr3e-4": (0.93, 0.01),
+    "lr_scaling-bs64_lr6e-4": (0.92, 0.01),
+    "lr_scaling-bs128_lr1.2e-3": (0.90, 0.02),
+    "lr_scaling-bs32_lr1e-3": (0.91, 0.02),
+    "grad_accumulation-bs32_acc1": (0.93, 0.01),
+    "grad_accumulation-bs16_acc2": (0.925, 0.015),
+    "grad_accumulation-bs64_acc1": (0.80, 0.02),
+    "grad_accumulation-bs32_acc2": (0.79, 0.02),
+    "memory-nw0_cl0": (0.90, 0.02),
+    "memory-nw0_cl5": (0.905, 0.02),
+    "memory-nw2_cl0": (0.90, 0.02),
+    "memory-nw2_cl5": (0.895, 0.02),
+    "scheduler-none": (0.93, 0.01),
+    "scheduler-cosine": (0.94, 0.01),
+    "scheduler-step": (0.70, 0.05),
+    "determinism-wd0": (0.90, 0.0),
+    "determinism-wd1e-3": (0.85, 0.0),
+}
+DIVERGED = {("scheduler-step", 2)}
+Z = (1.0, -1.0, 0.0)
+TARGET_VAR = 1.0e5  # variance of the regression target, to turn R2 into MSE
+LAYERS = ["stem.0.weight", "stages.0.conv1.weight", "stages.1.conv1.weight", "head.4.weight"]
+
+
+def lr_at(cfg, epoch):
+    if cfg.scheduler == "cosine":
+        return cfg.lr * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs)) / 2
+    if cfg.scheduler == "step":
+        return cfg.lr * cfg.gamma ** ((epoch - 1) // cfg.step_size)
+    return cfg.lr
+
+
+def write_run(run_dir: Path, exp, seed: int, r2: float | None, task: str, metric_key: str):
+    """config.yaml, metrics.json, history.csv and layers.csv.gz as training writes them."""
+    cfg = exp.config
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {**cfg.to_dict(), "seed": seed}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    diverged = r2 is None
+    epochs = 2 if diverged else (3 if seed == 1 else cfg.epochs)
+    rng = np.random.default_rng(seed)
+    final = 0.5 if diverged else r2
+    history = []
+    for e in range(1, epochs + 1):
+        frac = e / cfg.epochs
+        row = {
+            "epoch": e,
+            "train_loss": 1.2 - 0.9 * frac * final,
+            "val_loss": 1.1 - 0.8 * frac * final + 0.02 * rng.random(),
+            "lr": lr_at(cfg, e),
+            "epoch_time_s": 1.5 + 0.1 * rng.random(),
+            "data_time_s": 0.01,
+            "samples_per_s": 200.0 + 5 * rng.random(),
+            "grad_norm_mean": 3.0 / e,
+            "grad_norm_cv": 0.3 + 0.05 * rng.random(),
+            "grad_noise_scale": 400.0 / e + 20 * rng.random(),
+            "grad_variance": 20.0 / e,
+        }
+        if task == "regression":
+            row |= {"val_r2": final * frac, "val_mse": (1 - final * frac) * TARGET_VAR}
+        else:
+            row |= {"val_accuracy": final * frac, "val_top5": min(1.0, final * frac + 0.3)}
+        history.append(row)
+    write_csv(run_dir / "history.csv", pd.DataFrame(history))
+    layers = [
+        {
+            "step": s,
+            "epoch": 1 + s // 20,
+            "layer": name,
+            "grad_abs_mean": 10.0 ** (-2 - i * 0.4) * (1 + 0.1 * rng.random()),
+            "update_ratio": 10.0 ** (-3 + 0.2 * i) * (1 + 0.1 * rng.random()),
+        }
+        for s in (10, 20, 30, 40)
+        for i, name in enumerate(LAYERS)
+    ]
+    write_csv(run_dir / "layers.csv.gz", pd.DataFrame(layers))
+    metrics = {
+        "status": "diverged" if diverged else "ok",
+        "diverged_epoch": 2 if diverged else None,
+        "task": task,
+        "best_epoch": None if diverged else epochs - (seed == 1),
+        "epochs_run": epochs,
+        "stopped_early": (not diverged) and seed == 1,
+        "train_time_s": 1.5 * epochs,
+        "time_per_epoch_s": 1.5 + 0.01 * seed,
+        "throughput_samples_per_s": 200.0,
+        "data_wait_fraction": 0.01,
+        "peak_memory_mb": 800.0 + cfg.batch_size,
+        "peak_memory_kind": "cpu_peak_rss",
+        "parameters": 1260129,
+        "model_size_mb": 4.8,
+        "flops_forward_per_sample": 3.4e7,
+        "flops_train_per_sample": 1.0e8,
+        "device": "cpu",
+        "device_name": "cpu",
+        "torch_version": "2.13.0",
+        "hostname": "node01",
+        "job_id": f"{1000 + seed}.pbs",
+        "wall_time_s": 9.0,
+        "prepared_sha256": "ab" * 32,
+        "config_hash": "x",
+    }
+    if not diverged:
+        if task == "regression":
+            mse = (1 - r2) * TARGET_VAR
+            metrics |= {
+                "test_r2": r2,
+                "test_mse": mse,
+                "test_rmse": math.sqrt(mse),
+                "test_mae": 0.8 * math.sqrt(mse),
+            }
+        else:
+            metrics |= {
+                "test_accuracy": r2,
+                "test_top5": min(1.0, r2 + 0.2),
+                "test_loss": 2.5 * (1 - r2),
+            }
+        metrics["memory_efficiency"] = metrics[metric_key] / (metrics["peak_memory_mb"] / 1024)
+    write_json(run_dir / "metrics.json", metrics)
+
+
+def build_study(
+    root: Path, study_text: str, levels: dict, task: str = "regression", diverged=frozenset()
+) -> dict[str, Path]:
+    """A results folder as the workflow leaves it before the report rule."""
+    name = yaml.safe_load(study_text)["name"]
+    study_file = root / "studies" / f"{name}.yaml"
+    study_file.parent.mkdir(parents=True)
+    study_file.write_text(study_text)
+    study = load_study(study_file)
+    prepared = root / "prepared" / "prepared.pt"
+    prepared.parent.mkdir()
+    write_json(
+        prepared.with_name("manifest.json"),
+        {
+            "task": task,
+            "content_sha256": "ab" * 32,
+            "source_sha256": "cd" * 32,
+            "n_samples": 120,
+            "split_sizes": {"train": 84, "val": 18, "test": 18},
+            "image_shape": [1, 32, 32],
+            "source": "synthetic",
+            "data_quality": [],
+            "num_classes": 10 if task == "classification" else 0,
+        },
+    )
+    metric_key = "test_r2" if task == "regression" else "test_accuracy"
+    records = []
+    res = root / "results" / name
+    for exp_id, seed in study.runs():
+        exp = study.experiment(exp_id)
+        mean, sd = levels[exp_id]
+        value = None if (exp_id, seed) in diverged else mean + sd * Z[seed]
+        run_dir = res / "runs" / exp_id / f"seed{seed}"
+        write_run(run_dir, exp, seed, value, task, metric_key)
+        record = run_record(run_dir, name, exp_id, exp.group, exp.label, seed)
+        write_json(run_dir / "record.json", record)
+        records.append(run_dir / "record.json")
+    bench = root / "results" / "benchmarks" / "train" / name
+    for exp_id, seed in study.runs()[:3]:  # benchmarks of some jobs only: gaps are fine
+        (bench / exp_id).mkdir(parents=True, exist_ok=True)
+        (bench / exp_id / f"seed{seed}.tsv").write_text(
+            "s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t790.1\t3500.0\n"
+        )
+    aggregate_study(
+        study_file,
+        prepared,
+        records,
+        res / "summary.csv",
+        res / "study.json",
+        res / "groups",
+        out_stats=res / "stats.json",
+    )
+    out = root / "reports" / name
+    groups = {p.stem: p for p in sorted((res / "groups").glob("*.csv"))}
+    render(
+        res / "study.json",
+        res / "summary.csv",
+        groups,
+        out / "report.md",
+        out / "report.html",
+        out / "figures",
+        stats_json=res / "stats.json",
+        bench_dir=bench,
+    )
+    return {
+        "results": res,
+        "report": out / "report.md",
+        "html": out / "report.html",
+        "figures": out / "figures",
+    }
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return build_study(tmp_path_factory.mktemp("synth"), STUDY, LEVELS, diverged=DIVERGED)
+
+
+def referenced_images(markdown: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+
+
+def check_figures(paths: dict[str, Path]) -> list[str]:
+    """Every PNG in figures/ is valid, non-empty and referenced by report.md and .html."""
+    text = paths["report"].read_text()
+    html = paths["html"].read_text()
+    refs = referenced_images(text)
+    assert len(refs) == len(set(refs)), "a figure is referenced twice"
+    files = sorted(p.name for p in paths["figures"].glob("*.png"))  # not .snakemake_timestamp
+    assert sorted(Path(r).name for r in refs) == files
+    for ref in refs:
+        path = paths["report"].parent / ref
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", ref
+        with Image.open(path) as img:
+            img.verify()
+        with Image.open(path) as img:
+            width, height = img.size
+            extrema = img.convert("L").getextrema()
+        assert width > 300 and height > 200, (ref, img.size)
+        assert extrema[0] < extrema[1], f"{ref} is blank"
+        assert f'src="{ref}"' in html
+    return files
+
+
+def test_every_figure_is_a_valid_png_referenced_by_the_report(synth):
+    files = check_figures(synth)
+    expected = {
+        "overview.png",
+        "factor_batch_size_batch_size.png",
+        "lr_vs_metric.png",
+        "accumulation_grad_accumulation.png",
+        "workers_cleanup_memory.png",
+        "scheduler_scheduler.png",
+        "lr_schedules.png",
+        "early_stopping.png",
+        "cost.png",
+        "gradflow_best.png",
+        "factor_determinism_weight_decay.png",
+    }
+    expected |= {
+        f"{kind}_{g}.png"
+        for kind in ("curves", "gradients", "gradflow")
+        for g in (
+            "batch_size",
+            "lr_scaling",
+            "grad_accumulation",
+            "memory",
+            "scheduler",
+            "determinism",
+        )
+    }
+    assert expected <= set(files), expected - set(files)
+
+
+def expected_verdict(
+    summary: pd.DataFrame, experiments: list[str], baseline: str | None, metric: str
+) -> str:
+    """The documented rule, written again from scratch on summary.csv."""
+    ok = summary[(summary["status"] == "ok") & summary["experiment"].isin(experiments)]
+    samples = {e: ok.loc[ok["experiment"] == e, metric].to_numpy(float) for e in experiments}
+    usable = [v for v in samples.values() if len(v) >= 2]
+    if len(usable) < 2 or all(np.ptp(v) == 0 for v in usable):
+        return "not testable"
+    anova_p = st.f_oneway(*usable).pvalue
+    significant = anova_p < 0.05
+    if baseline is not None:
+        base = samples[baseline]
+        pvals = [
+            st.ttest_ind(v, base, equal_var=False).pvalue
+            for e, v in samples.items()
+            if e != baseline
+            and len(v) >= 2
+            and len(base) >= 2
+            and not (np.ptp(v) == 0 and np.ptp(base) == 0)
+        ]
+        holm = multipletests(pvals, method="holm")[1] if pvals else []
+        significant = significant and any(p < 0.05 for p in holm)
+    if significant:
+        return "supported"
+    means = [v.mean() for v in samples.values() if len(v)]
+    dof = sum(len(v) - 1 for v in usable)
+    pooled = math.sqrt(sum(v.var(ddof=1) * (len(v) - 1) for v in usable) / dof)
+    return "within seed noise" if max(means) - min(means) < pooled else "not supported"
+
+
+def report_verdicts(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^\| `(\w+)` \| [^|]* \| \*\*([a-z ]+)\*\* \|", text, re.M))
+
+
+def test_verdicts_follow_from_summary_csv(synth):
+    summary = pd.read_csv(synth["results"] / "summary.csv")
+    doc = json.loads((synth["results"] / "study.json").read_text())
+    verdicts = report_verdicts(synth["report"].read_text())
+    assert set(verdicts) == set(doc["groups"])
+    for name, spec in doc["groups"].items():
+        assert verdicts[name] == expected_verdict(
+            summary, spec["experiments"], spec["baseline"], doc["metric"]
+        ), name
+    # the synthetic effects were built to land in every category
+    assert verdicts["batch_size"] == "supported"
+    assert verdicts["memory"] == "within seed noise"
+    assert verdicts["determinism"] == "not testable"
+    assert set(verdicts.values()) >= {"supported", "within seed noise", "not testable"}
+
+
+def test_tables_recommendation_and_diverged_runs(synth):
+    text = synth["report"].read_text()
+    summary = pd.read_csv(synth["results"] / "summary.csv")
+    ok = summary[summary["status"] == "ok"]
+    means = ok.groupby("experiment")["test_r2"].mean()
+    best = means.idxmax()
+    assert best == "batch_size-bs16"
+    values = ok.loc[ok["experiment"] == best, "test_r2"].to_numpy()
+    lo, hi = st.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=st.sem(values))
+    assert f"**`{best}`**: test_r2 = {values.mean():.4g}" in text
+    assert f"95% CI {lo:.4g} to {hi:.4g}" in text
+    # group tables carry the factor columns, like the original report
+    table = pd.read_csv(synth["results"] / "groups" / "grad_accumulation.csv")
+    assert {"batch_size", "grad_accum_steps", "test_r2_mean", "test_r2_ci_low"} <= set(table)
+    assert "| experiment | batch_size | grad_accum_steps | runs ok |" in text
+    # the diverged run is listed, excluded from the tests, and counted in its level
+    assert "| `scheduler-step` | 2 | diverged | 2 |" in text
+    assert "`scheduler-step` seed 2 (diverged)" in text
+    stats = json.loads((synth["results"] / "stats.json").read_text())
+    step = next(lv for lv in stats["groups"]["scheduler"]["levels"] if lv["label"] == "step")
+    assert step["n"] == 2 and step["n_not_ok"] == 1
+    # shared configurations are named, and the provenance has the job ids and benchmarks
+    assert "`batch_size-bs32` = `lr_scaling-bs32_lr3e-4` = `grad_accumulation-bs32_acc1`" in text
+    assert "1000.pbs" in text and "node01" in text and "12.5" in text
+    assert "**Rule.**" in text and "Holm" in text
+
+
+def test_pairwise_numbers_in_stats_json_match_scipy(synth):
+    summary = pd.read_csv(synth["results"] / "summary.csv")
+    stats = json.loads((synth["results"] / "stats.json").read_text())
+    ok = summary[summary["status"] == "ok"]
+    group = stats["groups"]["batch_size"]
+    base = ok.loc[ok["experiment"] == "batch_size-bs32", "test_r2"]
+    raw = []
+    for pair in group["pairwise"]:
+        level = ok.loc[ok["experiment"] == pair["experiment"], "test_r2"]
+        ref = st.ttest_ind(level, base, equal_var=False)
+        assert pair["welch_p"] == pytest.approx(ref.pvalue)
+        raw.append(ref.pvalue)
+    holm = multipletests(raw, method="holm")[1]
+    assert [p["holm_p"] for p in group["pairwise"]] == pytest.approx(list(holm))
+    spear = st.spearmanr(
+        ok.loc[ok["group"] == "batch_size", "batch_size"],
+        ok.loc[ok["group"] == "batch_size", "test_r2"],
+    )
+    assert group["spearman"]["batch_size"]["rho"] == pytest.approx(spear.statistic)
+
+
+CLASSIFICATION = """
+name: cls
+seeds: 3
+dataset: {name: cifar10}
+base: {epochs: 4, batch_size: 64, lr: 1.0e-3, patience: 2}
+groups:
+  lr:
+    question: Does a larger learning rate help?
+    baseline: lr1e-3
+    grid: {lr: [1.0e-3, 3.0e-3, 1.0e-2]}
+"""
+
+
+def test_classification_report_uses_accuracy_top5_and_loss(tmp_path):
+    levels = {"lr-lr1e-3": (0.60, 0.01), "lr-lr3e-3": (0.70, 0.01), "lr-lr0.01": (0.5, 0.02)}
+    paths = build_study(tmp_path, CLASSIFICATION, levels, task="classification")
+    text = paths["report"].read_text()
+    assert "primary metric **test_accuracy**" in text
+    for column in ("test_accuracy (mean ± SD)", "test_top5 (mean ± SD)", "test_loss (mean ± SD)"):
+        assert column in text
+    assert "test_r2" not in text
+    files = check_figures(paths)
+    assert {"curves_lr.png", "factor_lr_lr.png", "lr_vs_metric.png"} <= set(files)
+    summary = pd.read_csv(paths["results"] / "summary.csv")
+    verdicts = report_verdicts(text)
+    assert (
+        verdicts["lr"]
+        == expected_verdict(summary, list(levels), "lr-lr1e-3", "test_accuracy")
+        == "supported"
+    )
+
+
+TINY = """
+name: tiny
+description: Three seeds of two batch sizes, the smallest real study with statistics.
+seeds: 3
+dataset:
+  name: microbeads
+  image_size: 32
+  split: {method: random, train: 0.6, val: 0.2, test: 0.2, seed: 1}
+base: {epochs: 2, batch_size: 16, diagnostics_every: 2}
+groups:
+  batch_size:
+    question: Do smaller batches give better R2?
+    baseline: bs16
+    grid: {batch_size: [8, 16]}
+"""
+
+
+@pytest.mark.slow
+def test_real_workflow_report_with_three_seeds(tmp_path):
+    from conftest import run_snakemake, write_workdir
+
+    work = write_workdir(tmp_path, TINY, synthetic={"n_images": 40, "image_size": 32, "seed": 0})
+    run_snakemake(work, "--cores", "2", timeout=1500)
+    res, rep = work / "results" / "tiny", work / "reports" / "tiny"
+    paths = {
+        "results": res,
+        "report": rep / "report.md",
+        "html": rep / "report.html",
+        "figures": rep / "figures",
+    }
+    files = check_figures(paths)
+    assert {
+        "overview.png",
+        "factor_batch_size_batch_size.png",
+        "curves_batch_size.png",
+        "gradflow_batch_size.png",
+        "early_stopping.png",
+    } <= set(files)
+    summary = pd.read_csv(res / "summary.csv")
+    assert len(summary) == 6 and set(summary["seed"]) == {0, 1, 2}
+    verdicts = report_verdicts(paths["report"].read_text())
+    assert verdicts["batch_size"] == expected_verdict(
+        summary, ["batch_size-bs8", "batch_size-bs16"], "batch_size-bs16", "test_r2"
+    )
+    assert (
+        json.loads((res / "stats.json").read_text())["groups"]["batch_size"]["verdict"]
+        == verdicts["batch_size"]
+    )
+    # Snakemake's own HTML report from the report() tags
+    run_snakemake(work, "--report", str(tmp_path / "snakemake_report.html"), timeout=600)
+    assert (tmp_path / "snakemake_report.html").stat().st_size > 10_000
