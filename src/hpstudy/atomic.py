@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
@@ -20,6 +23,7 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -43,8 +47,11 @@ def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
 
 
 def write_csv(path: str | Path, frame) -> None:
+    # compression follows the target's name (the temporary file's name would say none)
+    compression = "gzip" if str(path).endswith(".gz") else None
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, sep="\t" if str(path).endswith(".tsv") else ",")
+        frame.to_csv(tmp, index=False, sep="\t" if str(path).endswith(".tsv") else ",",
+                     compression=compression)
 
 
 def _jsonable(value: Any) -> Any:

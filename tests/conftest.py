@@ -1,0 +1,84 @@
+"""Shared fixtures: a tiny generated microbead dataset, prepared once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+os.environ.setdefault("HPSTUDY_DEVICE", "cpu")  # tests are CPU tests unless marked gpu
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def microbead_dir(tmp_path_factory) -> Path:
+    from hpstudy.microbeads import generate
+
+    out = tmp_path_factory.mktemp("microbeads")
+    return generate(out / "raw", n_images=80, size=64, seed=3, progress=False)
+
+
+@pytest.fixture(scope="session")
+def prepared(microbead_dir, tmp_path_factory) -> Path:
+    """80 generated images at 32 px: 56 train / 12 val / 12 test."""
+    from hpstudy.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared")
+    spec = {
+        "name": "microbeads",
+        "image_size": 32,
+        "split": {"method": "random", "train": 0.7, "val": 0.15, "test": 0.15, "seed": 1},
+    }
+    prepare(spec, microbead_dir, out / "prepared.pt", out / "manifest.json")
+    return out / "prepared.pt"
+
+
+def snakemake_cmd(*args: str) -> list[str]:
+    exe = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+    return [exe, "--snakefile", str(REPO / "Snakefile"), *args]
+
+
+def run_snakemake(
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    timeout: int = 900,
+) -> subprocess.CompletedProcess:
+    """Run the real workflow in `workdir` with the config file written there."""
+    cmd = snakemake_cmd(
+        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args
+    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def write_workdir(workdir: Path, study_yaml: str, study: str = "tiny", **config) -> Path:
+    """A work folder with config.yaml and studies/<study>.yaml for a workflow run."""
+    import yaml
+
+    (workdir / "studies").mkdir(parents=True, exist_ok=True)
+    (workdir / "studies" / f"{study}.yaml").write_text(study_yaml)
+    values = {
+        "study": study,
+        "studies_dir": str(workdir / "studies"),
+        "results_dir": str(workdir / "results"),
+        "reports_dir": str(workdir / "reports"),
+        "synthetic": {"n_images": 60, "image_size": 64, "seed": 0},
+    }
+    values.update(config)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(values))
+    return workdir

@@ -1,0 +1,112 @@
+"""The real workflow on a tiny study: dry-run job counts, a full run, and a report whose
+numbers match summary.csv."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pandas as pd
+import pytest
+from conftest import REPO, run_snakemake, snakemake_cmd, write_workdir
+
+from hpstudy.report import fmt
+from hpstudy.study import load_study
+
+TINY = """
+name: tiny
+description: two groups, two seeds, two epochs on 32 px generated microbeads
+seeds: 2
+dataset: {name: microbeads, image_size: 32, split: {train: 0.6, val: 0.2, test: 0.2, seed: 1}}
+base: {epochs: 2, batch_size: 8, diagnostics_every: 2}
+groups:
+  batch_size:
+    question: Do smaller batches help?
+    baseline: bs8
+    grid: {batch_size: [4, 8]}
+  scheduler:
+    baseline: none
+    grid: {scheduler: [none, cosine]}
+"""
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    table = stdout.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.mark.parametrize("study", ["quick"])
+def test_dry_run_lists_one_train_job_per_experiment_and_seed(tmp_path, study):
+    work = write_workdir(tmp_path, (REPO / f"config/studies/{study}.yaml").read_text(), study)
+    counts = job_counts(run_snakemake(work, "-n", "--cores", "1").stdout)
+    expected = load_study(REPO / f"config/studies/{study}.yaml")
+    assert counts["train"] == len(expected.experiments) * len(expected.seeds)
+    assert counts["extract"] == counts["train"]
+    assert counts["prepare"] == counts["generate_microbeads"] == counts["report"] == 1
+
+
+def test_lint_is_clean():
+    proc = subprocess.run(snakemake_cmd("--lint"), cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    work = write_workdir(
+        tmp_path_factory.mktemp("e2e"),
+        TINY,
+        synthetic={"n_images": 40, "image_size": 48, "seed": 2},
+    )
+    run_snakemake(work, "--cores", "2")
+    return work
+
+
+def test_outputs_exist(finished):
+    results = finished / "results/tiny"
+    experiments = pd.read_csv(results / "experiments.tsv", sep="\t")
+    assert list(experiments["experiment"]) == [
+        "batch_size-bs4",
+        "batch_size-bs8",
+        "scheduler-none",
+        "scheduler-cosine",
+    ]
+    assert experiments.loc[3, "scheduler"] == "cosine"
+    summary = pd.read_csv(results / "summary.csv")
+    assert len(summary) == 8 and set(summary["seed"]) == {0, 1}
+    assert (summary["status"] == "ok").all()
+    study = json.loads((results / "study.json").read_text())
+    assert list(study["groups"]) == ["batch_size", "scheduler"]  # study order kept
+    assert len(study["runs"]) == 8
+    for name in ("report.md", "report.html"):
+        assert (finished / "reports/tiny" / name).stat().st_size > 1000
+
+
+def test_report_numbers_match_summary(finished):
+    summary = pd.read_csv(finished / "results/tiny/summary.csv")
+    report = (finished / "reports/tiny/report.md").read_text()
+    means = summary.groupby(["group", "label"])["test_r2"].mean()
+    for (group, label), mean in means.items():
+        section = report.split(f"`{group}`", 1)[1]
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{label}`"))
+        assert fmt(float(mean)) in row, (group, label, fmt(float(mean)), row)
+
+
+def test_report_figures_are_linked_pngs(finished):
+    report_dir = finished / "reports/tiny"
+    report = (report_dir / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
+    assert links
+    for link in links:
+        png = (report_dir / link).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def test_real_microbead_folder_replaces_generated_data(tmp_path, microbead_dir):
+    work = write_workdir(tmp_path, TINY, microbead_dir=str(microbead_dir))
+    out = run_snakemake(work, "-n", "--cores", "1").stdout
+    counts = job_counts(out)
+    assert "generate_microbeads" not in counts
+    assert counts["prepare"] == 1 and counts["train"] == 8
