@@ -39,7 +39,7 @@ class Diagnostics:
     def __init__(self, model: nn.Module, every: int, batch_size: int):
         self.every, self.batch_size = every, batch_size
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.layers = [n for n, p in self.params if p.ndim > 1]  # weights, not biases/BN
+        self.layers = {n for n, p in self.params if p.ndim > 1}  # weights, not biases/BN
         self.rows: list[tuple] = []
         self._before: dict[str, torch.Tensor] = {}
         self.reset_epoch()
