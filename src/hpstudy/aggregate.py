@@ -1,4 +1,6 @@
-"""Per-study aggregation: summary.csv (one row per run), study.json, per-group tables."""
+"""Per-study aggregation: from the extract records to summary.csv (one row per experiment x
+seed), study.json (the study's questions and data, no tables), per-group tables, stats.json
+and the study-level per-epoch curves and per-layer tables the report draws."""
 
 from __future__ import annotations
 
@@ -50,16 +52,69 @@ def group_table(runs: pd.DataFrame, metrics: list[str],
 
 
 def load_records(paths: list[str | Path]) -> pd.DataFrame:
+    """The extract records (one file per configuration, one record per seed)."""
     records = []
     for path in paths:
         with open(path) as fh:
-            records.append(json.load(fh))
+            data = json.load(fh)
+        records.extend(data if isinstance(data, list) else [data])
     return pd.DataFrame(records)
 
 
-def study_document(study: Study, summary: pd.DataFrame, manifest: dict[str, Any],
+def per_experiment(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per experiment x seed from one row per configuration x seed: a run shared by
+    several experiments (of several groups) appears under each, with `shared` true."""
+    if runs.empty:
+        return runs
+    by_config = {cfg: frame for cfg, frame in runs.groupby("config_hash", sort=False)}
+    configs = study.configs()
+    frames = []
+    for exp in study.experiments:
+        frame = by_config.get(exp.config_id)
+        if frame is None:
+            continue
+        frame = frame.copy()
+        sharing = configs[exp.config_id]
+        frame.insert(0, "label", exp.label)
+        frame.insert(0, "group", exp.group)
+        frame.insert(0, "experiment", exp.id)
+        frame.insert(0, "study", study.name)
+        frame.insert(5, "shared", len(sharing) > 1)
+        frame.insert(6, "shared_with", ",".join(e.id for e in sharing if e.id != exp.id))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else runs.iloc[0:0]
+
+
+def _read_tables(paths: list[str | Path]) -> pd.DataFrame:
+    frames = []
+    for path in paths:
+        try:
+            frames.append(pd.read_csv(path))
+        except pd.errors.EmptyDataError:
+            continue
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def study_tables(study: Study, curve_files: list[str | Path], layer_files: list[str | Path],
+                 out_curves: str | Path | None, out_layers: str | Path | None) -> None:
+    """curves.csv.gz (per experiment x seed x epoch) and layers.csv.gz (per experiment x seed
+    x step x layer, from the diagnostics) from the extract tables of every configuration."""
+    from hpstudy.atomic import write_csv
+
+    for files, out in ((curve_files, out_curves), (layer_files, out_layers)):
+        if out is None:
+            continue
+        table = _read_tables(files)
+        if not table.empty:
+            table = per_experiment(study, table).drop(columns=["shared_with", "study"])
+        write_csv(out, table)
+
+
+def study_document(study: Study, manifest: dict[str, Any],
                    missing: list[str], reasons: dict[str, str] | None = None,
                    ) -> dict[str, Any]:
+    """The study's questions, design and data; the tables live in experiments.tsv and
+    summary.csv, not here."""
     return {
         "name": study.name,
         "description": study.description,
@@ -75,14 +130,14 @@ def study_document(study: Study, summary: pd.DataFrame, manifest: dict[str, Any]
                      "experiments": [e.id for e in g.experiments]}
             for g in study.groups.values()
         },
-        "experiments": study.table().to_dict(orient="records"),
         "prepared": {k: manifest[k] for k in ("content_sha256", "source_sha256", "n_samples",
                                                 "split_sizes", "image_shape", "source",
                                                 "data_quality", "task", "num_classes")},
         "partial": bool(missing),
         "missing_runs": missing,
         "missing_reasons": reasons or {},  # run -> why it failed, where a note says
-        "runs": json.loads(summary.to_json(orient="records")),
+        "shared": {cfg: [e.id for e in exps] for cfg, exps in study.configs().items()
+                   if len(exps) > 1},  # config id -> the experiments that share its runs
     }
 
 
@@ -90,12 +145,15 @@ class MissingRunsError(RuntimeError):
     """Some runs of the study have no results; aggregation refuses unless partial is allowed."""
 
 
-def failure_reasons(study_dir: str | Path, runs: list[str]) -> dict[str, str]:
-    """Why missing runs failed, from the notes training leaves beside the checkpoints
-    (`checkpoints/{exp}/seed{N}.failed.json`, see train.failure_note_path)."""
+def failure_reasons(study_dir: str | Path, runs: list[str],
+                    config_ids: dict[str, str] | None = None) -> dict[str, str]:
+    """Why missing runs (`{exp}/seed{N}`) failed, from the notes training leaves beside the
+    checkpoints (`checkpoints/{config id}/seed{N}.failed.json`, train.failure_note_path)."""
     reasons = {}
     for run in runs:
-        note = Path(study_dir) / "checkpoints" / f"{run}.failed.json"
+        exp, seed = run.split("/")
+        note = (Path(study_dir) / "checkpoints" / (config_ids or {}).get(exp, exp)
+                / f"{seed}.failed.json")
         try:
             reasons[run] = json.loads(note.read_text())["reason"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -106,20 +164,26 @@ def failure_reasons(study_dir: str | Path, runs: list[str]) -> dict[str, str]:
 def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[str | Path],
                     out_summary: str | Path, out_study: str | Path, out_groups: str | Path,
                     all_runs: list[str] | None = None, allow_partial: bool = False,
-                    out_stats: str | Path | None = None) -> pd.DataFrame:
-    """Write summary.csv (one row per run, in study order), study.json, groups/*.csv and
-    (given out_stats) stats.json with the tests and verdicts of every group."""
+                    out_stats: str | Path | None = None, curves: list[str | Path] = (),
+                    layers: list[str | Path] = (), out_curves: str | Path | None = None,
+                    out_layers: str | Path | None = None) -> pd.DataFrame:
+    """Write summary.csv (one row per experiment x seed, in study order), study.json,
+    groups/*.csv, (given out_stats) stats.json with the tests and verdicts of every group,
+    and (given out_curves/out_layers) the study's per-epoch and per-layer tables."""
     from hpstudy.atomic import write_csv, write_json
     from hpstudy.study import load_study
 
     study = load_study(study_file)
-    manifest = json.loads(Path(prepared).with_name("manifest.json").read_text())
-    summary = load_records(records)
+    prepared = Path(prepared)  # the manifest, or the prepared file beside it
+    manifest_file = prepared if prepared.suffix == ".json" else prepared.with_name("manifest.json")
+    manifest = json.loads(manifest_file.read_text())
+    summary = per_experiment(study, load_records(records))
     expected = all_runs or [f"{e}/seed{s}" for e, s in study.runs()]
     found = set() if summary.empty else {f"{r.experiment}/seed{r.seed}"
                                          for r in summary.itertuples()}
     missing = [run for run in expected if run not in found]
-    reasons = failure_reasons(Path(out_summary).parent, missing)
+    reasons = failure_reasons(Path(out_summary).parent, missing,
+                              {e.id: e.config_id for e in study.experiments})
     if missing and not allow_partial:
         known = "".join(f"\n  {run}: {why}" for run, why in list(reasons.items())[:10])
         raise MissingRunsError(
@@ -144,10 +208,14 @@ def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[
                    for e in group.experiments}
         table = group_table(runs, metrics, factors) if not runs.empty else pd.DataFrame()
         write_csv(out_groups / f"{name}.csv", table)
-    document = study_document(study, summary, manifest, missing, reasons)
+    study_tables(study, list(curves), list(layers), out_curves, out_layers)
+    document = study_document(study, manifest, missing, reasons)
     write_json(out_study, document)
     if out_stats is not None:
-        write_json(out_stats, study_statistics(summary, json.loads(json.dumps(document))))
+        # the statistics see which experiments share a configuration (experiments.tsv)
+        table = study.table().drop(columns=["shared_with"])
+        design = {**document, "experiments": table.to_dict(orient="records")}
+        write_json(out_stats, study_statistics(summary, json.loads(json.dumps(design))))
     return summary
 
 

@@ -1,13 +1,12 @@
 """Render the study report: Jinja2 markdown + an HTML rendering of the same text.
 
-Inputs are the aggregation outputs (summary.csv, study.json, groups/*.csv, stats.json) and,
-per run, history.csv and layers.csv.gz (found through summary.csv's run_dir) and the
-Snakemake benchmark TSV of the training job (wall time, peak RSS), where they exist.
+Inputs are the aggregation outputs only: summary.csv, study.json, groups/*.csv, stats.json,
+curves.csv.gz (per-epoch history of every run), layers.csv.gz (per-layer diagnostics), and
+experiments.tsv. Nothing here reads a run folder or a benchmark file.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from pathlib import Path
@@ -58,52 +57,23 @@ def fmt_signed(value: Any) -> str:
     return ("+" if value > 0 else "") + fmt(float(value))
 
 
-def _runs_with(summary: pd.DataFrame, name: str, read) -> pd.DataFrame:
-    frames = []
-    for run in summary.itertuples():
-        path = Path(str(run.run_dir)) / name
-        if path.is_file() and path.stat().st_size > 0:
-            try:
-                frame = read(path)
-            except pd.errors.EmptyDataError:  # e.g. a run that diverged in its first epoch
-                continue
-            frame["experiment"], frame["group"], frame["label"], frame["seed"] = (
-                run.experiment, run.group, run.label, run.seed)
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def read_table(path: str | Path | None, **kwargs) -> pd.DataFrame:
+    """An aggregate table; an empty file (no diagnostics, say) is an empty frame."""
+    if path is None or not Path(path).is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
 
 
-def load_histories(summary: pd.DataFrame) -> pd.DataFrame:
-    return _runs_with(summary, "history.csv", pd.read_csv)
-
-
-def _read_layers(path: Path) -> pd.DataFrame:
-    # older runs wrote layers.csv.gz uncompressed: look at the gzip magic bytes
-    with open(path, "rb") as fh:
-        compressed = fh.read(2) == b"\x1f\x8b"
-    if compressed:
-        with gzip.open(path, "rt") as fh:
-            return pd.read_csv(fh)
-    return pd.read_csv(path, compression=None)
-
-
-def load_layers(summary: pd.DataFrame) -> pd.DataFrame:
-    return _runs_with(summary, "layers.csv.gz", _read_layers)
-
-
-def load_benchmarks(summary: pd.DataFrame, bench_dir: str | Path | None) -> pd.DataFrame:
-    """Snakemake benchmark of each training job: wall seconds and peak RSS (MiB)."""
-    rows = []
-    for run in summary.itertuples():
-        path = Path(bench_dir or "") / str(run.experiment) / f"seed{run.seed}.tsv"
-        if bench_dir and path.is_file():
-            bench = pd.read_csv(path, sep="\t")
-            if not bench.empty:
-                rows.append({"experiment": run.experiment, "seed": run.seed,
-                             "job_wall_s": float(bench["s"].iloc[-1]),
-                             "job_max_rss_mb": float(bench["max_rss"].iloc[-1])
-                             if "max_rss" in bench else math.nan})
-    return pd.DataFrame(rows)
+def job_costs(summary: pd.DataFrame) -> pd.DataFrame:
+    """Wall time and peak RSS of the training job of each run, as extract recorded them
+    from the job's Snakemake benchmark (one job trains every seed of a configuration)."""
+    columns = [c for c in ("job_wall_s", "job_max_rss_mb", "job_seeds") if c in summary]
+    if "job_wall_s" not in columns:
+        return pd.DataFrame()
+    return summary[["experiment", "seed", *columns]].copy()
 
 
 def best_configuration(tables: dict[str, pd.DataFrame], metric: str) -> dict[str, Any] | None:
@@ -294,7 +264,8 @@ def provenance(summary: pd.DataFrame, benchmarks: pd.DataFrame, repo: str | Path
 def render(study_json: str | Path, summary_csv: str | Path, group_csvs: dict[str, str | Path],
            out_md: str | Path, out_html: str | Path, fig_dir: str | Path,
            repo: str | Path = ".", stats_json: str | Path | None = None,
-           bench_dir: str | Path | None = None) -> dict[str, Any]:
+           curves: str | Path | None = None, layers: str | Path | None = None,
+           experiments: str | Path | None = None) -> dict[str, Any]:
     import jinja2
     import markdown
 
@@ -306,8 +277,10 @@ def render(study_json: str | Path, summary_csv: str | Path, group_csvs: dict[str
              else study_statistics(summary, doc))
     task, metric = doc["task"], doc["metric"]
     out_md, fig_dir = Path(out_md), Path(fig_dir)
-    histories, layers = load_histories(summary), load_layers(summary)
-    benchmarks = load_benchmarks(summary, bench_dir)
+    histories, layers = read_table(curves), read_table(layers)
+    benchmarks = job_costs(summary)
+    design = read_table(experiments, sep="\t")
+    doc.setdefault("experiments", design.to_dict(orient="records"))
     best = best_configuration(tables, metric)
     figs = plan_figures(doc, summary, histories, layers, best, fig_dir)
     for fig in figs:

@@ -49,6 +49,14 @@ class Experiment:
     overrides: dict[str, Any]
     config: TrainConfig
 
+    @functools.cached_property
+    def config_id(self) -> str:
+        """Hash of the resolved config without its seed: experiments of any group with the
+        same id train the same runs, once per study (`runs/{config_id}/seed{N}/`)."""
+        cfg = self.config.to_dict()
+        cfg.pop("seed")
+        return config_hash(cfg)
+
     def record(self) -> dict[str, Any]:
         cfg = self.config.to_dict()
         cfg.pop("seed")
@@ -56,7 +64,7 @@ class Experiment:
             "experiment": self.id,
             "group": self.group,
             "label": self.label,
-            "config_hash": config_hash(cfg),
+            "config_hash": self.config_id,
             "overrides": json.dumps(self.overrides, sort_keys=True),
             **{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in cfg.items()},
         }
@@ -99,10 +107,31 @@ class Study:
     def runs(self) -> list[tuple[str, int]]:
         return [(e.id, s) for e in self.experiments for s in self.seeds]
 
+    def configs(self) -> dict[str, list[Experiment]]:
+        """Distinct configurations in study order: config id -> the experiments using it.
+        Each is trained once (one job, all seeds), whichever groups share it."""
+        by_id = self.__dict__.get("_configs")
+        if by_id is None:
+            by_id = self.__dict__["_configs"] = {}
+            for exp in self.experiments:
+                by_id.setdefault(exp.config_id, []).append(exp)
+        return by_id
+
     def table(self):
+        """experiments.tsv: one row per experiment with its config id (`config_hash`, the
+        folder under runs/), `shared_with` (the other experiments training the same
+        runs) and every resolved setting."""
         import pandas as pd
 
-        return pd.DataFrame([e.record() for e in self.experiments])
+        configs = self.configs()
+        rows = []
+        for exp in self.experiments:
+            row = exp.record()
+            others = [e.id for e in configs[exp.config_id] if e.id != exp.id]
+            row = {**{k: row[k] for k in ("experiment", "group", "label", "config_hash")},
+                   "shared_with": ",".join(others), **row}
+            rows.append(row)
+        return pd.DataFrame(rows)
 
 
 def load_yaml(path: Path) -> Any:

@@ -177,14 +177,14 @@ def peak_memory_mb(device: torch.device) -> float:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, prepared: str | Path, out_dir: str | Path,
-                 checkpoint: str | Path, log=None):
+                 checkpoint: str | Path, log=None, data: dict[str, Any] | None = None):
         self.cfg, self.out_dir, self.checkpoint = cfg, Path(out_dir), Path(checkpoint)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.device = pick_device()
         if self.device.type == "cuda":  # fixed input shapes: pick conv kernels once
             torch.backends.cudnn.benchmark = True
         seed_everything(cfg.seed)
-        data = load_prepared(prepared)
+        data = data if data is not None else load_prepared(prepared)  # shared by the seeds
         self.manifest = data["manifest"]
         self.task = self.manifest["task"]
         self.num_classes = int(self.manifest["num_classes"])
@@ -515,7 +515,7 @@ class Trainer:
 
 
 def run(cfg: TrainConfig, prepared: str | Path, out_dir: str | Path, checkpoint: str | Path,
-        log=None) -> dict[str, Any]:
+        log=None, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one run; returns metrics. Raises `Interrupted` after saving on SIGTERM."""
     import yaml
 
@@ -524,7 +524,7 @@ def run(cfg: TrainConfig, prepared: str | Path, out_dir: str | Path, checkpoint:
     write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
     trainer = None
     try:
-        trainer = Trainer(cfg, prepared, out_dir, checkpoint, log)
+        trainer = Trainer(cfg, prepared, out_dir, checkpoint, log, data)
         return trainer.fit()
     except Interrupted:
         raise
@@ -537,3 +537,79 @@ def run(cfg: TrainConfig, prepared: str | Path, out_dir: str | Path, checkpoint:
         if is_out_of_memory(err):
             raise RunFailed(reason) from err
         raise
+
+
+RUN_FILES = ("config.yaml", "history.csv", "layers.csv.gz", "metrics.json")
+
+
+def finished_seed(seed_dir: Path, cfg: TrainConfig, content_sha256: str) -> dict | None:
+    """The metrics of a seed that finished earlier with this config on this data, or None."""
+    import json
+
+    try:
+        metrics = json.loads((seed_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if (metrics.get("config_hash") != cfg.hash()
+            or metrics.get("prepared_sha256") != content_sha256
+            or any(not (seed_dir / name).is_file() for name in RUN_FILES)):
+        return None
+    return metrics
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Hard-link (else copy) a finished seed's files into the job's output folder."""
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        target = dst / name
+        target.unlink(missing_ok=True)
+        try:
+            os.link(src / name, target)
+        except OSError:
+            shutil.copy2(src / name, target)
+
+
+def run_seeds(cfg: TrainConfig, seeds: list[int], prepared: str | Path, out_dir: str | Path,
+              keep_dir: str | Path, log=None) -> dict[int, dict[str, Any]]:
+    """Train every seed of one configuration in this process, one after the other.
+
+    Each seed trains in `keep_dir/seed{N}/` with its checkpoint `keep_dir/seed{N}.pt`; both
+    lie outside the job's declared output `out_dir`, which Snakemake deletes when a job
+    fails or is killed. A seed whose results are already in `keep_dir` (same config hash,
+    same data) is not trained again, so a rerun after a failure or a walltime kill trains
+    only the seeds that had not finished, and a later round with more seeds only the new
+    ones. When every seed has finished, their files are linked into `out_dir/seed{N}/`.
+    A failing seed (out of memory, an error) does not stop the others; the first failure
+    is raised at the end. `Interrupted` (SIGTERM) is raised at once, after its checkpoint.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    keep_dir, out_dir = Path(keep_dir), Path(out_dir)
+    data = None
+    results: dict[int, dict[str, Any]] = {}
+    failures: list[tuple[int, Exception]] = []
+    for seed in seeds:
+        seed_cfg = TrainConfig.from_dict({**cfg.to_dict(), "seed": int(seed)})
+        seed_dir = keep_dir / f"seed{seed}"
+        if data is None:
+            data = load_prepared(prepared)
+        done = finished_seed(seed_dir, seed_cfg, data["manifest"]["content_sha256"])
+        if done is not None:
+            log(f"seed {seed}: finished earlier ({seed_dir}); not trained again")
+            results[seed] = done
+            continue
+        log(f"seed {seed}: training ({len(results) + len(failures) + 1} of {len(seeds)})")
+        try:
+            results[seed] = run(seed_cfg, prepared, seed_dir, keep_dir / f"seed{seed}.pt", log,
+                                data)
+        except Interrupted:
+            raise
+        except Exception as err:  # noqa: BLE001 - the other seeds still train
+            log(f"seed {seed}: failed: {type(err).__name__}: {err}")
+            failures.append((seed, err))
+    if failures:
+        raise failures[0][1]
+    for seed in seeds:
+        _publish(keep_dir / f"seed{seed}", out_dir / f"seed{seed}")
+    return results

@@ -1,30 +1,31 @@
 rule experiments:
+    input:
+        study=get_study_file,
     output:
         table=f"{R}/{{study}}/experiments.tsv",
     log:
         f"{R}/logs/experiments/{{study}}.log",
-    params:
-        study_file=lambda wildcards: str(get_study(wildcards.study).path),
-        design=lambda wildcards: config_hash(
-            get_study(wildcards.study).table().to_dict(orient="list")
-        ),
     script:
         "../scripts/experiments.py"
 
 
 rule aggregate:
     input:
-        records=get_run_records,
-        prepared=get_prepared,
+        study=get_study_file,
+        records=get_records,
+        curves=get_records_of(".curves.csv"),
+        layers=get_records_of(".layers.csv.gz"),
+        manifest=get_manifest,
     output:
         summary=f"{R}/{{study}}/summary.csv",
         study=f"{R}/{{study}}/study.json",
         groups=directory(f"{R}/{{study}}/groups"),
         stats=f"{R}/{{study}}/stats.json",
+        curves=f"{R}/{{study}}/curves.csv.gz",
+        layers=f"{R}/{{study}}/layers.csv.gz",
     log:
         f"{R}/logs/aggregate/{{study}}.log",
     params:
-        study_file=lambda wildcards: str(get_study(wildcards.study).path),
         all_runs=get_all_runs,
         allow_partial=config["allow_partial"],
     script:

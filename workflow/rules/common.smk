@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 from hpstudy.config import config_hash
 from hpstudy.datasets import missing_files
-from hpstudy.study import EXPERIMENT_ID, StudyError, load_study
+from hpstudy.study import StudyError, load_study
 from hpstudy.study import validate as validate_schema
 
 
@@ -47,15 +47,10 @@ def get_study(name):
 for _name in STUDY_NAMES:
     get_study(_name)
 
-# The id syntax, not an alternation of every id: matching each path against a
-# 10,000-way alternation made the DAG build quadratic in the number of experiments.
-_EXP_PATTERN = EXPERIMENT_ID.pattern.lstrip("^").rstrip("$")
-
 
 wildcard_constraints:
     study="[A-Za-z0-9][A-Za-z0-9_]*",
-    exp=_EXP_PATTERN,
-    seed=r"\d+",
+    cfg=r"[0-9a-f]{10}",
     dataset=r"[a-z0-9_]+-[0-9a-f]{10}",
     tag=r"n\d+-px\d+-seed\d+",
 
@@ -129,52 +124,78 @@ def get_prepared(wildcards):
     return _prepared_path(wildcards.study)
 
 
+def get_manifest(wildcards):
+    return _prepared_path(wildcards.study).removesuffix("prepared.pt") + "manifest.json"
+
+
 @cache
 def _prepared_path(study):
     # once per study, not once per run (hashing the spec 10,000 times showed in profiles)
     return f"{R}/prepared/{dataset_key(get_study(study).dataset)}/prepared.pt"
 
 
-def get_experiment(wildcards):
-    study = get_study(wildcards.study)
-    try:
-        return study.experiment(wildcards.exp)
-    except KeyError:
-        raise ValueError(
-            f"hpstudy: {wildcards.exp!r} is not an experiment of study {study.name} "
-            f"({study.path}); see {R}/{study.name}/experiments.tsv for its ids"
-        ) from None
+def get_configs(wildcards):
+    """Config id -> the experiments sharing it (study order)."""
+    return get_study(wildcards.study).configs()
 
 
 def get_train_config(wildcards):
-    """The resolved training config of one run (the experiment's config + its seed)."""
-    cfg = get_experiment(wildcards).config.to_dict()
-    cfg["seed"] = int(wildcards.seed)
+    """The resolved training config of one distinct configuration (without its seed)."""
+    study = get_study(wildcards.study)
+    try:
+        exps = study.configs()[wildcards.cfg]
+    except KeyError:
+        raise ValueError(
+            f"hpstudy: {wildcards.cfg!r} is not a configuration of study {study.name} "
+            f"({study.path}); see {R}/{study.name}/experiments.tsv (column config_hash)"
+        ) from None
+    cfg = exps[0].config.to_dict()
+    cfg.pop("seed")
     return cfg
 
 
-def get_checkpoint(wildcards):
-    """Outside the declared outputs, so Snakemake keeps it when a job is incomplete."""
-    return f"{R}/{wildcards.study}/checkpoints/{wildcards.exp}/seed{wildcards.seed}.pt"
+def get_seeds(wildcards):
+    return list(get_study(wildcards.study).seeds)
 
 
-def get_run_record_meta(wildcards):
-    exp = get_experiment(wildcards)
-    return {"group": exp.group, "label": exp.label}
+def get_keep_dir(wildcards):
+    """Checkpoints and finished seeds, outside the declared outputs: Snakemake deletes a
+    failed job's outputs, and a rerun must not train a finished seed again."""
+    return f"{R}/{wildcards.study}/checkpoints/{wildcards.cfg}"
 
 
-def get_run_records(wildcards):
+# Cluster walltime of one seed; a train job asks for this x its seeds x the attempt (a retry
+# after a walltime kill gets more). Only the PBS/Slurm executors read `runtime`; a profile
+# may still replace it whole (`set-resources: train: runtime: ...`, minutes per job).
+TRAIN_MINUTES_PER_SEED = 120
+
+
+def get_train_runtime(wildcards, attempt):
+    """Minutes for one train job: TRAIN_MINUTES_PER_SEED x its seeds x the attempt."""
+    return int(TRAIN_MINUTES_PER_SEED * len(get_seeds(wildcards)) * attempt)
+
+
+def get_records(wildcards):
     study = get_study(wildcards.study)
-    records = [
-        f"{R}/{study.name}/runs/{exp}/seed{seed}/record.json" for exp, seed in study.runs()
-    ]
-    if config["allow_partial"]:  # runs whose training finished (their record is cheap)
-        return [r for r in records if Path(r).with_name("metrics.json").exists()]
-    return records
+    configs = list(study.configs())
+    if config["allow_partial"]:  # configurations whose train job finished
+        configs = [c for c in configs if Path(f"{R}/{study.name}/runs/{c}").is_dir()]
+    return [f"{R}/{study.name}/records/{c}.json" for c in configs]
+
+
+def get_records_of(kind):
+    def named(wildcards):
+        return [r.removesuffix(".json") + kind for r in get_records(wildcards)]
+
+    return named
 
 
 def get_all_runs(wildcards):
     return [f"{exp}/seed{seed}" for exp, seed in get_study(wildcards.study).runs()]
+
+
+def get_study_file(wildcards):
+    return str(get_study(wildcards.study).path)
 
 
 def get_group_tables(wildcards):

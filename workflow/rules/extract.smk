@@ -1,12 +1,14 @@
 rule extract:
     input:
-        metrics=f"{R}/{{study}}/runs/{{exp}}/seed{{seed}}/metrics.json",
-        config=f"{R}/{{study}}/runs/{{exp}}/seed{{seed}}/config.yaml",
+        runs=f"{R}/{{study}}/runs/{{cfg}}",
+        benchmark=f"{R}/benchmarks/train/{{study}}/{{cfg}}.tsv",
     output:
-        record=f"{R}/{{study}}/runs/{{exp}}/seed{{seed}}/record.json",
+        record=f"{R}/{{study}}/records/{{cfg}}.json",
+        curves=f"{R}/{{study}}/records/{{cfg}}.curves.csv",
+        layers=f"{R}/{{study}}/records/{{cfg}}.layers.csv.gz",
     log:
-        f"{R}/logs/extract/{{study}}/{{exp}}/seed{{seed}}.log",
+        f"{R}/logs/extract/{{study}}/{{cfg}}.log",
     params:
-        meta=get_run_record_meta,
+        seeds=get_seeds,
     script:
         "../scripts/extract.py"

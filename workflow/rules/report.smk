@@ -4,6 +4,9 @@ rule report:
         study=f"{R}/{{study}}/study.json",
         groups=f"{R}/{{study}}/groups",
         stats=f"{R}/{{study}}/stats.json",
+        curves=f"{R}/{{study}}/curves.csv.gz",
+        layers=f"{R}/{{study}}/layers.csv.gz",
+        experiments=f"{R}/{{study}}/experiments.tsv",
     output:
         markdown=report(
             f"{REPORTS}/{{study}}/report.md",
@@ -19,9 +22,5 @@ rule report:
         ),
     log:
         f"{R}/logs/report/{{study}}.log",
-    params:
-        # per-run history.csv and layers.csv.gz are found through summary.csv's run_dir;
-        # the training jobs' benchmark TSVs give wall time and peak RSS per job
-        benchmarks=lambda wildcards: f"{R}/benchmarks/train/{wildcards.study}",
     script:
         "../scripts/report.py"

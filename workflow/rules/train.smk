@@ -2,16 +2,16 @@ rule train:
     input:
         prepared=get_prepared,
     output:
-        metrics=f"{R}/{{study}}/runs/{{exp}}/seed{{seed}}/metrics.json",
-        history=f"{R}/{{study}}/runs/{{exp}}/seed{{seed}}/history.csv",
-        layers=f"{R}/{{study}}/runs/{{exp}}/seed{{seed}}/layers.csv.gz",
-        config=f"{R}/{{study}}/runs/{{exp}}/seed{{seed}}/config.yaml",
+        runs=directory(f"{R}/{{study}}/runs/{{cfg}}"),
     log:
-        f"{R}/logs/train/{{study}}/{{exp}}/seed{{seed}}.log",
+        f"{R}/logs/train/{{study}}/{{cfg}}.log",
     benchmark:
-        f"{R}/benchmarks/train/{{study}}/{{exp}}/seed{{seed}}.tsv"
+        f"{R}/benchmarks/train/{{study}}/{{cfg}}.tsv"
+    resources:
+        runtime=get_train_runtime,
     params:
         cfg=get_train_config,
-        checkpoint=get_checkpoint,
+        seeds=get_seeds,
+        keep=get_keep_dir,
     script:
         "../scripts/train.py"

@@ -1,4 +1,5 @@
-"""Rule aggregate. CLI: python aggregate.py STUDY_YAML PREPARED OUT_DIR RECORD.json..."""
+"""Rule aggregate. CLI: python aggregate.py STUDY_YAML MANIFEST OUT_DIR RECORD.json...
+(each RECORD.json beside its .curves.csv and .layers.csv.gz, as rule extract writes them)"""
 
 import sys
 
@@ -8,13 +9,18 @@ from hpstudy.logs import redirect_to
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
-        aggregate_study(sm.params.study_file, sm.input.prepared, list(sm.input.records),
+        aggregate_study(sm.input.study, sm.input.manifest, list(sm.input.records),
                         sm.output.summary, sm.output.study, sm.output.groups,
-                        sm.params.all_runs, sm.params.allow_partial, sm.output.stats)
+                        sm.params.all_runs, sm.params.allow_partial, sm.output.stats,
+                        list(sm.input.curves), list(sm.input.layers), sm.output.curves,
+                        sm.output.layers)
 else:
     from pathlib import Path
 
-    study_file, prepared, out_dir, *records = sys.argv[1:]
+    study_file, manifest, out_dir, *records = sys.argv[1:]
     out = Path(out_dir)
-    aggregate_study(study_file, prepared, records, out / "summary.csv", out / "study.json",
-                    out / "groups", None, True, out / "stats.json")
+    stems = [r.removesuffix(".json") for r in records]
+    aggregate_study(study_file, manifest, records, out / "summary.csv", out / "study.json",
+                    out / "groups", None, True, out / "stats.json",
+                    [f"{s}.curves.csv" for s in stems], [f"{s}.layers.csv.gz" for s in stems],
+                    out / "curves.csv.gz", out / "layers.csv.gz")

@@ -1,19 +1,17 @@
-"""Rule extract. CLI: python extract.py RUN_DIR STUDY EXPERIMENT GROUP LABEL SEED OUT.json"""
+"""Rule extract. CLI: python extract.py RUNS_DIR CONFIG_ID SEEDS BENCHMARK OUT_PREFIX
+(SEEDS comma-separated; writes OUT_PREFIX.json, .curves.csv and .layers.csv.gz)"""
 
 import sys
-from pathlib import Path
 
-from hpstudy.atomic import write_json
-from hpstudy.extract import run_record
+from hpstudy.extract import write_extract
 from hpstudy.logs import redirect_to
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
-        w = sm.wildcards
-        record = run_record(Path(sm.input.metrics).parent, w.study, w.exp,
-                            sm.params.meta["group"], sm.params.meta["label"], int(w.seed))
-        write_json(sm.output.record, record)
+        write_extract(sm.input.runs, sm.wildcards.cfg, list(sm.params.seeds),
+                      sm.input.benchmark, sm.output.record, sm.output.curves, sm.output.layers)
 else:
-    run_dir, study, exp, group, label, seed, out = sys.argv[1:8]
-    write_json(out, run_record(run_dir, study, exp, group, label, int(seed)))
+    runs, cfg, seeds, bench, out = sys.argv[1:6]
+    write_extract(runs, cfg, [int(s) for s in seeds.split(",")], bench, f"{out}.json",
+                  f"{out}.curves.csv", f"{out}.layers.csv.gz")

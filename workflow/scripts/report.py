@@ -1,4 +1,5 @@
-"""Rule report. CLI: python report.py RESULTS_STUDY_DIR REPORT_DIR [BENCHMARK_DIR]"""
+"""Rule report: reads only the aggregate outputs (and experiments.tsv).
+CLI: python report.py RESULTS_STUDY_DIR REPORT_DIR"""
 
 import sys
 from pathlib import Path
@@ -7,19 +8,26 @@ from hpstudy.logs import redirect_to
 from hpstudy.report import render
 
 
-def main(summary, study_json, groups_dir, stats_json, out_md, out_html, fig_dir, benchmarks):
-    groups = {p.stem: p for p in sorted(Path(groups_dir).glob("*.csv"))}
-    render(study_json, summary, groups, out_md, out_html, fig_dir, stats_json=stats_json,
-           bench_dir=benchmarks)
+def main(res, out_md, out_html, fig_dir, **inputs):
+    res = Path(res)
+    paths = {name: res / file for name, file in (
+        ("summary", "summary.csv"), ("study", "study.json"), ("groups", "groups"),
+        ("stats", "stats.json"), ("curves", "curves.csv.gz"), ("layers", "layers.csv.gz"),
+        ("experiments", "experiments.tsv"))}
+    paths.update({k: Path(v) for k, v in inputs.items()})
+    groups = {p.stem: p for p in sorted(paths["groups"].glob("*.csv"))}
+    render(paths["study"], paths["summary"], groups, out_md, out_html, fig_dir,
+           stats_json=paths["stats"], curves=paths["curves"], layers=paths["layers"],
+           experiments=paths["experiments"])
 
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
-        main(sm.input.summary, sm.input.study, sm.input.groups, sm.input.stats,
-             sm.output.markdown, sm.output.html, sm.output.figures, sm.params.benchmarks)
+        i = sm.input
+        main(Path(i.summary).parent, sm.output.markdown, sm.output.html, sm.output.figures,
+             summary=i.summary, study=i.study, groups=i.groups, stats=i.stats, curves=i.curves,
+             layers=i.layers, experiments=i.experiments)
 else:
     res, rep = Path(sys.argv[1]), Path(sys.argv[2])
-    main(res / "summary.csv", res / "study.json", res / "groups", res / "stats.json",
-         rep / "report.md", rep / "report.html", rep / "figures",
-         sys.argv[3] if len(sys.argv) > 3 else None)
+    main(res, rep / "report.md", rep / "report.html", rep / "figures")

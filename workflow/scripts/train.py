@@ -1,7 +1,12 @@
-"""Rule train. CLI: python train.py CONFIG_YAML PREPARED OUT_DIR CHECKPOINT [THREADS]
+"""Rule train: all seeds of one configuration, one after the other, in this process.
 
+CLI: python train.py CONFIG_YAML PREPARED OUT_DIR KEEP_DIR [THREADS]
+(CONFIG_YAML: a resolved config; its `seeds: [..]` list, else its `seed`, says which seeds.)
+
+Each seed trains in KEEP_DIR/seed{N}/ (checkpoint KEEP_DIR/seed{N}.pt), outside the job's
+output OUT_DIR, and a rerun never trains a finished seed again (hpstudy.train.run_seeds).
 Exits 143 after saving a checkpoint when stopped by SIGTERM/SIGINT; a rerun resumes.
-Exits 3 when out of memory (no metrics.json: Snakemake sees a failed job it may retry),
+Exits 3 when a seed ran out of memory (Snakemake sees a failed job it may retry),
 2 when the prepared dataset is missing, of another format or corrupted.
 """
 
@@ -16,18 +21,19 @@ claim()
 from hpstudy.config import TrainConfig  # noqa: E402
 from hpstudy.logs import redirect_to  # noqa: E402
 from hpstudy.prepare import PreparedError  # noqa: E402
-from hpstudy.train import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted, RunFailed, run  # noqa: E402
+from hpstudy.train import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted, RunFailed, run_seeds  # noqa: E402
 
 
-def main(cfg_dict, prepared, out_dir, checkpoint, threads=None):
+def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None):
     import torch
 
     if threads:
         torch.set_num_threads(threads)
+    cfg = TrainConfig.from_dict({**cfg_dict, "seed": seeds[0]})
     try:
-        metrics = run(TrainConfig.from_dict(cfg_dict), prepared, out_dir, checkpoint)
+        results = run_seeds(cfg, seeds, prepared, out_dir, keep_dir)
     except Interrupted as stop:
-        print(f"hpstudy: {stop}; checkpoint saved to {checkpoint}; rerun to resume",
+        print(f"hpstudy: {stop}; checkpoint saved in {keep_dir}; rerun to resume",
               file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except RunFailed as failed:
@@ -36,20 +42,20 @@ def main(cfg_dict, prepared, out_dir, checkpoint, threads=None):
     except PreparedError as err:  # missing, foreign or corrupted prepared file
         print(f"hpstudy: refusing the prepared dataset: {err}", file=sys.stderr)
         sys.exit(2)
-    key = "test_r2" if metrics["task"] == "regression" else "test_accuracy"
-    print(f"done: status {metrics['status']} {key} {metrics.get(key)}", file=sys.stderr)
+    for seed, metrics in results.items():
+        print(f"done: seed {seed} status {metrics['status']}", file=sys.stderr)
 
 
 if "snakemake" in globals():
-    from pathlib import Path
-
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
-        main(dict(sm.params.cfg), sm.input.prepared, Path(sm.output.metrics).parent,
-             sm.params.checkpoint, sm.threads)
+        main(dict(sm.params.cfg), list(sm.params.seeds), sm.input.prepared, sm.output.runs,
+             sm.params.keep, sm.threads)
 else:
     import yaml
 
-    cfg_path, prepared, out_dir, checkpoint, *threads = sys.argv[1:6]
+    cfg_path, prepared, out_dir, keep_dir, *threads = sys.argv[1:6]
     with open(cfg_path) as fh:
-        main(yaml.safe_load(fh), prepared, out_dir, checkpoint, *map(int, threads))
+        values = yaml.safe_load(fh)
+    seeds = values.pop("seeds", None) or [values.get("seed", 0)]
+    main(values, [int(s) for s in seeds], prepared, out_dir, keep_dir, *map(int, threads))
