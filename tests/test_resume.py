@@ -78,7 +78,7 @@ def test_sigterm_mid_epoch_resumes_exactly(prepared, reference, tmp_path):
     assert compared(resumed) == compared(reference)
 
 
-def train_process(cfg_file: Path, prepared: Path, out: Path, ckpt: Path) -> subprocess.Popen:
+def train_process(cfg_file: Path, prepared: Path, out: Path, keep: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -86,7 +86,7 @@ def train_process(cfg_file: Path, prepared: Path, out: Path, ckpt: Path) -> subp
             str(cfg_file),
             str(prepared),
             str(out),
-            str(ckpt),
+            str(keep),
             "1",
         ],
         stdout=subprocess.PIPE,
@@ -107,8 +107,9 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
 def test_killed_process_resumes_from_checkpoint(prepared, reference, tmp_path, sig):
     cfg_file = tmp_path / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(CFG))
-    out, ckpt = tmp_path / "run", tmp_path / "ck.pt"
-    proc = train_process(cfg_file, prepared, out, ckpt)
+    out, keep = tmp_path / "run", tmp_path / "keep"
+    ckpt = keep / f"seed{CFG['seed']}.pt"
+    proc = train_process(cfg_file, prepared, out, keep)
     wait_for(ckpt, proc)  # the first epoch's checkpoint exists
     proc.send_signal(sig)
     log = proc.communicate(timeout=120)[0]
@@ -117,12 +118,12 @@ def test_killed_process_resumes_from_checkpoint(prepared, reference, tmp_path, s
         assert "checkpoint saved" in log
     else:
         assert proc.returncode == -signal.SIGKILL
-    assert ckpt.is_file() and not (out / "metrics.json").exists()
-    proc = train_process(cfg_file, prepared, out, ckpt)
+    assert ckpt.is_file() and not out.exists()
+    proc = train_process(cfg_file, prepared, out, keep)
     log = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, log
     assert "resumed from" in log
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / f"seed{CFG['seed']}/metrics.json").read_text())
     assert metrics["resumed_at"]
     assert compared(metrics) == compared(reference)
     assert not ckpt.exists()
@@ -173,11 +174,12 @@ def test_workflow_killed_then_rerun_resumes(tmp_path):
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    metrics_file = work / "results/tiny/runs/bs-bs4/seed0/metrics.json"
+    (cfg_id,) = [p.name for p in ckpt_dir.iterdir()]
+    metrics_file = work / f"results/tiny/runs/{cfg_id}/seed0/metrics.json"
     assert not metrics_file.exists()
     run_snakemake(work, "--unlock")  # what a user does after the head process was killed
     run_snakemake(work, "--cores", "1", "--rerun-incomplete")
-    log = (work / "results/logs/train/tiny/bs-bs4/seed0.log").read_text()
+    log = (work / f"results/logs/train/tiny/{cfg_id}.log").read_text()
     assert "resumed from" in log
     resumed = json.loads(metrics_file.read_text())
     # the same run again, uninterrupted, in a fresh folder
@@ -185,7 +187,31 @@ def test_workflow_killed_then_rerun_resumes(tmp_path):
         tmp_path / "fresh", STUDY, synthetic={"n_images": 40, "image_size": 32, "seed": 0}
     )
     run_snakemake(fresh, "--cores", "1")
-    reference = json.loads((fresh / "results/tiny/runs/bs-bs4/seed0/metrics.json").read_text())
+    reference = json.loads((fresh / f"results/tiny/runs/{cfg_id}/seed0/metrics.json").read_text())
     assert resumed["resumed_at"] and not reference["resumed_at"]
     assert compared(resumed) == compared(reference)
     assert (work / "reports/tiny/report.md").is_file()
+
+
+def test_rerun_after_a_failed_seed_trains_only_the_unfinished_seeds(prepared, tmp_path):
+    """A job's failing seed leaves the finished ones in the keep folder; the rerun (its
+    output folder deleted, as Snakemake does after a failure) restores them untrained."""
+    from hpstudy.train import run_seeds
+
+    cfg = TrainConfig.from_dict({**CFG, "epochs": 1})
+    keep, out = tmp_path / "keep", tmp_path / "out"
+    (keep / "seed1.pt").mkdir(parents=True)  # seed 1 fails: its checkpoint cannot be saved
+    messages: list[str] = []
+    with pytest.raises(Exception):  # noqa: B017 - whatever the failure, the job fails
+        run_seeds(cfg, [0, 1], prepared, out, keep, messages.append)
+    assert (keep / "seed0/metrics.json").is_file() and not out.exists()
+    first = json.loads((keep / "seed0/metrics.json").read_text())
+    (keep / "seed1.pt").rmdir()  # the cause is fixed; the rerun
+    messages.clear()
+    results = run_seeds(cfg, [0, 1, 2], prepared, out, keep, messages.append)
+    assert any("seed 0: finished earlier" in m for m in messages)
+    assert not any("seed 0: training" in m for m in messages)
+    assert results[0] == first
+    for seed in (0, 1, 2):
+        assert (out / f"seed{seed}/metrics.json").is_file()
+        assert (out / f"seed{seed}/history.csv").is_file()

@@ -37,11 +37,11 @@ def job_counts(stdout: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("study", ["quick"])
-def test_dry_run_lists_one_train_job_per_experiment_and_seed(tmp_path, study):
+def test_dry_run_lists_one_train_job_per_distinct_configuration(tmp_path, study):
     work = write_workdir(tmp_path, (REPO / f"config/studies/{study}.yaml").read_text(), study)
     counts = job_counts(run_snakemake(work, "-n", "--cores", "1").stdout)
     expected = load_study(REPO / f"config/studies/{study}.yaml")
-    assert counts["train"] == len(expected.experiments) * len(expected.seeds)
+    assert counts["train"] == len(expected.configs()) < len(expected.experiments)
     assert counts["extract"] == counts["train"]
     assert counts["prepare"] == counts["generate_microbeads"] == counts["report"] == 1
 
@@ -74,12 +74,25 @@ def test_outputs_exist(finished):
         "scheduler-cosine",
     ]
     assert experiments.loc[3, "scheduler"] == "cosine"
+    # bs8 and scheduler-none are the same configuration: trained once, shared
+    assert experiments["config_hash"].nunique() == 3
+    assert experiments.loc[1, "shared_with"] == "scheduler-none"
+    assert sorted(p.name for p in (results / "runs").iterdir()) == sorted(
+        experiments["config_hash"].unique())
     summary = pd.read_csv(results / "summary.csv")
     assert len(summary) == 8 and set(summary["seed"]) == {0, 1}
     assert (summary["status"] == "ok").all()
+    shared = summary[summary["shared"]]
+    assert set(shared["experiment"]) == {"batch_size-bs8", "scheduler-none"}
+    first, second = (shared[shared["experiment"] == e].set_index("seed")["test_r2"]
+                     for e in ("batch_size-bs8", "scheduler-none"))
+    assert first.equals(second)  # the same runs, not two trainings
+    assert {"converged", "optimizer_steps", "best_epoch", "job_wall_s"} <= set(summary)
     study = json.loads((results / "study.json").read_text())
     assert list(study["groups"]) == ["batch_size", "scheduler"]  # study order kept
-    assert len(study["runs"]) == 8
+    assert "runs" not in study and "experiments" not in study  # the tables live in CSVs
+    curves = pd.read_csv(results / "curves.csv.gz")
+    assert len(curves) == 8 * 2  # experiment x seed x epoch
     for name in ("report.md", "report.html"):
         assert (finished / "reports/tiny" / name).stat().st_size > 1000
 
@@ -104,9 +117,24 @@ def test_report_figures_are_linked_pngs(finished):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
 
 
+def test_editing_a_question_reruns_aggregate_and_report(finished):
+    """The study file is a declared input: a changed question reaches the report, and no
+    training job runs again."""
+    study_file = finished / "studies/tiny.yaml"
+    original = study_file.read_text()
+    try:
+        study_file.write_text(original.replace("Do smaller batches help?",
+                                               "Do smaller batches help at all?"))
+        counts = job_counts(run_snakemake(finished, "-n", "--cores", "1").stdout)
+        assert counts.get("aggregate") == counts.get("report") == 1
+        assert "train" not in counts and "extract" not in counts
+    finally:
+        study_file.write_text(original)
+
+
 def test_real_microbead_folder_replaces_generated_data(tmp_path, microbead_dir):
     work = write_workdir(tmp_path, TINY, microbead_dir=str(microbead_dir))
     out = run_snakemake(work, "-n", "--cores", "1").stdout
     counts = job_counts(out)
     assert "generate_microbeads" not in counts
-    assert counts["prepare"] == 1 and counts["train"] == 8
+    assert counts["prepare"] == 1 and counts["train"] == 3  # 4 experiments, 3 configurations
