@@ -102,8 +102,9 @@ def _oom_run(tmp_path: Path, prepared: Path) -> tuple[subprocess.CompletedProces
             }
         )
     )
-    run_dir = tmp_path / "results/s/runs/g-big/seed1"
-    checkpoint = tmp_path / "results/s/checkpoints/g-big/seed1.pt"
+    runs_dir = tmp_path / "results/s/runs/0123456789"
+    keep_dir = tmp_path / "results/s/checkpoints/0123456789"
+    run_dir, checkpoint = runs_dir / "seed1", keep_dir / "seed1.pt"
     env = {**os.environ, "HPSTUDY_DEVICE": "cpu", "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
     proc = subprocess.run(
         [
@@ -113,8 +114,8 @@ def _oom_run(tmp_path: Path, prepared: Path) -> tuple[subprocess.CompletedProces
             str(REPO / "workflow/scripts/train.py"),
             str(cfg),
             str(prepared),
-            str(run_dir),
-            str(checkpoint),
+            str(runs_dir),
+            str(keep_dir),
         ],
         capture_output=True,
         text=True,
@@ -157,7 +158,8 @@ def _aggregate_fixture(tmp_path: Path, finished_run: Path):
     failure note (as a failed training run leaves it)."""
     import shutil
 
-    from hpstudy.extract import run_record
+    from hpstudy.extract import write_extract
+    from hpstudy.study import load_study
     from hpstudy.train import failure_note_path
 
     studies = tmp_path / "studies"
@@ -174,12 +176,13 @@ def _aggregate_fixture(tmp_path: Path, finished_run: Path):
             }
         )
     )
+    (cfg_id,) = load_study(study_file).configs()
     study_dir = tmp_path / "results" / "s"
-    run_dir = study_dir / "runs/g-lr1e-3/seed0"
-    shutil.copytree(finished_run, run_dir)
-    record = run_dir / "record.json"
-    record.write_text(json.dumps(run_record(run_dir, "s", "g-lr1e-3", "g", "lr1e-3", 0)))
-    note = failure_note_path(study_dir / "checkpoints/g-lr1e-3/seed1.pt")
+    shutil.copytree(finished_run, study_dir / "runs" / cfg_id / "seed0")
+    record = study_dir / "records" / f"{cfg_id}.json"
+    write_extract(study_dir / "runs" / cfg_id, cfg_id, [0], None, record,
+                  record.with_suffix(".curves.csv"), record.with_suffix(".layers.csv.gz"))
+    note = failure_note_path(study_dir / f"checkpoints/{cfg_id}/seed1.pt")
     note.parent.mkdir(parents=True)
     note.write_text(json.dumps({"status": "failed", "reason": "out of memory at epoch 2 (test)"}))
     outputs = {
@@ -295,6 +298,12 @@ def _workflow(tmp_path: Path, groups: dict, epochs: int = 2) -> Path:
     return tmp_path
 
 
+def _config_ids(folder: Path) -> dict[str, str]:
+    from hpstudy.study import load_study
+
+    return {e.id: e.config_id for e in load_study(folder / "studies/f.yaml").experiments}
+
+
 @pytest.mark.slow
 def test_study_goes_on_past_divergence_and_failure_and_reports_them(tmp_path):
     """Three runs: one normal, one diverging (lr 10), one failing at start (train_subset
@@ -315,19 +324,20 @@ def test_study_goes_on_past_divergence_and_failure_and_reports_them(tmp_path):
         },
     )
     runs = folder / "results/f/runs"
+    ids = _config_ids(folder)
     proc = _snakemake(folder, "--keep-going")
     assert proc.returncode == 1, proc.stderr[-3000:]
     log = sorted((folder / ".snakemake/log").glob("*.snakemake.log"))[-1].read_text()
-    assert "Error in rule train" in log and "wildcards: study=f, exp=g-sgd_lr1e-3_n1000" in log
-    assert json.loads((runs / "g-sgd_lr1e-3/seed0/metrics.json").read_text())["status"] == "ok"
-    diverged = json.loads((runs / "g-sgd_lr10_mom0.9/seed0/metrics.json").read_text())
+    failing = ids["g-sgd_lr1e-3_n1000"]
+    assert "Error in rule train" in log and f"wildcards: study=f, cfg={failing}" in log
+    ok = json.loads((runs / ids["g-sgd_lr1e-3"] / "seed0/metrics.json").read_text())
+    assert ok["status"] == "ok"
+    diverged = json.loads((runs / ids["g-sgd_lr10_mom0.9"] / "seed0/metrics.json").read_text())
     assert diverged["status"] == "diverged" and diverged["diverged_epoch"] == 1
-    assert not (runs / "g-sgd_lr1e-3_n1000/seed0/metrics.json").exists()
+    assert not (runs / failing).exists()
     assert not (folder / "results/f/summary.csv").exists()
     assert not (folder / "reports/f/report.md").exists()
-    note = json.loads(
-        (folder / "results/f/checkpoints/g-sgd_lr1e-3_n1000/seed0.failed.json").read_text()
-    )
+    note = json.loads((folder / f"results/f/checkpoints/{failing}/seed0.failed.json").read_text())
     assert "train_subset=1000 exceeds the 12 training samples" in note["reason"]
 
     proc = _snakemake(folder, "--config", "allow_partial=true")
@@ -349,7 +359,8 @@ def test_killed_workflow_leaves_nothing_that_looks_complete(tmp_path):
     the run has no metrics.json, and Snakemake does not take the partial run directory for a
     result: the next invocation trains it again."""
     folder = _workflow(tmp_path, {"g": {"grid": {"lr": [1e-3]}}}, epochs=10000)
-    log = folder / "results/logs/train/f/g-lr1e-3/seed0.log"
+    cfg_id = _config_ids(folder)["g-lr1e-3"]
+    log = folder / f"results/logs/train/f/{cfg_id}.log"
     cmd = snakemake_cmd("--cores", "2", "--directory", str(folder), "--configfile",
                         str(folder / "config.yaml"))
     proc = subprocess.Popen(
@@ -366,13 +377,14 @@ def test_killed_workflow_leaves_nothing_that_looks_complete(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    run_dir = folder / "results/f/runs/g-lr1e-3/seed0"
-    assert (run_dir / "history.csv").exists()  # written per epoch ...
-    assert not (run_dir / "metrics.json").exists()  # ... but never the completion marker
+    keep = folder / f"results/f/checkpoints/{cfg_id}/seed0"
+    assert (keep / "history.csv").exists()  # written per epoch, outside the outputs ...
+    assert not (keep / "metrics.json").exists()  # ... but never the completion marker
+    assert not (folder / f"results/f/runs/{cfg_id}/seed0/metrics.json").exists()
     dry = _snakemake(folder, "-n", "--rerun-incomplete")
     assert dry.returncode == 0, dry.stderr[-3000:]
     planned = dry.stdout + dry.stderr
-    assert "rule train:" in planned and "g-lr1e-3" in planned
+    assert "rule train:" in planned and cfg_id in planned
 
 
 # -- GPU: the real CUDA allocator runs out ---------------------------------------------------------

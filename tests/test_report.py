@@ -18,7 +18,7 @@ from statsmodels.stats.multitest import multipletests
 
 from hpstudy.aggregate import aggregate_study
 from hpstudy.atomic import write_csv, write_json
-from hpstudy.extract import run_record
+from hpstudy.extract import write_extract
 from hpstudy.report import render
 from hpstudy.study import load_study
 
@@ -220,21 +220,25 @@ def build_study(
     metric_key = "test_r2" if task == "regression" else "test_accuracy"
     records = []
     res = root / "results" / name
-    for exp_id, seed in study.runs():
-        exp = study.experiment(exp_id)
-        mean, sd = levels[exp_id]
-        value = None if (exp_id, seed) in diverged else mean + sd * Z[seed]
-        run_dir = res / "runs" / exp_id / f"seed{seed}"
-        write_run(run_dir, exp, seed, value, task, metric_key)
-        record = run_record(run_dir, name, exp_id, exp.group, exp.label, seed)
-        write_json(run_dir / "record.json", record)
-        records.append(run_dir / "record.json")
     bench = root / "results" / "benchmarks" / "train" / name
-    for exp_id, seed in study.runs()[:3]:  # benchmarks of some jobs only: gaps are fine
-        (bench / exp_id).mkdir(parents=True, exist_ok=True)
-        (bench / exp_id / f"seed{seed}.tsv").write_text(
-            "s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t790.1\t3500.0\n"
-        )
+    bench.mkdir(parents=True)
+    for i, (cfg_id, exps) in enumerate(study.configs().items()):
+        exp = exps[0]  # experiments sharing a configuration share its runs
+        mean, sd = levels[exp.id]
+        for seed in study.seeds:
+            broken = any((e.id, seed) in diverged for e in exps)
+            value = None if broken else mean + sd * Z[seed]
+            write_run(res / "runs" / cfg_id / f"seed{seed}", exp, seed, value, task, metric_key)
+        if i < 2:  # benchmarks of some jobs only: gaps are fine
+            (bench / f"{cfg_id}.tsv").write_text(
+                "s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t790.1\t3500.0\n"
+            )
+        record = res / "records" / f"{cfg_id}.json"
+        write_extract(res / "runs" / cfg_id, cfg_id, study.seeds, bench / f"{cfg_id}.tsv",
+                      record, record.with_suffix(".curves.csv"),
+                      record.with_suffix(".layers.csv.gz"))
+        records.append(record)
+    stems = [str(r).removesuffix(".json") for r in records]
     aggregate_study(
         study_file,
         prepared,
@@ -243,7 +247,12 @@ def build_study(
         res / "study.json",
         res / "groups",
         out_stats=res / "stats.json",
+        curves=[f"{s}.curves.csv" for s in stems],
+        layers=[f"{s}.layers.csv.gz" for s in stems],
+        out_curves=res / "curves.csv.gz",
+        out_layers=res / "layers.csv.gz",
     )
+    write_csv(res / "experiments.tsv", study.table())
     out = root / "reports" / name
     groups = {p.stem: p for p in sorted((res / "groups").glob("*.csv"))}
     render(
@@ -254,7 +263,9 @@ def build_study(
         out / "report.html",
         out / "figures",
         stats_json=res / "stats.json",
-        bench_dir=bench,
+        curves=res / "curves.csv.gz",
+        layers=res / "layers.csv.gz",
+        experiments=res / "experiments.tsv",
     )
     return {
         "results": res,
