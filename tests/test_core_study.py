@@ -44,7 +44,22 @@ def test_expansion_ids_and_resolved_configs(tmp_path):
     )
     table = study.table()
     assert list(table["experiment"]) == [e.id for e in study.experiments]
-    assert table["config_hash"].is_unique
+    assert table["config_hash"].is_unique  # no two experiments of this study share a config
+    assert (table["shared_with"] == "").all()
+
+
+def test_experiments_of_several_groups_share_one_configuration(repo):
+    study = load_study(repo / "config/studies/quick.yaml")
+    configs = study.configs()
+    assert len(configs) < len(study.experiments)
+    shared = [exps for exps in configs.values() if len(exps) > 1]
+    assert shared and all(len({e.group for e in exps}) == len(exps) for exps in shared)
+    table = study.table().set_index("experiment")
+    for exps in shared:
+        for exp in exps:
+            others = [e.id for e in exps if e.id != exp.id]
+            assert table.loc[exp.id, "shared_with"].split(",") == others
+            assert table.loc[exp.id, "config_hash"] == exp.config_id
 
 
 def test_quick_study_shipped(repo):

@@ -153,21 +153,20 @@ def _data_config(name: str, tmp_path: Path) -> dict:
     return {}
 
 
-def _planned_runs(output: str) -> set[tuple[str, int]]:
-    return {(exp, int(seed)) for exp, seed in
-            re.findall(r"runs/([^/\s,]+)/seed(\d+)/metrics\.json", output)}
+def _planned_configs(output: str) -> set[str]:
+    return set(re.findall(r"output: \S*/runs/([0-9a-f]{10})\s*$", output, re.M))
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_dry_run_plans_one_train_job_per_experiment_and_seed(tmp_path, name):
+def test_dry_run_plans_one_train_job_per_distinct_configuration(tmp_path, name):
     s = study(name)
     workdir = write_workdir(tmp_path / "w", "", study=name, studies_dir=str(STUDIES),
                             **_data_config(name, tmp_path))
     proc = run_snakemake(workdir, "-n", "--cores", "1", timeout=300)
     output = proc.stdout + proc.stderr
     trains = re.search(r"^train\s+(\d+)\s*$", output, re.M)
-    assert trains and int(trains.group(1)) == len(s.experiments) * len(s.seeds)
-    assert _planned_runs(output) == set(s.runs())
+    assert trains and int(trains.group(1)) == len(s.configs())
+    assert _planned_configs(output) == set(s.configs())
 
 
 def test_missing_or_empty_data_root_is_a_clear_error_before_any_job(tmp_path):
