@@ -39,9 +39,12 @@ def job_counts(stdout: str) -> dict[str, int]:
 @pytest.mark.parametrize("study", ["quick"])
 def test_dry_run_lists_one_train_job_per_distinct_configuration(tmp_path, study):
     work = write_workdir(tmp_path, (REPO / f"config/studies/{study}.yaml").read_text(), study)
-    counts = job_counts(run_snakemake(work, "-n", "--cores", "1").stdout)
+    out = run_snakemake(work, "-n", "--cores", "1").stdout
+    counts = job_counts(out)
     expected = load_study(REPO / f"config/studies/{study}.yaml")
     assert counts["train"] == len(expected.configs()) < len(expected.experiments)
+    # cluster walltime is sized for the job's seeds (120 min per seed, attempt 1)
+    assert f"runtime={120 * len(expected.seeds)}" in out
     assert counts["extract"] == counts["train"]
     assert counts["prepare"] == counts["generate_microbeads"] == counts["report"] == 1
 
