@@ -347,7 +347,7 @@ def _train_subprocess(cfg_file: Path, prepared: Path, out: Path, env: dict,
     of the real train script; the Trainer's "training ..." line comes just before the first
     step."""
     cmd = [sys.executable, str(REPO / "workflow" / "scripts" / "train.py"), str(cfg_file),
-           str(prepared), str(out), str(out / "ck.pt")]
+           str(prepared), str(out), str(out / "keep")]
     t0, cpu0 = time.perf_counter(), children_cpu_seconds()
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             env=env, cwd=REPO)
@@ -528,7 +528,7 @@ def _gpu_sharing(table: Table, s: Settings, prepared: Path, work: Path) -> None:
             out = work / f"share-{k}-{i}"
             procs.append(subprocess.Popen(
                 [sys.executable, str(script), str(cfg_file), str(prepared), str(out),
-                 str(out / "ck.pt")], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                 str(out / "keep")], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, text=True))
         for proc in procs:
             _, err = proc.communicate()
