@@ -50,3 +50,51 @@ def test_schema_lists_exactly_the_config_fields(repo):
             TrainConfig.from_dict(
                 {key: value, **({"model": "resnet_shallow"} if key != "model" else {})}
             )
+
+
+def test_every_schema_range_is_what_the_dataclass_enforces(repo):
+    """The schema owns the ranges: a value just outside any bound of the schema is refused
+    by TrainConfig too (color_jitter, crop_padding and rotation_degrees once disagreed)."""
+    schema = yaml.safe_load((repo / "workflow/schemas/train_config.schema.yaml").read_text())
+    checked = 0
+    for key, spec in schema["properties"].items():
+        if key not in DEFAULTS:
+            continue
+        integer = "integer" in str(spec.get("type"))
+        step = 1 if integer else 1e-9
+        for name, outside in (("minimum", -step), ("maximum", step),
+                              ("exclusiveMinimum", 0), ("exclusiveMaximum", 0)):
+            if name not in spec:
+                continue
+            value = spec[name] + outside
+            value = int(value) if integer else float(value)
+            base = {"model": "resnet18_imagenet"} if key == "upsample_size" else {}
+            with pytest.raises(ConfigError, match=key):
+                TrainConfig.from_dict({**base, key: value})
+            checked += 1
+    assert checked >= 20
+    for key, value in (("color_jitter", 1.5), ("crop_padding", 65), ("rotation_degrees", 181)):
+        with pytest.raises(ConfigError, match=key):
+            TrainConfig.from_dict({key: value})
+
+
+def test_model_names_have_one_owner(repo):
+    from hpstudy.config import MODELS
+    from hpstudy.models import MODEL_FACTORIES
+
+    schema = yaml.safe_load((repo / "workflow/schemas/train_config.schema.yaml").read_text())
+    assert list(schema["properties"]["model"]["enum"]) == list(MODELS)
+    assert set(MODEL_FACTORIES) == set(MODELS)
+
+
+def test_metric_names_and_directions_have_one_owner(repo):
+    from hpstudy import metrics, stats
+
+    schema = yaml.safe_load((repo / "workflow/schemas/study.schema.yaml").read_text())
+    assert tuple(schema["properties"]["metric"]["enum"]) == metrics.METRIC_NAMES
+    assert stats.LOWER_IS_BETTER is metrics.LOWER_IS_BETTER
+    assert metrics.LOWER_IS_BETTER <= {f"test_{m}" for m in metrics.METRIC_NAMES}
+    assert metrics.primary_metric("regression") == "test_r2"
+    assert metrics.primary_metric("classification", "loss") == "test_loss"
+    with pytest.raises(ValueError, match="not a regression metric"):
+        metrics.primary_metric("regression", "accuracy")

@@ -10,24 +10,18 @@ from typing import Any
 
 import pandas as pd
 
-from hpstudy.stats import LOWER_IS_BETTER, mean_ci, study_statistics
+from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
+from hpstudy.metrics import primary_metric as task_primary_metric
+from hpstudy.stats import mean_ci, study_statistics
 from hpstudy.study import Study
 
-REGRESSION_METRICS = ["test_r2", "test_mse", "test_rmse", "test_mae"]
-CLASSIFICATION_METRICS = ["test_accuracy", "test_top5", "test_loss"]
 COST_METRICS = ["epochs_run", "best_epoch", "train_time_s", "time_per_epoch_s",
                 "throughput_samples_per_s", "peak_memory_mb", "memory_efficiency"]
-__all__ = ["LOWER_IS_BETTER", "mean_ci"]  # re-exported for report.py and older callers
+__all__ = ["LOWER_IS_BETTER", "mean_ci", "metric_columns"]  # re-exported for older callers
 
 
 def primary_metric(study: Study, task: str) -> str:
-    if study.metric:
-        return f"test_{study.metric}" if not study.metric.startswith("test_") else study.metric
-    return "test_r2" if task == "regression" else "test_accuracy"
-
-
-def metric_columns(task: str) -> list[str]:
-    return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    return task_primary_metric(task, study.metric)
 
 
 def group_table(runs: pd.DataFrame, metrics: list[str],

@@ -7,9 +7,11 @@ and its hash names checkpoints so that a checkpoint from a different config is n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,8 +123,8 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def check_config(c: TrainConfig) -> None:
-    """Range and enum checks that the JSON schema also states (kept as a second line of
-    defence for configs built in Python, e.g. from a checkpoint)."""
+    """Enum, type and cross-field checks, and every numeric range of the JSON schema (read
+    from it: the schema owns the ranges), for configs built in Python too."""
     _require(c.model in MODELS, "model", c.model, f"one of {list(MODELS)}")
     _require(c.optimizer in OPTIMIZERS, "optimizer", c.optimizer, f"one of {list(OPTIMIZERS)}")
     _require(c.scheduler in SCHEDULERS, "scheduler", c.scheduler, f"one of {list(SCHEDULERS)}")
@@ -166,6 +168,35 @@ def check_config(c: TrainConfig) -> None:
     for key in ("rotation_degrees", "color_jitter", "mix_alpha"):
         _require(_num(getattr(c, key)) and getattr(c, key) >= 0, key, getattr(c, key),
                  "a number >= 0")
+    # every numeric range of train_config.schema.yaml, its one owner (a config built in
+    # Python, from a checkpoint or a test, never escapes the study files' limits)
+    for key, (op, bound, words) in _schema_bounds():
+        value = getattr(c, key)
+        if _num(value) and not op(value, bound):
+            raise ConfigError(f"{key}={value!r} is not allowed; expected {words}")
+
+
+_BOUNDS = {"minimum": (operator.ge, ">="), "maximum": (operator.le, "<="),
+           "exclusiveMinimum": (operator.gt, ">"), "exclusiveMaximum": (operator.lt, "<")}
+
+
+@functools.cache
+def _schema_bounds() -> tuple[tuple[str, tuple[Any, float, str]], ...]:
+    """(field, (comparison, bound, words)) for every bound in train_config.schema.yaml."""
+    import yaml
+
+    from hpstudy import paths
+
+    text = paths.schema("train_config.schema.yaml").read_text()
+    schema = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    out = []
+    for key, spec in schema["properties"].items():
+        if key not in FIELDS:  # study-only keys (effective_batch_size)
+            continue
+        limits = [(name, spec[name]) for name in _BOUNDS if name in spec]
+        words = "a number " + " and ".join(f"{_BOUNDS[n][1]} {b}" for n, b in limits)
+        out += [(key, (_BOUNDS[name][0], bound, words)) for name, bound in limits]
+    return tuple(out)
 
 
 def _num(value: Any) -> bool:

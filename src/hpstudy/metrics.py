@@ -1,10 +1,43 @@
-"""Evaluation metrics in the dataset's own units (densities, counts, class labels)."""
+"""Evaluation metrics in the dataset's own units (densities, counts, class labels), and the
+one owner of the facts about them: which metrics a task has, which one is primary by default,
+and in which direction each is better. Every other module asks here."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+
+# Test metrics per task, as training writes them (`test_` + the name); the first is the
+# default primary metric. A study's `metric:` (study.schema.yaml, checked against
+# METRIC_NAMES by tests) picks another one of its task's.
+TASK_METRICS = {
+    "regression": ("r2", "mse", "rmse", "mae"),
+    "classification": ("accuracy", "top5", "loss"),
+}
+METRIC_NAMES = tuple(m for names in TASK_METRICS.values() for m in names)
+LOWER_IS_BETTER = frozenset({"test_mse", "test_rmse", "test_mae", "test_loss"})
+
+
+def metric_columns(task: str) -> list[str]:
+    """The summary.csv columns of the test metrics of a task, primary default first."""
+    return [f"test_{m}" for m in TASK_METRICS[task]]
+
+
+def primary_metric(task: str, chosen: str | None = None) -> str:
+    """The study's primary metric column: `chosen` (a name of the task's metrics, with or
+    without `test_`), else the task's default (test_r2 or test_accuracy)."""
+    if not chosen:
+        return metric_columns(task)[0]
+    column = chosen if chosen.startswith("test_") else f"test_{chosen}"
+    if column not in metric_columns(task):
+        raise ValueError(f"metric {chosen!r} is not a {task} metric; choose one of "
+                         f"{list(TASK_METRICS[task])}")
+    return column
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric in LOWER_IS_BETTER
 
 
 def regression_metrics(pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:

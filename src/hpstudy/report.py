@@ -14,13 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from hpstudy import figures
-from hpstudy.aggregate import COST_METRICS, LOWER_IS_BETTER, metric_columns
+from hpstudy import figures, paths
+from hpstudy.aggregate import COST_METRICS
 from hpstudy.atomic import write_text
+from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
 from hpstudy.provenance import git_commit, package_versions
 from hpstudy.stats import VERDICT_RULE, compare, study_statistics
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "workflow" / "templates"
 DIAGNOSTIC_COLUMNS = ["grad_norm_mean", "grad_norm_cv", "grad_noise_scale", "grad_variance"]
 
 
@@ -151,7 +151,7 @@ def plan_figures(doc: dict[str, Any], summary: pd.DataFrame, histories: pd.DataF
     task, metric = doc["task"], doc["metric"]
     secondary = "test_mse" if task == "regression" else "test_loss"
     if secondary == metric:
-        secondary = "test_r2" if task == "regression" else "test_accuracy"
+        secondary = metric_columns(task)[0]
     curve_columns = (["train_loss", "val_loss", "val_r2"] if task == "regression"
                      else ["train_loss", "val_loss", "val_accuracy", "val_top5"])
     groups = {g: spec["experiments"] for g, spec in doc["groups"].items()}
@@ -292,6 +292,7 @@ def render(study_json: str | Path, summary_csv: str | Path, group_csvs: dict[str
     context = {
         "study": doc, "task": task, "metric": metric, "metrics": metrics,
         "higher_is_better": metric not in LOWER_IS_BETTER,
+        "efficiency_metric": metric_columns(task)[0],
         "tables": {g: t.to_dict(orient="records") for g, t in tables.items()},
         "stats": stats, "rule": VERDICT_RULE,
         "best": best, "runner_up": runner_up(best, summary, stats, metric) if best else None,
@@ -308,7 +309,7 @@ def render(study_json: str | Path, summary_csv: str | Path, group_csvs: dict[str
         "provenance": provenance(summary, benchmarks, repo),
         "cost": {c: runs_ok[c].mean() for c in COST_METRICS if c in runs_ok},
     }
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(paths.templates()),
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
     text = env.get_template("report.md.j2").render(**context)

@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from hpstudy.metrics import LOWER_IS_BETTER  # the one owner of metric directions
+
 ALPHA = 0.05
-LOWER_IS_BETTER = {"test_mse", "test_rmse", "test_mae", "test_loss", "test_count_mae"}
 VERDICT_RULE = (
     f"A factor's effect is **supported** when the one-way ANOVA across its levels has "
     f"p < {ALPHA} and (where the group has a baseline) at least one level differs from the "

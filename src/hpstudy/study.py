@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
+from hpstudy import paths
 from hpstudy.config import DEFAULTS, ConfigError, TrainConfig, config_hash
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 EXPERIMENT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 # Keys of train_config.schema.yaml that are not TrainConfig fields: study files only,
 # resolved at load time (see resolve_batch).
@@ -150,7 +150,7 @@ def _registry():
     from referencing import Registry, Resource
 
     resources = []
-    for schema_file in SCHEMA_DIR.glob("*.schema.yaml"):
+    for schema_file in paths.schemas().glob("*.schema.yaml"):
         resources.append((schema_file.name, Resource.from_contents(load_yaml(schema_file))))
     return Registry().with_resources(resources)
 
@@ -160,7 +160,7 @@ def _validator(schema_name: str):
     """Built once per process: a 10,000-experiment study validates 10,000 overrides."""
     import jsonschema
 
-    schema = load_yaml(SCHEMA_DIR / schema_name)
+    schema = load_yaml(paths.schema(schema_name))
     return jsonschema.Draft202012Validator(schema, registry=_registry())
 
 

@@ -32,7 +32,7 @@ from hpstudy.augment import Augmenter
 from hpstudy.config import TrainConfig
 from hpstudy.diagnostics import Diagnostics, job_environment
 from hpstudy.loaders import make_loader
-from hpstudy.metrics import classification_metrics, regression_metrics
+from hpstudy.metrics import classification_metrics, primary_metric, regression_metrics
 from hpstudy.models import build_model, count_parameters
 from hpstudy.prepare import load_prepared
 
@@ -505,7 +505,7 @@ class Trainer:
             "prepared_sha256": self.manifest["content_sha256"],
             **job_environment(now=wall_start),  # host, batch job id, container image
         }
-        metric_key = "test_r2" if self.task == "regression" else "test_accuracy"
+        metric_key = primary_metric(self.task)
         if metric_key in metrics and peak_mb > 0:
             metrics["memory_efficiency"] = metrics[metric_key] / (peak_mb / 1024)
         write_json(self.out_dir / "metrics.json", metrics)  # written last: marks completion

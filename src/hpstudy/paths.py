@@ -1,0 +1,39 @@
+"""Where the package finds the files it shares with the workflow: the JSON schemas and the
+report templates. The one place that knows the layout.
+
+A wheel carries them inside the package (`hpstudy/schemas`, `hpstudy/templates`: see
+`[tool.hatch.build.targets.wheel.force-include]` in pyproject.toml); a source checkout
+(`uv sync` installs it editable) has them under `workflow/`, where Snakemake reads them too.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@cache
+def _shared(name: str) -> Path:
+    packaged = _PACKAGE / name
+    if packaged.is_dir():
+        return packaged
+    checkout = _PACKAGE.parent.parent / "workflow" / name  # src/hpstudy -> repository root
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(f"hpstudy: no {name}/ folder in {_PACKAGE} or {checkout.parent}")
+
+
+def schemas() -> Path:
+    """The folder of the JSON schemas (`*.schema.yaml`)."""
+    return _shared("schemas")
+
+
+def templates() -> Path:
+    """The folder of the report templates (`*.j2`)."""
+    return _shared("templates")
+
+
+def schema(name: str) -> Path:
+    return schemas() / name
