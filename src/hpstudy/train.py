@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hpstudy.atomic import atomic_path, write_csv, write_json, write_text
+from hpstudy import checkpoint
+from hpstudy.atomic import write_csv, write_json, write_text
 from hpstudy.augment import Augmenter
 from hpstudy.config import TrainConfig
 from hpstudy.diagnostics import Diagnostics, job_environment
@@ -37,10 +38,19 @@ from hpstudy.models import build_model, count_parameters
 from hpstudy.prepare import load_prepared
 
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM: "stopped, resumable"
-CHECKPOINT_FORMAT = "hpstudy-checkpoint/1"
+CHECKPOINT_FORMAT = checkpoint.FORMAT
+# Optimizer steps between host synchronisations that look at the loss (divergence); the
+# loss sums stay on the device in between. Also checked at the end of every epoch.
+DIVERGENCE_CHECK_EVERY = 25
 
 
 EXIT_OUT_OF_MEMORY = 3  # the run failed for lack of memory; a retry may ask for more
+
+
+# Callbacks of every Trainer in this process (objects with on_train_start(trainer) and/or
+# on_epoch_end(trainer, row=...)): the benchmark registers one before running the real train
+# script; a Trainer's own come from its `callbacks` argument.
+CALLBACKS: list[Any] = []
 
 
 class Interrupted(Exception):
@@ -177,8 +187,10 @@ def peak_memory_mb(device: torch.device) -> float:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, prepared: str | Path, out_dir: str | Path,
-                 checkpoint: str | Path, log=None, data: dict[str, Any] | None = None):
+                 checkpoint: str | Path, log=None, data: dict[str, Any] | None = None,
+                 callbacks: tuple = ()):
         self.cfg, self.out_dir, self.checkpoint = cfg, Path(out_dir), Path(checkpoint)
+        self.callbacks = tuple(callbacks)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.device = pick_device()
         if self.device.type == "cuda":  # fixed input shapes: pick conv kernels once
@@ -253,65 +265,9 @@ class Trainer:
         gen = torch.Generator(device=self.device)
         return gen.manual_seed(self.cfg.seed * 7919 + epoch)
 
-    # -- checkpoints -----------------------------------------------------------------------
-    def _checkpoint_payload(self, gen: torch.Generator | None) -> dict[str, Any]:
-        st = self.state
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config_hash": self.cfg.hash(),
-            "config": self.cfg.to_dict(),
-            "prepared_sha256": self.manifest["content_sha256"],
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "scaler": self.scaler.state_dict(),
-            "best_weights": self.best_weights,
-            "state": {k: getattr(st, k) for k in st.__dataclass_fields__},
-            "diag": self.diag.state_dict(),
-            "diag_epoch": self.diag.epoch_state(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
-            else None,
-            "rng_aug": gen.get_state() if gen is not None else None,
-        }
-
+    # -- checkpoints (hpstudy.checkpoint) ------------------------------------------------
     def save_checkpoint(self, gen: torch.Generator | None = None) -> None:
-        with atomic_path(self.checkpoint) as tmp:
-            torch.save(self._checkpoint_payload(gen), tmp)
-
-    def try_resume(self) -> torch.ByteTensor | None:
-        """Restore from the checkpoint if it belongs to this config; returns the augmentation
-        RNG state of a run interrupted mid-epoch."""
-        if not self.checkpoint.is_file():
-            return None
-        try:
-            ck = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
-        except Exception as err:
-            self.log(f"checkpoint {self.checkpoint} is unreadable ({err}); starting afresh")
-            return None
-        if ck.get("format") != CHECKPOINT_FORMAT or ck.get("config_hash") != self.cfg.hash():
-            self.log(f"checkpoint {self.checkpoint} belongs to another config "
-                     f"({ck.get('config_hash')} != {self.cfg.hash()}); not resuming")
-            return None
-        if ck["prepared_sha256"] != self.manifest["content_sha256"]:
-            self.log(f"checkpoint {self.checkpoint} was trained on other data; not resuming")
-            return None
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(ck["scheduler"])
-        self.scaler.load_state_dict(ck["scaler"])
-        self.best_weights = ck["best_weights"]
-        self.state = RunState(**ck["state"])
-        self.diag.load_state_dict(ck["diag"])
-        self.diag.load_epoch_state(ck["diag_epoch"])
-        torch.set_rng_state(ck["rng_cpu"].cpu())
-        if ck["rng_cuda"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ck["rng_cuda"].cpu(), self.device)
-        self.state.resumed_at.append([self.state.epoch, self.state.batch])
-        self.log(f"resumed from {self.checkpoint} at epoch {self.state.epoch + 1}, "
-                 f"batch {self.state.batch}")
-        return ck["rng_aug"]
+        checkpoint.save(self, self.checkpoint, gen)
 
     # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
@@ -346,15 +302,17 @@ class Trainer:
                 signal.signal(sig, handler)
 
     def _fit(self) -> dict[str, Any]:
-        cfg, st, dev = self.cfg, self.state, self.device
+        cfg, dev = self.cfg, self.device
         wall_start = time.time()
-        aug_state = self.try_resume()
+        aug_state = checkpoint.resume(self, self.checkpoint)
         st = self.state
         n_batches = len(self.train_loader)
+        accum = cfg.grad_accum_steps
         status, diverged_epoch = "ok", None
         stopped_early = False
         self.log(f"training {cfg.model} on {dev} ({self.n_train} train samples, "
                  f"{n_batches} batches/epoch, {count_parameters(self.model):,} parameters)")
+        self.callback("on_train_start")
         while st.epoch < cfg.epochs:
             epoch = st.epoch
             gen = self._epoch_generator(epoch)
@@ -369,46 +327,41 @@ class Trainer:
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             t0 = time.perf_counter()
-            accum = cfg.grad_accum_steps
+            # the epoch's loss sum stays on the device: no host sync per step
+            loss_sum = torch.tensor(st.loss_sum, dtype=torch.float64, device=dev)
             batches = iter(self.train_loader.epoch(epoch, st.batch))
-            for b in range(st.batch, n_batches):
-                t_data = time.perf_counter()
-                x_u8, y_raw = next(batches)
-                st.data_time += time.perf_counter() - t_data
-                x, y = self._inputs(x_u8), self._targets(y_raw)
-                x, y = self.augment(x, y, gen)
-                group_start = b - b % accum
-                group_size = min(accum, n_batches - group_start)
-                with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp):
-                    out = self.forward(x)
-                loss = self._loss(out, y)
-                if not torch.isfinite(loss):
+            b = st.batch  # always the start of an accumulation group
+            while b < n_batches:
+                micro_steps = min(accum, n_batches - b)  # the last group may be shorter
+                for _ in range(micro_steps):
+                    t_data = time.perf_counter()
+                    x_u8, y_raw = next(batches)
+                    st.data_time += time.perf_counter() - t_data
+                    x, y = self.augment(self._inputs(x_u8), self._targets(y_raw), gen)
+                    with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp):
+                        out = self.forward(x)
+                    loss = self._loss(out, y)
+                    self.scaler.scale(loss / micro_steps).backward()
+                    loss_sum += loss.detach().double() * len(y_raw)
+                    st.seen += len(y_raw)
+                    b += 1
+                    if cfg.cleanup_every and b % cfg.cleanup_every == 0:
+                        gc.collect()
+                        if dev.type == "cuda":
+                            torch.cuda.empty_cache()
+                self._optimizer_step(epoch)
+                if (st.step % DIVERGENCE_CHECK_EVERY == 0 or b == n_batches) \
+                        and not torch.isfinite(loss_sum):
                     status, diverged_epoch = "diverged", epoch + 1
-                    self.log(f"loss is {float(loss.detach())} at epoch {epoch + 1}, batch {b}: "
-                             "diverged")
+                    self.log(f"training loss is not finite at epoch {epoch + 1} (by batch "
+                             f"{b}): diverged")
                     break
-                self.scaler.scale(loss / group_size).backward()
-                st.loss_sum += float(loss.detach()) * len(y_raw)
-                st.seen += len(y_raw)
-                if b - group_start + 1 == group_size:  # end of an accumulation group
-                    self.scaler.unscale_(self.optimizer)
-                    if cfg.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                    st.step += 1
-                    self.diag.after_backward(st.step, epoch + 1)
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                    self.diag.after_step(st.step, epoch + 1)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if self.stop_signal is not None and b + 1 < n_batches:
-                        st.batch = b + 1
-                        st.epoch_time += time.perf_counter() - t0
-                        self.save_checkpoint(gen)
-                        raise Interrupted(f"stopped at epoch {epoch + 1}, batch {b + 1}")
-                if cfg.cleanup_every and (b + 1) % cfg.cleanup_every == 0:
-                    gc.collect()
-                    if dev.type == "cuda":
-                        torch.cuda.empty_cache()
+                if self.stop_signal is not None and b < n_batches:
+                    st.batch, st.loss_sum = b, float(loss_sum)
+                    st.epoch_time += time.perf_counter() - t0
+                    self.save_checkpoint(gen)
+                    raise Interrupted(f"stopped at epoch {epoch + 1}, batch {b}")
+            st.loss_sum = float(loss_sum)
             if status == "diverged":
                 break
             if dev.type == "cuda":
@@ -431,6 +384,7 @@ class Trainer:
             row.update({f"val_{k}": v for k, v in val.items() if k != "loss"})
             row.update(self.diag.epoch_summary())
             st.history.append(row)
+            self.callback("on_epoch_end", row=row)
             improved = val["loss"] < st.best_val - cfg.min_delta
             if improved:
                 st.best_val, st.best_epoch, st.bad_epochs = val["loss"], epoch + 1, 0
@@ -454,6 +408,26 @@ class Trainer:
                          f"{cfg.patience} epochs (best epoch {st.best_epoch})")
                 break
         return self._finish(status, diverged_epoch, stopped_early, wall_start)
+
+    def _optimizer_step(self, epoch: int) -> None:
+        """One optimizer step after a group of micro-batches: unscale, clip, step."""
+        self.scaler.unscale_(self.optimizer)
+        if self.cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.state.step += 1
+        self.diag.after_backward(self.state.step, epoch + 1)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.diag.after_step(self.state.step, epoch + 1)
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def callback(self, event: str, **values: Any) -> None:
+        """Call `event` (on_train_start, on_epoch_end) on every registered callback: how a
+        benchmark or a test observes the loop without parsing its log."""
+        for cb in (*CALLBACKS, *self.callbacks):
+            hook = getattr(cb, event, None)
+            if hook is not None:
+                hook(self, **values)
 
     def _write_history(self) -> None:
         import pandas as pd
