@@ -1,7 +1,7 @@
 """What an experiment costs beyond its compute, measured side by side on this machine.
 
-    python -m hpstudy.benchmark --quick      # reduced sizes, a few minutes on a laptop CPU (CI)
-    python -m hpstudy.benchmark --full       # the bottleneck study's settings: 974 images at its
+    python benchmarks/benchmark.py --quick      # reduced sizes, a few minutes on a laptop CPU (CI)
+    python benchmarks/benchmark.py --full       # the bottleneck study's settings: 974 images at its
                                              # image size (256 px), batch 32
 
 Sections (each row: section, case, metric, value, unit, note):
@@ -37,7 +37,9 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "src") not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(REPO / "src"))
 SECTIONS = ("data", "train", "loop", "overhead", "dag", "gpu")
 FIELDS = ("section", "case", "metric", "value", "unit", "note")
 
@@ -281,11 +283,12 @@ def bench_loop(table: Table, s: Settings, prepared: Path, work: Path) -> None:
     out = work / "loop"
     ideal: list[float] = []
 
-    def after_epoch(msg: str) -> None:
-        if msg.startswith("epoch "):
+    class AfterEpoch:  # called after the epoch's timing has stopped
+        @staticmethod
+        def on_epoch_end(trainer, row) -> None:
             ideal.append(measure(steps))
 
-    trainer = Trainer(cfg, prepared, out, out / "ck.pt", after_epoch)
+    trainer = Trainer(cfg, prepared, out, out / "ck.pt", quiet, callbacks=(AfterEpoch,))
     measure = ideal_stepper(trainer)
     ideal.append(measure(steps))
     trainer.fit()
@@ -341,24 +344,41 @@ def _timed(cmd: list[str], env: dict, repeats: int = 2) -> float:
     return best
 
 
+# Runs the real train script with a callback that notes the wall clock of the first training
+# step (the Trainer's on_train_start comes just before it) in a file: no log parsing.
+FIRST_STEP_CHILD = """
+import json, runpy, sys, time
+import hpstudy.train
+class FirstStep:
+    @staticmethod
+    def on_train_start(trainer):
+        with open(sys.argv[1], "w") as fh:
+            json.dump({"first_step": time.time()}, fh)
+hpstudy.train.CALLBACKS.append(FirstStep)
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def _train_subprocess(cfg_file: Path, prepared: Path, out: Path, env: dict,
                       ) -> tuple[float, float, float]:
     """(seconds from process start to the first training step, total seconds, CPU seconds)
-    of the real train script; the Trainer's "training ..." line comes just before the first
-    step."""
-    cmd = [sys.executable, str(REPO / "workflow" / "scripts" / "train.py"), str(cfg_file),
-           str(prepared), str(out), str(out / "keep")]
-    t0, cpu0 = time.perf_counter(), children_cpu_seconds()
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env=env, cwd=REPO)
-    first_step, lines = math.nan, []
-    for line in proc.stderr:
-        lines.append(line)
-        if math.isnan(first_step) and line.startswith("training "):
-            first_step = time.perf_counter() - t0
-    if proc.wait() != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{''.join(lines[-20:])}")
-    return first_step, time.perf_counter() - t0, children_cpu_seconds() - cpu0
+    of the real train script, the first step seen through a Trainer callback."""
+    out.mkdir(parents=True, exist_ok=True)
+    note = out / "first-step.json"
+    note.unlink(missing_ok=True)
+    cmd = [sys.executable, "-c", FIRST_STEP_CHILD, str(note),
+           str(REPO / "workflow" / "scripts" / "train.py"), str(cfg_file), str(prepared),
+           str(out), str(out / "keep")]
+    cpu0 = children_cpu_seconds()
+    start, t0 = time.time(), time.perf_counter()
+    proc = subprocess.run(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                          env=env, cwd=REPO)
+    total = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[3:])} failed:\n{proc.stderr[-3000:]}")
+    first_step = json.loads(note.read_text())["first_step"] - start
+    return first_step, total, children_cpu_seconds() - cpu0
 
 
 def bench_overhead(table: Table, s: Settings, prepared: Path, work: Path,
@@ -612,7 +632,7 @@ def run(s: Settings, out_dir: Path, sections: tuple[str, ...] = SECTIONS,
             first = [float(r["value"]) for r in table.rows
                      if r["metric"] == "start_to_first_step"]
             bench_gpu(table, s, prepared, work, min(first) if first else 0.0)
-    header = machine_header(s, command or f"python -m hpstudy.benchmark --{s.mode}")
+    header = machine_header(s, command or f"python benchmarks/benchmark.py --{s.mode}")
     csv_path, md_path = table.write(out_dir, s.mode, header)
     print(table.markdown(header))
     print(f"wrote {csv_path} and {md_path}")
@@ -620,7 +640,7 @@ def run(s: Settings, out_dir: Path, sections: tuple[str, ...] = SECTIONS,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hpstudy.benchmark", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python benchmarks/benchmark.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_const", dest="mode", const="quick",
@@ -668,7 +688,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the subprocesses
     argv = sys.argv[1:] if argv is None else argv
-    run(s, args.out, sections, args.work_dir, " ".join(["python -m hpstudy.benchmark", *argv]))
+    run(s, args.out, sections, args.work_dir, " ".join(["python benchmarks/benchmark.py", *argv]))
 
 
 if __name__ == "__main__":
