@@ -16,6 +16,10 @@ Sections (each row: section, case, metric, value, unit, note):
             hpstudy.train, load prepared, build model, FLOP counting)
   dag       `snakemake -n` wall time for generated studies of N experiments
   gpu       (CUDA only) one bottleneck experiment, the whole study estimate, ResNet-18 epoch
+  workflow  (only when asked for) the quick study end to end through Snakemake, for this tree
+            and for --base (a git revision, checked out in a temporary worktree) side by
+            side: wall time, train jobs spawned, and the per-run fixed overhead = (sum of the
+            train jobs' wall time - sum of the runs' training time) / runs
 
 Prints a markdown table and writes `benchmark-<mode>.csv` and `.md` to --out
 (default reports/benchmarks/). Numbers are never asserted on; the machine may be shared.
@@ -40,7 +44,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO / "src"))
-SECTIONS = ("data", "train", "loop", "overhead", "dag", "gpu")
+SECTIONS = ("data", "train", "loop", "overhead", "dag", "gpu", "workflow")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # `workflow` runs the quick study twice: ask for it
 FIELDS = ("section", "case", "metric", "value", "unit", "note")
 
 
@@ -349,10 +354,11 @@ def _timed(cmd: list[str], env: dict, repeats: int = 2) -> float:
 FIRST_STEP_CHILD = """
 import json, runpy, sys, time
 import hpstudy.train
+NOTE = sys.argv[1]
 class FirstStep:
     @staticmethod
     def on_train_start(trainer):
-        with open(sys.argv[1], "w") as fh:
+        with open(NOTE, "w") as fh:
             json.dump({"first_step": time.time()}, fh)
 hpstudy.train.CALLBACKS.append(FirstStep)
 sys.argv = sys.argv[2:]
@@ -609,8 +615,80 @@ def machine_header(s: Settings, command: str) -> str:
             f"Command: `{command}`")
 
 
-def run(s: Settings, out_dir: Path, sections: tuple[str, ...] = SECTIONS,
-        work_dir: Path | None = None, command: str = "") -> Table:
+# -- 6. the workflow end to end -------------------------------------------------------------
+def workflow_numbers(folder: Path, study: str) -> dict[str, float]:
+    """Train jobs, their summed wall time (Snakemake benchmark files) and the runs' training
+    time (metrics.json: the Trainer's wall time and its epochs' time) of a finished study.
+    Works for both layouts: a job per run (runs/{exp}/seed{N}) or per configuration."""
+    results = folder / "results"
+    jobs = sorted((results / "benchmarks" / "train" / study).rglob("*.tsv"))
+    job_wall = sum(float(f.read_text().splitlines()[-1].split("\t")[0]) for f in jobs)
+    runs = [json.loads(m.read_text()) for m in (results / study / "runs").rglob("metrics.json")]
+    return {"train_jobs": len(jobs), "runs": len(runs), "job_wall_s": job_wall,
+            "fit_wall_s": sum(r["wall_time_s"] for r in runs),
+            "epochs_s": sum(r["train_time_s"] for r in runs)}
+
+
+def bench_workflow(table: Table, work: Path, base: str, cores: int, study: str = "quick"
+                   ) -> None:
+    """The quick study end to end, this tree and `base` side by side (same machine, one after
+    the other, each in a fresh folder with its own generated data)."""
+    import yaml
+
+    trees = {"this_tree": REPO}
+    base_tree = work / "base-tree"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base_tree),
+                    base], check=True, capture_output=True)
+    trees[f"base_{base[:10]}"] = base_tree
+    try:
+        for label, tree in trees.items():
+            folder = work / f"workflow-{label}"
+            (folder / "studies").mkdir(parents=True)
+            (folder / "studies" / f"{study}.yaml").write_text(
+                (tree / "config" / "studies" / f"{study}.yaml").read_text())
+            (folder / "config.yaml").write_text(yaml.safe_dump({
+                "study": study, "studies_dir": str(folder / "studies"),
+                "results_dir": str(folder / "results"), "reports_dir": str(folder / "reports")}))
+            exe = Path(sys.executable).with_name("snakemake")
+            cmd = [str(exe) if exe.exists() else "snakemake", "--snakefile",
+                   str(tree / "Snakefile"), "--directory", str(folder), "--configfile",
+                   str(folder / "config.yaml"), "--cores", str(cores)]
+            env = {**os.environ, "PYTHONPATH": str(tree / "src")}  # each tree its own package
+            load0 = os.getloadavg()[0]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                raise RuntimeError(f"{label}: snakemake failed:\n{proc.stderr[-3000:]}")
+            n = workflow_numbers(folder, study)
+            note = f"{study} study, --cores {cores}; load average {load0:.1f} at the start"
+            table.add("workflow", label, "end_to_end", wall, "s", note)
+            table.add("workflow", label, "train_jobs", n["train_jobs"], "jobs",
+                      f"{n['runs']} runs")
+            table.add("workflow", label, "train_jobs_wall", n["job_wall_s"], "s",
+                      "sum over the train jobs (Snakemake benchmark files)")
+            table.add("workflow", label, "runs_fit_wall", n["fit_wall_s"], "s",
+                      "sum over the runs of the Trainer's wall time (metrics.json wall_time_s)")
+            table.add("workflow", label, "overhead_per_run",
+                      (n["job_wall_s"] - n["fit_wall_s"]) / max(n["runs"], 1), "s",
+                      "(train jobs' wall - runs' fit wall) / runs; target <= 2 s")
+            table.add("workflow", label, "overhead_per_run_vs_epochs",
+                      (n["job_wall_s"] - n["epochs_s"]) / max(n["runs"], 1), "s",
+                      "(train jobs' wall - runs' epoch-loop time) / runs: also counts "
+                      "evaluation, checkpoints and model set-up")
+        rows = {r["case"]: float(r["value"]) for r in table.rows
+                if r["section"] == "workflow" and r["metric"] == "end_to_end"}
+        this, other = rows["this_tree"], rows[f"base_{base[:10]}"]
+        table.add("workflow", "this_vs_base", "end_to_end_ratio", this / other, "x",
+                  "target <= 0.6")
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
+                        str(base_tree)], capture_output=True)
+
+
+def run(s: Settings, out_dir: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS,
+        work_dir: Path | None = None, command: str = "", base: str = "HEAD~1",
+        cores: int = 2) -> Table:
     table = Table()
     with tempfile.TemporaryDirectory(prefix="hpstudy-bench-", dir=work_dir) as tmp:
         work = Path(tmp)
@@ -632,6 +710,8 @@ def run(s: Settings, out_dir: Path, sections: tuple[str, ...] = SECTIONS,
             first = [float(r["value"]) for r in table.rows
                      if r["metric"] == "start_to_first_step"]
             bench_gpu(table, s, prepared, work, min(first) if first else 0.0)
+        if "workflow" in sections:
+            bench_workflow(table, work, base, cores)
     header = machine_header(s, command or f"python benchmarks/benchmark.py --{s.mode}")
     csv_path, md_path = table.write(out_dir, s.mode, header)
     print(table.markdown(header))
@@ -649,8 +729,13 @@ def main(argv: list[str] | None = None) -> None:
                       help="the bottleneck study's settings")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks",
                         help="folder for benchmark-<mode>.csv/.md (default reports/benchmarks)")
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all "
+                        "but workflow)")
+    parser.add_argument("--base", default="HEAD~1",
+                        help="workflow section: the git revision to compare with")
+    parser.add_argument("--cores", type=int, default=2,
+                        help="workflow section: snakemake --cores (default 2)")
     parser.add_argument("--image-size", type=int, help="override the image size (px)")
     parser.add_argument("--n-images", type=int, help="override the number of images")
     parser.add_argument("--batch-size", type=int, help="override the batch size")
@@ -688,7 +773,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the subprocesses
     argv = sys.argv[1:] if argv is None else argv
-    run(s, args.out, sections, args.work_dir, " ".join(["python benchmarks/benchmark.py", *argv]))
+    run(s, args.out, sections, args.work_dir, " ".join(["python benchmarks/benchmark.py", *argv]),
+        args.base, args.cores)
 
 
 if __name__ == "__main__":
