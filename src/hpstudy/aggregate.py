@@ -69,10 +69,12 @@ def study_document(study: Study, summary: pd.DataFrame, manifest: dict[str, Any]
         "metric": primary_metric(study, manifest["task"]),
         "task": manifest["task"],
         "references": study.references,
+        "sesoi": study.sesoi,
         "groups": {
             g.name: {"question": g.question, "hypothesis": g.hypothesis, "factors": g.factors,
                      "baseline": f"{g.name}-{g.baseline}" if g.baseline else None,
-                     "experiments": [e.id for e in g.experiments]}
+                     "experiments": [e.id for e in g.experiments],
+                     "kind": g.kind, "expect": g.expect, "contrasts": g.contrasts}
             for g in study.groups.values()
         },
         "experiments": study.table().to_dict(orient="records"),
