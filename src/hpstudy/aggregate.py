@@ -8,12 +8,13 @@ from typing import Any
 
 import pandas as pd
 
-from hpstudy.stats import LOWER_IS_BETTER, mean_ci, study_statistics
+from hpstudy.analysis import analyse_study, write_outputs
+from hpstudy.stats import LOWER_IS_BETTER, mean_ci
 from hpstudy.study import Study
 
 REGRESSION_METRICS = ["test_r2", "test_mse", "test_rmse", "test_mae"]
 CLASSIFICATION_METRICS = ["test_accuracy", "test_top5", "test_loss"]
-COST_METRICS = ["epochs_run", "best_epoch", "train_time_s", "time_per_epoch_s",
+COST_METRICS = ["epochs_run", "best_epoch", "optimizer_steps", "train_time_s", "time_per_epoch_s",
                 "throughput_samples_per_s", "peak_memory_mb", "memory_efficiency"]
 __all__ = ["LOWER_IS_BETTER", "mean_ci"]  # re-exported for report.py and older callers
 
@@ -108,9 +109,11 @@ def failure_reasons(study_dir: str | Path, runs: list[str]) -> dict[str, str]:
 def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[str | Path],
                     out_summary: str | Path, out_study: str | Path, out_groups: str | Path,
                     all_runs: list[str] | None = None, allow_partial: bool = False,
-                    out_stats: str | Path | None = None) -> pd.DataFrame:
+                    out_stats: str | Path | None = None,
+                    out_verdicts: str | Path | None = None,
+                    out_recommended: str | Path | None = None) -> pd.DataFrame:
     """Write summary.csv (one row per run, in study order), study.json, groups/*.csv and
-    (given out_stats) stats.json with the tests and verdicts of every group."""
+    the analysis (hpstudy.analysis): stats.json, verdicts.csv and recommended.yaml."""
     from hpstudy.atomic import write_csv, write_json
     from hpstudy.study import load_study
 
@@ -148,8 +151,9 @@ def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[
         write_csv(out_groups / f"{name}.csv", table)
     document = study_document(study, summary, manifest, missing, reasons)
     write_json(out_study, document)
-    if out_stats is not None:
-        write_json(out_stats, study_statistics(summary, json.loads(json.dumps(document))))
+    if out_stats is not None or out_verdicts is not None or out_recommended is not None:
+        result = analyse_study(summary, json.loads(json.dumps(document)))
+        write_outputs(result, out_stats, out_verdicts, out_recommended)
     return summary
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -1154,6 +1155,15 @@ def worked_example(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def identical_configs(configs: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Experiments of different groups that resolve to the same config (a shared baseline):
+    the same seed gives the same numbers, so they are not independent evidence."""
+    by_hash: dict[str, list[str]] = {}
+    for exp, cfg in configs.items():
+        by_hash.setdefault(cfg.get("config_hash", exp), []).append(exp)
+    return [exps for exps in by_hash.values() if len(exps) > 1]
+
+
 def analyse_study(summary: pd.DataFrame, doc: dict[str, Any]) -> dict[str, Any]:
     """All questions of a study (see the module docstring)."""
     metric = doc["metric"]
@@ -1177,5 +1187,34 @@ def analyse_study(summary: pd.DataFrame, doc: dict[str, Any]) -> dict[str, Any]:
         "levels": levels,
         "groups": groups,
         "worked_example": worked_example(rows),
+        "identical_configs": identical_configs(configs),
         "recommended": recommend(levels, summary, configs, metric),
     }
+
+
+def stats_document(result: dict[str, Any]) -> dict[str, Any]:
+    """stats.json: everything analyse_study found, JSON-safe (verdicts as records)."""
+    doc = {k: v for k, v in result.items() if k != "verdicts"}
+    doc["verdicts"] = result["verdicts"].to_dict(orient="records")
+    return json_safe(doc)
+
+
+def write_outputs(
+    result: dict[str, Any],
+    out_stats: str | Path | None = None,
+    out_verdicts: str | Path | None = None,
+    out_recommended: str | Path | None = None,
+) -> None:
+    """stats.json, verdicts.csv (one row per question) and recommended.yaml."""
+    import yaml
+
+    from hpstudy.atomic import write_csv, write_json, write_text
+
+    if out_stats is not None:
+        write_json(out_stats, stats_document(result))
+    if out_verdicts is not None:
+        write_csv(out_verdicts, result["verdicts"])
+    if out_recommended is not None:
+        text = yaml.safe_dump(json_safe(result["recommended"]), sort_keys=False,
+                              allow_unicode=True)
+        write_text(out_recommended, "# hpstudy: the recommended configuration (issue 10)\n" + text)

@@ -21,6 +21,16 @@ rule aggregate:
         study=f"{R}/{{study}}/study.json",
         groups=directory(f"{R}/{{study}}/groups"),
         stats=f"{R}/{{study}}/stats.json",
+        verdicts=report(
+            f"{R}/{{study}}/verdicts.csv",
+            caption="../report/verdicts.rst",
+            category="Answers",
+        ),
+        recommended=report(
+            f"{R}/{{study}}/recommended.yaml",
+            caption="../report/recommended.rst",
+            category="Answers",
+        ),
     log:
         f"{R}/logs/aggregate/{{study}}.log",
     params:

@@ -4,6 +4,8 @@ rule report:
         study=f"{R}/{{study}}/study.json",
         groups=f"{R}/{{study}}/groups",
         stats=f"{R}/{{study}}/stats.json",
+        verdicts=f"{R}/{{study}}/verdicts.csv",
+        recommended=f"{R}/{{study}}/recommended.yaml",
     output:
         markdown=report(
             f"{REPORTS}/{{study}}/report.md",
