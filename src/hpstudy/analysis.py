@@ -931,13 +931,22 @@ def analyse_group(
     else:
         om = omnibus(values, sesoi, sign)
         comp = om.get("comparison") or {}
-        several = [f for f in factors] if kind == "list" else []
         q = question
         if kind == "list":
             q = (
-                f"{question} — as asked of these configurations: do they differ? (levels "
-                f"vary {', '.join(several) or 'settings'} together)"
-            ).strip(" —")
+                f"do these {len(experiments)} configurations differ? (their levels change "
+                f"{', '.join(factors) or 'several settings'} together"
+                + (
+                    f", so this row cannot answer '{question}'; "
+                    + (
+                        "the contrasts below do)"
+                        if spec.get("contrasts")
+                        else "declare `contrasts` for that)"
+                    )
+                    if question
+                    else ")"
+                )
+            )
         row = _row(
             name,
             "(group)",
@@ -975,8 +984,6 @@ def analyse_group(
                 row["evidence"] += "; equivalence needs every pair's 90% CI inside ±sesoi"
         else:
             row["evidence"] = om.get("note", "")
-        if kind == "list" and spec.get("contrasts"):
-            row["evidence"] += "; the planned contrasts below answer the question"
         result["omnibus"] = {k: v for k, v in om.items() if k != "comparison"}
         rows.append(row)
 
@@ -1215,6 +1222,5 @@ def write_outputs(
     if out_verdicts is not None:
         write_csv(out_verdicts, result["verdicts"])
     if out_recommended is not None:
-        text = yaml.safe_dump(json_safe(result["recommended"]), sort_keys=False,
-                              allow_unicode=True)
+        text = yaml.safe_dump(json_safe(result["recommended"]), sort_keys=False, allow_unicode=True)
         write_text(out_recommended, "# hpstudy: the recommended configuration (issue 10)\n" + text)
