@@ -118,6 +118,12 @@ def _fmt_p(value: float) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _p_is(value: float) -> str:
+    """'p = 0.012' or 'p < 0.001' for running text."""
+    text = _fmt_p(value)
+    return "p < 0.001" if text == "<0.001" else f"p = {text}"
+
+
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float, float]:
     """Mean, SD (ddof 1) and the t-based interval of the mean; the one formula behind every
     table and figure interval (nan where undefined)."""
@@ -762,9 +768,9 @@ def evidence(row: dict[str, Any], metric: str, what: str) -> str:
     if row.get("method"):
         text += f", {row['method']}"
     if math.isfinite(_f(row.get("p_adj"))):
-        text += f", p_adj = {_fmt_p(row['p_adj'])}"
+        text += f", Holm-adjusted {_p_is(row['p_adj'])}"
     if math.isfinite(_f(row.get("tost_p"))):
-        text += f", TOST p = {_fmt_p(row['tost_p'])} at ±{_fmt(row['sesoi'])}"
+        text += f", TOST {_p_is(row['tost_p'])} at ±{_fmt(row['sesoi'])}"
     if math.isfinite(_f(row.get("seeds_needed"))) and row.get("verdict") == "inconclusive":
         text += f"; ~{int(row['seeds_needed'])} seeds per level would decide it"
     return text
@@ -979,7 +985,7 @@ def analyse_group(
         if om["testable"]:
             row["evidence"] = evidence(
                 row, metric, f"best − worst level ({om['best']} − {om['worst']})"
-            ) + (f"; OLS ANOVA p = {_fmt_p(om['p_ols'])}, Welch ANOVA p = {_fmt_p(om['p_welch'])}")
+            ) + (f"; OLS ANOVA {_p_is(om['p_ols'])}, Welch ANOVA {_p_is(om['p_welch'])}")
             if sesoi:
                 row["evidence"] += "; equivalence needs every pair's 90% CI inside ±sesoi"
         else:
@@ -1152,9 +1158,9 @@ def worked_example(rows: list[dict[str, Any]]) -> str:
     return (
         f"`{pick['group']}` / `{pick['contrast']}` predicts {expect}; the estimate is "
         f"{_fmt(pick['estimate'])} (95% CI {_fmt(pick['ci_low'])} to "
-        f"{_fmt(pick['ci_high'])}), Holm-adjusted p = {_fmt_p(pick['p_adj'])}"
+        f"{_fmt(pick['ci_high'])}), Holm-adjusted {_p_is(pick['p_adj'])}"
         + (
-            f", TOST p = {_fmt_p(pick['tost_p'])} at ±{_fmt(pick['sesoi'])}"
+            f", TOST {_p_is(pick['tost_p'])} at ±{_fmt(pick['sesoi'])}"
             if math.isfinite(_f(pick["tost_p"]))
             else ""
         )
