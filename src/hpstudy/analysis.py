@@ -932,6 +932,21 @@ def analyse_group(
         if sesoi and tr.get("ci90_range"):
             lo, hi = tr["ci90_range"]
             row["evidence"] += f"; change over the studied range: 90% CI {_fmt(lo)} to {_fmt(hi)}"
+        means = values.mean()
+        order = sorted(means.dropna().index, key=lambda lv: x_of[lv])
+        step = np.diff([means[lv] for lv in order])
+        if len(step) and tr["testable"] and not tr["identical"]:
+            want = 1 if expect["trend"] == "increasing" else -1
+            against = [
+                f"{a} → {b}"
+                for a, b, d in zip(order, order[1:], step, strict=False)
+                if np.sign(d) == -want
+            ]
+            if against:
+                row["evidence"] += (
+                    f"; level means are not monotone ({', '.join(against)} "
+                    f"goes the other way): the slope summarises a curve"
+                )
         result["trend"] = tr
         rows.append(row)
     else:
@@ -982,7 +997,12 @@ def analyse_group(
         )
         if row["verdict"] == "inconclusive":
             row["seeds_needed"] = seeds_needed(comp, sesoi)
-        if om["testable"]:
+        if om["identical"]:
+            row["evidence"] = (
+                f"every level gives exactly the same {metric} on every seed "
+                f"({len(values.columns)} levels × {len(values)} seeds)"
+            )
+        elif om["testable"]:
             row["evidence"] = evidence(
                 row, metric, f"best − worst level ({om['best']} − {om['worst']})"
             ) + (f"; OLS ANOVA {_p_is(om['p_ols'])}, Welch ANOVA {_p_is(om['p_welch'])}")
@@ -1117,6 +1137,13 @@ def recommend(
         "n": best["n_ok"],
         "settings": cfg,
     }
+    same = []  # configurations whose every seed gives exactly the best one's numbers
+    for cand in candidates[1:]:
+        if compare(series(best["experiment"]), series(cand["experiment"]), None)["identical"]:
+            same.append(cand["experiment"])
+    if same:
+        out["identical_results"] = same
+    candidates = [c for c in candidates if c["experiment"] not in same]
     if len(candidates) > 1:
         other = candidates[1]
         comp = compare(series(best["experiment"]), series(other["experiment"]), None)
