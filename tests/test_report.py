@@ -380,8 +380,9 @@ def test_figure_intervals_equal_table_intervals(synth):
         for exp, seg in zip(exps, segments, strict=True):
             lo, hi = seg[0][1], seg[1][1]
             if math.isfinite(lo):
+                # the report's table clips R2 intervals at 1 (and says so); so does the figure
                 assert (lo, hi) == pytest.approx(
-                    (table.loc[exp, "test_r2_ci_low"], table.loc[exp, "test_r2_ci_high"])
+                    (table.loc[exp, "test_r2_ci_low"], min(1.0, table.loc[exp, "test_r2_ci_high"]))
                 ), (group, exp)
     # the seaborn figures use the same t-interval
     values = [0.9, 0.93, 0.95]
