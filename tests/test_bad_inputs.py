@@ -196,6 +196,83 @@ STUDY_CASES = [
         _group({"grid": {"lr": [1e-3]}, "baseline": "nope"}),
         ["groups.g.baseline", "'nope'", "['lr1e-3']"],
     ),
+    ("sesoi_zero", _set("sesoi", 0), ["sesoi", "0 is not allowed", "a number > 0"]),
+    ("sesoi_string", _set("sesoi", "1%"), ["sesoi", "'1%' is not allowed", "a number > 0"]),
+    (
+        "contrast_unknown_label",
+        _group(
+            {
+                "list": [{"lr": 1e-3}, {"lr": 1e-2}],
+                "contrasts": [{"name": "c", "a": "lr1e-3", "b": ["lr0.01", "nope"]}],
+            }
+        ),
+        ["groups.g.contrasts[0].b", "'nope'", "choose from ['lr1e-3', 'lr0.01']"],
+    ),
+    (
+        "contrast_label_on_both_sides",
+        _group(
+            {
+                "grid": {"lr": [1e-3, 1e-2]},
+                "contrasts": [{"name": "c", "a": "lr1e-3", "b": ["lr1e-3", "lr0.01"]}],
+            }
+        ),
+        ["groups.g.contrasts[0]", "['lr1e-3']", "both sides", "disjoint"],
+    ),
+    (
+        "contrast_bad_expect",
+        _group(
+            {
+                "grid": {"lr": [1e-3, 1e-2]},
+                "contrasts": [{"name": "c", "a": "lr1e-3", "b": "lr0.01", "expect": "better"}],
+            }
+        ),
+        ["groups.g.contrasts[0].expect", "'better'", "a_better"],
+    ),
+    (
+        "contrast_duplicate_name",
+        _group(
+            {
+                "grid": {"lr": [1e-3, 1e-2]},
+                "contrasts": [
+                    {"name": "c", "a": "lr1e-3", "b": "lr0.01"},
+                    {"name": "c", "a": "lr0.01", "b": "lr1e-3"},
+                ],
+            }
+        ),
+        ["groups.g.contrasts[1].name", "'c' is used twice"],
+    ),
+    (
+        "trend_on_list_group",
+        _group({"list": [{"lr": 1e-3}, {"lr": 1e-2}], "expect": {"trend": "increasing"}}),
+        ["groups.g.expect.trend", "`list` group", "contrasts"],
+    ),
+    (
+        "trend_on_non_numeric_factor",
+        _group({"grid": {"scheduler": ["none", "cosine"]}, "expect": {"trend": "increasing"}}),
+        ["groups.g.expect.trend", "'scheduler'", "non-numeric", "contrasts"],
+    ),
+    (
+        "trend_on_two_factors",
+        _group({"grid": {"lr": [1e-3, 1e-2], "batch_size": [4, 8]},
+                "expect": {"trend": "decreasing"}}),
+        ["groups.g.expect.trend", "exactly one varying grid factor", "['lr', 'batch_size']"],
+    ),
+    (
+        "trend_log2_of_zero",
+        _group({"grid": {"weight_decay": [0.0, 0.1]},
+                "expect": {"trend": "decreasing", "scale": "log2"}}),
+        ["groups.g.expect.scale", "log2 needs positive values", "scale: linear"],
+    ),
+    (
+        "trend_and_none",
+        _group({"grid": {"lr": [1e-3, 1e-2]}, "expect": {"trend": "increasing", "none": True}}),
+        ["groups.g.expect", "either `trend`", "`none: true`"],
+    ),
+    (
+        "trend_misspelt",
+        _group({"grid": {"lr": [1e-3, 1e-2]}, "expect": {"trend": "up"}}),
+        ["groups.g.expect.trend", "'up'", "increasing"],
+    ),
     ("missing_base", _drop("base"), ["(top level)", "'base' is a required property"]),
     ("yaml_syntax", "name: s\ngroups: [\n", ["not valid YAML", "line 3"]),
     ("yaml_tab", "name: s\n\tseeds: 1\n", ["not valid YAML", "line 2"]),

@@ -64,8 +64,12 @@ def test_experiments_of_several_groups_share_one_configuration(repo):
 
 def test_quick_study_shipped(repo):
     study = load_study(repo / "config/studies/quick.yaml")
-    assert len(study.experiments) == 10
+    assert len(study.experiments) == 13
     assert len(study.seeds) >= 2
+    # the quick study shows the verdict kinds a user meets (issue 10)
+    assert study.sesoi and study.groups["batch_size"].expect["trend"] == "decreasing"
+    assert study.groups["data_loading"].expect == {"none": True}
+    assert all(study.groups[g].contrasts for g in ("lr_scaling", "grad_accumulation"))
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ TINY = """
 name: tiny
 description: two groups, two seeds, two epochs on 32 px generated microbeads
 seeds: 2
+sesoi: 0.05
 dataset: {name: microbeads, image_size: 32, split: {train: 0.6, val: 0.2, test: 0.2, seed: 1}}
 base: {epochs: 2, batch_size: 8, diagnostics_every: 2}
 groups:
@@ -25,9 +26,12 @@ groups:
     question: Do smaller batches help?
     baseline: bs8
     grid: {batch_size: [4, 8]}
+    expect: {trend: decreasing, scale: log2}
   scheduler:
     baseline: none
     grid: {scheduler: [none, cosine]}
+    contrasts:
+      - {name: cosine_vs_none, a: cosine, b: none, expect: a_better}
 """
 
 
@@ -108,6 +112,27 @@ def test_report_numbers_match_summary(finished):
         section = report.split(f"`{group}`", 1)[1]
         row = next(line for line in section.splitlines() if line.startswith(f"| `{label}`"))
         assert fmt(float(mean)) in row, (group, label, fmt(float(mean)), row)
+
+
+def test_verdicts_csv_matches_the_report(finished):
+    """The report's answers table is results/{study}/verdicts.csv, row for row."""
+    import yaml
+
+    table = pd.read_csv(finished / "results/tiny/verdicts.csv", keep_default_na=False)
+    report = (finished / "reports/tiny/report.md").read_text()
+    rows = re.findall(
+        r"^\| `(\w+)` / `([^`]+)` \| [^|]* \| ([^|]*) \| \*\*([a-z ]+)\*\* \|", report, re.M
+    )
+    assert [(g, c, e.strip(), v) for g, c, e, v in rows] == [
+        (r.group, r.contrast, r.expect or "–", r.verdict) for r in table.itertuples()
+    ]
+    assert list(table["contrast"]) == ["(group)", "(group)", "cosine_vs_none"]
+    assert set(table["verdict"]) <= {
+        "supported", "contradicted", "differs", "no relevant effect", "inconclusive",
+        "identical by construction", "not testable",
+    }
+    rec = yaml.safe_load((finished / "results/tiny/recommended.yaml").read_text())
+    assert rec["recommended"] is None or rec["recommended"]["experiment"] in report
 
 
 def test_report_figures_are_linked_pngs(finished):

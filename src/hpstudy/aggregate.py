@@ -10,12 +10,13 @@ from typing import Any
 
 import pandas as pd
 
+from hpstudy.analysis import analyse_study, write_outputs
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
 from hpstudy.metrics import primary_metric as task_primary_metric
-from hpstudy.stats import mean_ci, study_statistics
+from hpstudy.stats import mean_ci
 from hpstudy.study import Study
 
-COST_METRICS = ["epochs_run", "best_epoch", "train_time_s", "time_per_epoch_s",
+COST_METRICS = ["epochs_run", "best_epoch", "optimizer_steps", "train_time_s", "time_per_epoch_s",
                 "throughput_samples_per_s", "peak_memory_mb", "memory_efficiency"]
 __all__ = ["LOWER_IS_BETTER", "mean_ci", "metric_columns"]  # re-exported for older callers
 
@@ -118,10 +119,12 @@ def study_document(study: Study, manifest: dict[str, Any],
         "metric": primary_metric(study, manifest["task"]),
         "task": manifest["task"],
         "references": study.references,
+        "sesoi": study.sesoi,
         "groups": {
             g.name: {"question": g.question, "hypothesis": g.hypothesis, "factors": g.factors,
                      "baseline": f"{g.name}-{g.baseline}" if g.baseline else None,
-                     "experiments": [e.id for e in g.experiments]}
+                     "experiments": [e.id for e in g.experiments],
+                     "kind": g.kind, "expect": g.expect, "contrasts": g.contrasts}
             for g in study.groups.values()
         },
         "prepared": {k: manifest[k] for k in ("content_sha256", "source_sha256", "n_samples",
@@ -160,10 +163,12 @@ def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[
                     all_runs: list[str] | None = None, allow_partial: bool = False,
                     out_stats: str | Path | None = None, curves: list[str | Path] = (),
                     layers: list[str | Path] = (), out_curves: str | Path | None = None,
-                    out_layers: str | Path | None = None) -> pd.DataFrame:
+                    out_layers: str | Path | None = None,
+                    out_verdicts: str | Path | None = None,
+                    out_recommended: str | Path | None = None) -> pd.DataFrame:
     """Write summary.csv (one row per experiment x seed, in study order), study.json,
-    groups/*.csv, (given out_stats) stats.json with the tests and verdicts of every group,
-    and (given out_curves/out_layers) the study's per-epoch and per-layer tables."""
+    groups/*.csv, (given out_curves/out_layers) the study's per-epoch and per-layer tables,
+    and the analysis (hpstudy.analysis): stats.json, verdicts.csv and recommended.yaml."""
     from hpstudy.atomic import write_csv, write_json
     from hpstudy.study import load_study
 
@@ -205,11 +210,12 @@ def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[
     study_tables(study, list(curves), list(layers), out_curves, out_layers)
     document = study_document(study, manifest, missing, reasons)
     write_json(out_study, document)
-    if out_stats is not None:
-        # the statistics see which experiments share a configuration (experiments.tsv)
+    if out_stats is not None or out_verdicts is not None or out_recommended is not None:
+        # the analysis sees which experiments share a configuration (experiments.tsv)
         table = study.table().drop(columns=["shared_with"])
         design = {**document, "experiments": table.to_dict(orient="records")}
-        write_json(out_stats, study_statistics(summary, json.loads(json.dumps(design))))
+        result = analyse_study(summary, json.loads(json.dumps(design)))
+        write_outputs(result, out_stats, out_verdicts, out_recommended)
     return summary
 
 

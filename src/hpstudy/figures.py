@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from hpstudy.analysis import t_interval  # noqa: E402
 from hpstudy.atomic import atomic_path  # noqa: E402
 
 METRIC_LABELS = {
@@ -38,6 +39,18 @@ METRIC_LABELS = {
     "best_epoch": "best epoch (lowest val loss)",
 }
 CLASSIFICATION_LOSS_NOTE = "cross-entropy (nats)"
+
+
+def t_ci(values) -> tuple[float, float]:
+    """seaborn `errorbar=` callable: the t-based 95% interval of the mean, the same formula
+    as the tables (analysis.t_interval), instead of seaborn's random bootstrap; so every
+    figure interval equals its table interval and figures render deterministically."""
+    _, _, lo, hi = t_interval(values)
+    mean = float(np.mean(values)) if len(values) else np.nan
+    return (lo, hi) if np.isfinite(lo) else (mean, mean)
+
+
+T_CI = t_ci
 
 
 def label(column: str) -> str:
@@ -62,10 +75,24 @@ def _ok(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def overview(summary: pd.DataFrame, groups: dict[str, list[str]], metric: str,
-             path: Path) -> Path:
-    """One panel per group: the metric per experiment, mean and 95% CI over seeds."""
+             path: Path, levels: list[dict] | None = None) -> Path:
+    """One panel per group: the metric per experiment, mean and 95% CI over seeds, drawn
+    from the analysis' level table (`levels`, the numbers in the report's tables)."""
+    return _save(overview_figure(summary, groups, metric, levels), path)
+
+
+def overview_figure(summary: pd.DataFrame, groups: dict[str, list[str]], metric: str,
+                    levels: list[dict] | None = None):
     _theme()
     ok = _ok(summary)
+    if levels is None:  # no analysis given: the same t-intervals, computed here
+        levels = []
+        for group, experiments in groups.items():
+            for exp in experiments:
+                vals = ok.loc[ok["experiment"] == exp, metric].to_numpy(dtype=float)
+                mean, _, lo, hi = t_interval(vals)
+                levels.append({"group": group, "experiment": exp, "mean": mean,
+                               "ci_low": lo, "ci_high": hi})
     n = len(groups)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
@@ -76,19 +103,31 @@ def overview(summary: pd.DataFrame, groups: dict[str, list[str]], metric: str,
         if frame.empty:
             ax.set_title(f"{group} (no finished runs)")
             continue
-        sns.pointplot(data=frame, x="label", y=metric, order=order, errorbar=("ci", 95),
-                      linestyle="none", capsize=0.2, ax=ax, color="C0")
+        table = {lv["experiment"]: lv for lv in levels if lv.get("group", group) == group}
+        rows = [table.get(e, {}) for e in experiments]
+        mean = np.array([_num(r.get("mean")) for r in rows])
+        lo = np.array([_num(r.get("ci_low")) for r in rows])
+        hi = np.array([_num(r.get("ci_high")) for r in rows])
+        x = np.arange(len(order))
+        ax.errorbar(x, mean, yerr=np.vstack([mean - lo, hi - mean]), fmt="o", color="C0",
+                    capsize=5, label="mean and 95% t-interval")
+        ax.set_xticks(x, order)
         sns.stripplot(data=frame, x="label", y=metric, order=order, ax=ax, color="0.4",
-                      size=3, alpha=0.6)
+                      size=3, alpha=0.6, jitter=False)
         ax.set_title(group)
         ax.set_xlabel("")
         ax.set_ylabel(label(metric))
         ax.tick_params(axis="x", rotation=35)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle(f"{label(metric)}: mean and 95% CI over seeds; dots are single runs", y=1.0)
+    fig.suptitle(f"{label(metric)}: mean and 95% t-interval over seeds (as in the tables); "
+                 "dots are single runs", y=1.0)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def _num(value) -> float:
+    return float(value) if value is not None else np.nan
 
 
 def factor_effect(runs: pd.DataFrame, factor: str, metric: str, secondary: str | None,
@@ -103,7 +142,7 @@ def factor_effect(runs: pd.DataFrame, factor: str, metric: str, secondary: str |
     if not numeric:
         ok[factor] = ok[factor].astype(str)
     for ax, column in zip(axes.flat, columns, strict=True):
-        sns.pointplot(data=ok, x=factor, y=column, errorbar=("ci", 95), capsize=0.15,
+        sns.pointplot(data=ok, x=factor, y=column, errorbar=T_CI, capsize=0.15,
                       native_scale=numeric, ax=ax, color="C0", markers="o")
         sns.stripplot(data=ok, x=factor, y=column, native_scale=numeric, ax=ax, color="0.4",
                       size=3, alpha=0.6, jitter=False)
@@ -131,7 +170,7 @@ def lr_vs_metric(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     order = sorted(ok["batch size"].unique(), key=int)
     sns.lineplot(data=ok, x="lr", y=metric, hue="batch size", hue_order=order, marker="o",
-                 errorbar=("ci", 95), err_style="bars", ax=ax, palette="viridis")
+                 errorbar=T_CI, err_style="bars", ax=ax, palette="viridis")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(label(metric))
@@ -151,7 +190,7 @@ def accumulation_bars(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     order = sorted(ok["how"].unique(), key=lambda h: (h != "true batch", h))
     fig, ax = plt.subplots(figsize=(7, 4.2))
     sns.barplot(data=ok, x="effective batch", y=metric, hue="how", hue_order=order,
-                errorbar=("ci", 95), capsize=0.1, ax=ax, palette="colorblind")
+                errorbar=T_CI, capsize=0.1, ax=ax, palette="colorblind")
     ax.set_xlabel("effective batch size (samples per optimizer step)")
     ax.set_ylabel(label(metric))
     ax.set_title("True vs accumulated batches (mean and 95% CI over seeds)")
@@ -193,9 +232,10 @@ def scheduler_comparison(runs: pd.DataFrame, history: pd.DataFrame, metric: str,
     ok = _ok(runs)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     order = list(dict.fromkeys(ok["label"]))
-    sns.barplot(data=ok, x="label", y=metric, order=order, errorbar=("ci", 95), capsize=0.1,
+    sns.barplot(data=ok, x="label", y=metric, order=order, errorbar=T_CI, capsize=0.1,
                 ax=axes[0], color="C0")
-    sns.stripplot(data=ok, x="label", y=metric, order=order, ax=axes[0], color="0.3", size=3)
+    sns.stripplot(data=ok, x="label", y=metric, order=order, ax=axes[0], color="0.3", size=3,
+                  jitter=False)
     axes[0].set_xlabel("")
     axes[0].set_ylabel(label(metric))
     axes[0].set_title("Metric per scheduler (mean and 95% CI)")
@@ -246,7 +286,7 @@ def learning_curves(history: pd.DataFrame, group: str, columns: list[str], path:
     order = list(dict.fromkeys(frame["label"]))
     for ax, column in zip(axes.flat, columns, strict=False):
         sns.lineplot(data=frame, x="epoch", y=column, hue="label", hue_order=order,
-                     errorbar=("ci", 95), ax=ax, legend=ax is axes.flat[0])
+                     errorbar=T_CI, ax=ax, legend=ax is axes.flat[0])
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label(column))
@@ -320,7 +360,7 @@ def early_stopping(summary: pd.DataFrame, experiments: list[str], path: Path) ->
     sns.barplot(data=ok, y="experiment", x="epochs_run", order=order, errorbar=None,
                 color="0.85", ax=ax, label="epochs run (mean)")
     sns.stripplot(data=ok, y="experiment", x="best_epoch", order=order, hue="stopped early",
-                  hue_order=["no", "yes"], ax=ax, size=6, jitter=0.15, palette="Set1")
+                  hue_order=["no", "yes"], ax=ax, size=6, jitter=False, palette="Set1")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("")

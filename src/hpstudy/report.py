@@ -19,7 +19,6 @@ from hpstudy.aggregate import COST_METRICS
 from hpstudy.atomic import write_text
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
 from hpstudy.provenance import git_commit, package_versions
-from hpstudy.stats import VERDICT_RULE, compare, study_statistics
 
 DIAGNOSTIC_COLUMNS = ["grad_norm_mean", "grad_norm_cv", "grad_noise_scale", "grad_variance"]
 
@@ -76,39 +75,6 @@ def job_costs(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[["experiment", "seed", *columns]].copy()
 
 
-def best_configuration(tables: dict[str, pd.DataFrame], metric: str) -> dict[str, Any] | None:
-    rows = [row for t in tables.values() for row in t.to_dict(orient="records")
-            if row.get("n_ok", 0) > 0 and f"{metric}_mean" in row
-            and math.isfinite(row[f"{metric}_mean"])]
-    if not rows:
-        return None
-    pick = min if metric in LOWER_IS_BETTER else max
-    return pick(rows, key=lambda r: r[f"{metric}_mean"])
-
-
-def runner_up(best: dict[str, Any], summary: pd.DataFrame, stats: dict[str, Any],
-              metric: str) -> dict[str, Any] | None:
-    """The best distinct configuration after the recommended one, and a Welch test of the
-    two: is the recommendation distinguishable from its closest competitor?"""
-    levels = [lv for g in stats["groups"].values() for lv in g["levels"]
-              if math.isfinite(lv["mean"])]
-    same = {best["experiment"], *stats["performers"]["aliases"].get(best["experiment"], [])}
-    for group in stats["identical_configs"]:
-        if best["experiment"] in group:
-            same |= set(group)
-    sign = -1 if metric in LOWER_IS_BETTER else 1
-    others = sorted((lv for lv in levels if lv["experiment"] not in same),
-                    key=lambda lv: sign * lv["mean"], reverse=True)
-    if not others:
-        return None
-    other = others[0]
-    ok = summary[summary["status"] == "ok"]
-    test = compare(ok.loc[ok["experiment"] == other["experiment"], metric],
-                   ok.loc[ok["experiment"] == best["experiment"], metric], sign)
-    return {"experiment": other["experiment"], "mean": other["mean"], "sd": other["sd"],
-            **{k: test[k] for k in ("welch_p", "hedges_g", "note")}}
-
-
 def experiment_diagnostics(summary: pd.DataFrame, histories: pd.DataFrame,
                            benchmarks: pd.DataFrame, metric: str,
                            experiments: list[str]) -> list[dict[str, Any]]:
@@ -146,7 +112,8 @@ def varies(frame: pd.DataFrame, column: str) -> bool:
 
 def plan_figures(doc: dict[str, Any], summary: pd.DataFrame, histories: pd.DataFrame,
                  layers: pd.DataFrame, best: dict[str, Any] | None,
-                 fig_dir: Path) -> list[dict[str, Any]]:
+                 fig_dir: Path, levels: list[dict[str, Any]] | None = None
+                 ) -> list[dict[str, Any]]:
     """Draw every figure this study's data supports; returns [{key, path, title, group}]."""
     task, metric = doc["task"], doc["metric"]
     secondary = "test_mse" if task == "regression" else "test_loss"
@@ -160,8 +127,10 @@ def plan_figures(doc: dict[str, Any], summary: pd.DataFrame, histories: pd.DataF
     def add(key, path, title, group=None):
         out.append({"key": key, "path": path, "title": title, "group": group})
 
-    add("overview", figures.overview(summary, groups, metric, fig_dir / "overview.png"),
-        f"Overview: {metric} per experiment, mean and 95% CI over seeds")
+    add("overview", figures.overview(summary, groups, metric, fig_dir / "overview.png",
+                                     levels=levels),
+        f"Overview: {metric} per experiment, mean and 95% t-interval over seeds (as in the "
+        "tables)")
     ok = summary[summary["status"] == "ok"]
     for group, spec in doc["groups"].items():
         runs = summary[summary["group"] == group]
@@ -265,24 +234,33 @@ def render(study_json: str | Path, summary_csv: str | Path, group_csvs: dict[str
            out_md: str | Path, out_html: str | Path, fig_dir: str | Path,
            repo: str | Path = ".", stats_json: str | Path | None = None,
            curves: str | Path | None = None, layers: str | Path | None = None,
-           experiments: str | Path | None = None) -> dict[str, Any]:
+           experiments: str | Path | None = None, verdicts_csv: str | Path | None = None,
+           recommended_yaml: str | Path | None = None) -> dict[str, Any]:
+    """The report reads the aggregate outputs only; it computes no statistics (stats.json,
+    verdicts.csv and recommended.yaml default to the files beside study.json)."""
     import jinja2
     import markdown
+    import yaml
 
     doc = json.loads(Path(study_json).read_text())
     summary = pd.read_csv(summary_csv)
     tables = {g: pd.read_csv(p) if Path(p).stat().st_size > 1 else pd.DataFrame()
               for g, p in group_csvs.items()}
-    stats = (json.loads(Path(stats_json).read_text()) if stats_json
-             else study_statistics(summary, doc))
+    here = Path(study_json).parent
+    stats = json.loads(Path(stats_json or here / "stats.json").read_text())
+    verdicts = pd.read_csv(verdicts_csv or here / "verdicts.csv", keep_default_na=False,
+                           na_values=[""])
+    verdicts = verdicts.astype(object).where(verdicts.notna(), None)
+    recommended = yaml.safe_load(Path(recommended_yaml or here / "recommended.yaml")
+                                 .read_text())
     task, metric = doc["task"], doc["metric"]
     out_md, fig_dir = Path(out_md), Path(fig_dir)
     histories, layers = read_table(curves), read_table(layers)
     benchmarks = job_costs(summary)
     design = read_table(experiments, sep="\t")
     doc.setdefault("experiments", design.to_dict(orient="records"))
-    best = best_configuration(tables, metric)
-    figs = plan_figures(doc, summary, histories, layers, best, fig_dir)
+    best = recommended.get("recommended")
+    figs = plan_figures(doc, summary, histories, layers, best, fig_dir, stats.get("levels"))
     for fig in figs:
         fig["rel"] = str(Path(fig["path"]).relative_to(out_md.parent))
     columns = [c for t in tables.values() for c in t.columns]
@@ -294,8 +272,10 @@ def render(study_json: str | Path, summary_csv: str | Path, group_csvs: dict[str
         "higher_is_better": metric not in LOWER_IS_BETTER,
         "efficiency_metric": metric_columns(task)[0],
         "tables": {g: t.to_dict(orient="records") for g, t in tables.items()},
-        "stats": stats, "rule": VERDICT_RULE,
-        "best": best, "runner_up": runner_up(best, summary, stats, metric) if best else None,
+        "stats": stats, "rule": stats["rule"], "recommended": recommended,
+        "verdicts": verdicts.to_dict(orient="records"),
+        "levels": {g: {lv["experiment"]: lv for lv in res["levels"]}
+                   for g, res in stats["groups"].items()},
         "experiments": {e["experiment"]: e for e in doc["experiments"]},
         "figures": {f["key"]: f for f in figs},
         "group_figures": {g: [f for f in figs if f["group"] == g] for g in doc["groups"]},

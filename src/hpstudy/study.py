@@ -78,6 +78,9 @@ class Group:
     factors: list[str]
     baseline: str | None
     experiments: list[Experiment] = field(default_factory=list)
+    kind: str = "grid"  # "grid" or "list"
+    expect: dict[str, Any] = field(default_factory=dict)  # {trend, scale} or {none: true}
+    contrasts: list[dict[str, Any]] = field(default_factory=list)  # {name, a, b, expect}
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Study:
     references: list[dict[str, str]]
     base: dict[str, Any]
     groups: dict[str, Group]
+    sesoi: float | None = None  # smallest effect of interest, primary-metric units
 
     @property
     def experiments(self) -> list[Experiment]:
@@ -265,11 +269,73 @@ def load_study(path: str | Path) -> Study:
             seen[exp.id] = gname
         groups[gname] = group
     _check_task(path, data["dataset"]["name"], base, groups)
+    for group in groups.values():
+        _check_analysis(path, group)
     return Study(
         name=data["name"], path=path, description=data.get("description", ""), seeds=seeds,
         dataset=dict(data["dataset"]), metric=data.get("metric"),
         references=list(data.get("references", [])), base=base, groups=groups,
+        sesoi=data.get("sesoi"),
     )
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _check_analysis(path: Path, group: Group) -> None:
+    """What a group predicts must be testable with the design it runs (issue 10): a trend
+    needs one numeric grid factor, contrasts need this group's labels."""
+    where = f"{path}: groups.{group.name}"
+    expect = group.expect
+    if expect:
+        if ("trend" in expect) == bool(expect.get("none")):
+            raise StudyError(f"{where}.expect: {expect!r} must give either `trend` "
+                             "(increasing/decreasing) or `none: true`, not both or neither")
+        if "scale" in expect and "trend" not in expect:
+            raise StudyError(f"{where}.expect.scale: {expect['scale']!r} only goes with "
+                             "`trend`; drop it or add `trend: increasing|decreasing`")
+    if "trend" in expect:
+        if group.kind != "grid":
+            raise StudyError(
+                f"{where}.expect.trend: {expect['trend']!r} needs a `grid` group of one "
+                "numeric factor; this is a `list` group whose levels change several settings "
+                "at once; declare `contrasts` instead")
+        varying = [f for f in group.factors
+                   if len({repr(getattr(e.config, f, None)) for e in group.experiments}) > 1]
+        if len(varying) != 1:
+            raise StudyError(
+                f"{where}.expect.trend: a trend needs exactly one varying grid factor, this "
+                f"group varies {varying}; split the grid or drop `trend`")
+        values = [getattr(e.config, varying[0]) for e in group.experiments]
+        if not all(_numeric(v) for v in values):
+            raise StudyError(
+                f"{where}.expect.trend: factor {varying[0]!r} has non-numeric values "
+                f"{values}; a trend needs numbers (use `contrasts` to compare named levels)")
+        if expect.get("scale") == "log2" and min(values) <= 0:
+            raise StudyError(
+                f"{where}.expect.scale: log2 needs positive values of {varying[0]!r}, got "
+                f"{values}; use scale: linear")
+    labels = [e.label for e in group.experiments]
+    names = set()
+    for i, contrast in enumerate(group.contrasts):
+        key = f"{where}.contrasts[{i}]"
+        if contrast["name"] in names:
+            raise StudyError(f"{key}.name: {contrast['name']!r} is used twice in this group; "
+                             "give each contrast its own name")
+        names.add(contrast["name"])
+        sides = {}
+        for side in ("a", "b"):
+            value = contrast[side]
+            chosen = [value] if isinstance(value, str) else list(value)
+            unknown = [v for v in chosen if v not in labels]
+            if unknown:
+                raise StudyError(f"{key}.{side}: {unknown[0]!r} is not a label of group "
+                                 f"{group.name!r}; choose from {labels}")
+            sides[side] = set(chosen)
+        if sides["a"] & sides["b"]:
+            raise StudyError(f"{key}: {sorted(sides['a'] & sides['b'])} is on both sides "
+                             "(a and b); a contrast compares disjoint sets of levels")
 
 
 def _check_task(path: Path, dataset: str, base: dict[str, Any], groups: dict[str, Group]) -> None:
@@ -371,7 +437,9 @@ def _expand_group(path: Path, gname: str, spec: dict[str, Any], base: dict[str, 
         )
     factors = [spec["factor"]] if "factor" in spec else keys
     return Group(gname, spec.get("question", ""), spec.get("hypothesis", ""), factors,
-                 baseline, experiments)
+                 baseline, experiments, kind="grid" if "grid" in spec else "list",
+                 expect=dict(spec.get("expect", {})),
+                 contrasts=[dict(c) for c in spec.get("contrasts", [])])
 
 
 def _fmt(value: Any) -> str:

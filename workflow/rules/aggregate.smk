@@ -23,6 +23,16 @@ rule aggregate:
         stats=f"{R}/{{study}}/stats.json",
         curves=f"{R}/{{study}}/curves.csv.gz",
         layers=f"{R}/{{study}}/layers.csv.gz",
+        verdicts=report(
+            f"{R}/{{study}}/verdicts.csv",
+            caption="../report/verdicts.rst",
+            category="Answers",
+        ),
+        recommended=report(
+            f"{R}/{{study}}/recommended.yaml",
+            caption="../report/recommended.rst",
+            category="Answers",
+        ),
     log:
         f"{R}/logs/aggregate/{{study}}.log",
     params:

@@ -7,6 +7,8 @@ rule report:
         curves=f"{R}/{{study}}/curves.csv.gz",
         layers=f"{R}/{{study}}/layers.csv.gz",
         experiments=f"{R}/{{study}}/experiments.tsv",
+        verdicts=f"{R}/{{study}}/verdicts.csv",
+        recommended=f"{R}/{{study}}/recommended.yaml",
     output:
         markdown=report(
             f"{REPORTS}/{{study}}/report.md",

@@ -13,7 +13,7 @@ if "snakemake" in globals():
                         sm.output.summary, sm.output.study, sm.output.groups,
                         sm.params.all_runs, sm.params.allow_partial, sm.output.stats,
                         list(sm.input.curves), list(sm.input.layers), sm.output.curves,
-                        sm.output.layers)
+                        sm.output.layers, sm.output.verdicts, sm.output.recommended)
 else:
     from pathlib import Path
 
@@ -23,4 +23,5 @@ else:
     aggregate_study(study_file, manifest, records, out / "summary.csv", out / "study.json",
                     out / "groups", None, True, out / "stats.json",
                     [f"{s}.curves.csv" for s in stems], [f"{s}.layers.csv.gz" for s in stems],
-                    out / "curves.csv.gz", out / "layers.csv.gz")
+                    out / "curves.csv.gz", out / "layers.csv.gz", out / "verdicts.csv",
+                    out / "recommended.yaml")

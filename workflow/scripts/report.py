@@ -13,12 +13,14 @@ def main(res, out_md, out_html, fig_dir, **inputs):
     paths = {name: res / file for name, file in (
         ("summary", "summary.csv"), ("study", "study.json"), ("groups", "groups"),
         ("stats", "stats.json"), ("curves", "curves.csv.gz"), ("layers", "layers.csv.gz"),
-        ("experiments", "experiments.tsv"))}
+        ("experiments", "experiments.tsv"), ("verdicts", "verdicts.csv"),
+        ("recommended", "recommended.yaml"))}
     paths.update({k: Path(v) for k, v in inputs.items()})
     groups = {p.stem: p for p in sorted(paths["groups"].glob("*.csv"))}
     render(paths["study"], paths["summary"], groups, out_md, out_html, fig_dir,
            stats_json=paths["stats"], curves=paths["curves"], layers=paths["layers"],
-           experiments=paths["experiments"])
+           experiments=paths["experiments"], verdicts_csv=paths["verdicts"],
+           recommended_yaml=paths["recommended"])
 
 
 if "snakemake" in globals():
@@ -27,7 +29,8 @@ if "snakemake" in globals():
         i = sm.input
         main(Path(i.summary).parent, sm.output.markdown, sm.output.html, sm.output.figures,
              summary=i.summary, study=i.study, groups=i.groups, stats=i.stats, curves=i.curves,
-             layers=i.layers, experiments=i.experiments)
+             layers=i.layers, experiments=i.experiments, verdicts=i.verdicts,
+             recommended=i.recommended)
 else:
     res, rep = Path(sys.argv[1]), Path(sys.argv[2])
     main(res, rep / "report.md", rep / "report.html", rep / "figures")
