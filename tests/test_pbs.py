@@ -56,6 +56,8 @@ def test_qsub_line_gpu_training_job():
         "-o",
         "/w/logs/pbs/train/train.bs32-1a2b3c.0.T.out",
         "-V",
+        "-v",
+        "HPSTUDY_JOB_GPUS=1",
         "/w/.snakemake/tmp.x/snakejob.train.7.sh",
     ]
 

@@ -250,6 +250,8 @@ def build_qsub_args(
     args += ["-j", "oe", "-o", str(log_path(props, site, Path(workdir).resolve(), stamp))]
     if site.export_env:
         args.append("-V")
+    if gpus:  # runs packed into this job spread over its GPUs (hpstudy.gpuslots)
+        args += ["-v", f"HPSTUDY_JOB_GPUS={gpus}"]
     args += [str(a) for a in site.extra_args]
     args.append(str(jobscript))
     return args
