@@ -1,11 +1,13 @@
 # Helper Python of the workflow: config validation, study loading, named input functions.
 import json
+import os
 import sys
 from functools import cache
 from pathlib import Path
 
 from snakemake.utils import validate
 
+from hpstudy import cost
 from hpstudy.config import config_hash
 from hpstudy.datasets import missing_files
 from hpstudy.study import EXPERIMENT_ID, StudyError, load_study
@@ -156,6 +158,71 @@ def get_train_config(wildcards):
 def get_checkpoint(wildcards):
     """Outside the declared outputs, so Snakemake keeps it when a job is incomplete."""
     return f"{R}/{wildcards.study}/checkpoints/{wildcards.exp}/seed{wildcards.seed}.pt"
+
+
+# -- cost: one line per study at the start, each train job's walltime from its estimate --------
+WALLTIME = cost.load_policy(Path(workflow.basedir) / "profiles" / "walltime.yaml")
+ESTIMATE = os.environ.get("HPSTUDY_ESTIMATE", "on") != "off" and not (
+    workflow.remote_exec or workflow.subprocess_exec
+)
+
+
+def microbead_images(study):
+    """Images the study's dataset starts from (None: not a microbead study)."""
+    if study.dataset["name"] != "microbeads":
+        return None
+    if config["microbead_dir"]:
+        try:
+            with open(Path(config["microbead_dir"]) / "density.csv") as fh:
+                return max(sum(1 for line in fh if line.strip()) - 1, 0)
+        except OSError:  # reported, with the fix, before any job runs (dataset_location)
+            return None
+    return config["synthetic"]["n_images"]
+
+
+@cache
+def calibration(threads, device_profile=None):
+    return cost.Calibration(threads=threads, device_profile=device_profile)
+
+
+@cache
+def run_estimate(study, exp, threads):
+    """Estimated cost of one run (one seed) of an experiment, on the train jobs' device."""
+    s = get_study(study)
+    return cost.estimate_run(
+        s.experiment(exp).config,
+        s.dataset,
+        calibration(threads, WALLTIME.device_profile),
+        microbead_images(s),
+    )
+
+
+def train_runtime_minutes(wildcards, attempt, threads):
+    """Walltime of a train job: its runs' estimate x factor x attempt (profiles/walltime.yaml)."""
+    if not ESTIMATE:
+        return 120 * attempt
+    runs = 1 if hasattr(wildcards, "seed") else len(get_study(wildcards.study).seeds)
+    estimate = run_estimate(wildcards.study, wildcards.exp, threads)
+    return cost.walltime_minutes(estimate.wall_s, runs, attempt, WALLTIME)
+
+
+if ESTIMATE:
+    for _name in STUDY_NAMES:
+        _study = get_study(_name)
+        print(
+            cost.one_line(_study, calibration(1), microbead_images(_study), os.cpu_count()),
+            file=sys.stderr,
+        )
+    _runtime = workflow.resource_settings.overwrite_resources.get("train", {}).get("runtime")
+    _runtime = getattr(_runtime, "raw", _runtime)
+    if _runtime is not None and "attempt" not in str(_runtime):
+        print(
+            f"hpstudy: warning: --set-resources train:runtime={_runtime} "
+            "replaces the walltime from each run's estimate x attempt: a retry after a "
+            "walltime kill gets no more time; write it with attempt, e.g. "
+            "train:runtime='120*attempt'",
+            file=sys.stderr,
+        )
 
 
 def get_run_record_meta(wildcards):

@@ -10,6 +10,8 @@ rule train:
         f"{R}/logs/train/{{study}}/{{exp}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/train/{{study}}/{{exp}}/seed{{seed}}.tsv"
+    resources:
+        runtime=train_runtime_minutes,  # minutes, from the estimate (profiles/walltime.yaml)
     params:
         cfg=get_train_config,
         checkpoint=get_checkpoint,
