@@ -124,10 +124,11 @@ def test_study_checker_prints_the_cost(tmp_path):
 @pytest.mark.slow
 def test_pbs_train_jobs_of_the_quick_study_request_walltimes_from_their_estimates(tmp_path):
     """`snakemake -n --profile profiles/pbs`: every train job's runtime is its run's estimate
-    x factor (profiles/walltime.yaml, minimum lowered to show it), and the qsub line built
-    from that job carries it as walltime."""
+    x factor (profiles/walltime.yaml; here a large factor and no minimum, so that the quick
+    study's runs of seconds get distinct whole minutes), and the qsub line built from that
+    job carries it as walltime."""
     policy_file = tmp_path / "walltime.yaml"
-    policy_file.write_text("factor: 3\nmin_minutes: 0\nmax_minutes: 2880\n")
+    policy_file.write_text("factor: 40\nmin_minutes: 0\nmax_minutes: 2880\n")
     env = {**os.environ, "HPSTUDY_WALLTIME": str(policy_file)}
     proc = subprocess.run(
         snakemake_cmd("-n", "--profile", "profiles/pbs", "--config", "study=quick",
@@ -141,7 +142,7 @@ def test_pbs_train_jobs_of_the_quick_study_request_walltimes_from_their_estimate
     assert len(jobs) == 30, out[-3000:]
     threads = yaml.safe_load((REPO / "profiles/pbs/config.v8+.yaml").read_text())[
         "set-threads"]["train"]
-    cal = cost.Calibration(threads=threads)  # the calibration the dry run made (cached)
+    cal = cost.Calibration(threads=1)  # the calibration the dry run made (cached)
     study = load_study(QUICK)
     policy = cost.load_policy(policy_file)
     seen = set()

@@ -186,23 +186,24 @@ def calibration(threads, device_profile=None):
 
 
 @cache
-def run_estimate(study, exp, threads):
-    """Estimated cost of one run (one seed) of an experiment, on the train jobs' device."""
+def run_estimate(study, exp):
+    """Estimated cost of one run (one seed) of an experiment: on the device of the walltime
+    policy's device profile, else on this machine with one thread (a local train job's)."""
     s = get_study(study)
     return cost.estimate_run(
         s.experiment(exp).config,
         s.dataset,
-        calibration(threads, WALLTIME.device_profile),
+        calibration(1, WALLTIME.device_profile),
         microbead_images(s),
     )
 
 
-def train_runtime_minutes(wildcards, attempt, threads):
+def train_runtime_minutes(wildcards, attempt):
     """Walltime of a train job: its runs' estimate x factor x attempt (profiles/walltime.yaml)."""
     if not ESTIMATE:
         return 120 * attempt
     runs = 1 if hasattr(wildcards, "seed") else len(get_study(wildcards.study).seeds)
-    estimate = run_estimate(wildcards.study, wildcards.exp, threads)
+    estimate = run_estimate(wildcards.study, wildcards.exp)
     return cost.walltime_minutes(estimate.wall_s, runs, attempt, WALLTIME)
 
 
