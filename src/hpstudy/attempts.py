@@ -29,6 +29,7 @@ import os
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,8 @@ def track(checkpoint: str | os.PathLike, job_log: str | os.PathLike | None = Non
                 yield entry
             except BaseException as exc:
                 why = _why(exc)
+                if not isinstance(exc, SystemExit | KeyboardInterrupt):
+                    traceback.print_exc()  # into the kept log, not only the console
                 raise
     finally:
         end(checkpoint, why)
