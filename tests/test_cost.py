@@ -157,3 +157,21 @@ def test_pbs_train_jobs_of_the_quick_study_request_walltimes_from_their_estimate
         assert f"walltime={pbs.walltime(runtime)}" in line
         seen.add(runtime)
     assert len(seen) > 1  # the walltimes follow the runs, not one fixed number
+
+
+@pytest.mark.slow
+def test_runtime_override_without_attempt_warns(tmp_path):
+    """`--set-resources train:runtime=480` replaces the estimate x attempt: retries would get
+    no more time, so the workflow says so at the start; with `attempt` it does not."""
+    def dry_run(value):
+        return subprocess.run(
+            snakemake_cmd("-n", "--cores", "1", "--config", f"results_dir={tmp_path}/r",
+                          f"reports_dir={tmp_path}/p", "--set-resources",
+                          f"train:runtime={value}"),
+            capture_output=True, text=True, timeout=900, cwd=REPO, check=False)
+
+    proc = dry_run("480")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "hpstudy: warning: --set-resources train:runtime=480 replaces" in proc.stderr
+    proc = dry_run("120*attempt")
+    assert proc.returncode == 0 and "hpstudy: warning" not in proc.stderr

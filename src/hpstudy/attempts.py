@@ -97,9 +97,11 @@ def end(checkpoint: str | os.PathLike, why: str, now: float | None = None) -> No
 def summary(checkpoint: str | os.PathLike, now: float | None = None) -> dict[str, Any]:
     """For metrics.json, at the end of the run's last attempt: total wall time over all
     attempts, the last attempt's, and every attempt (start, end, host, job id, why it ended).
-    Attempts killed outright count with the time until the next attempt started, at most."""
+    An attempt killed outright (SIGKILL) has no end and counts with no wall time: unknown."""
     now = time.time() if now is None else now
     entries = load(checkpoint)
+    if not entries:  # not run through track(): the metrics keep this process's wall time
+        return {}
     attempts = []
     for i, entry in enumerate(entries):
         entry = dict(entry)

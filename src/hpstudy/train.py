@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hpstudy import attempts
 from hpstudy.atomic import atomic_path, write_csv, write_json, write_text
 from hpstudy.augment import Augmenter
 from hpstudy.config import TrainConfig
@@ -505,6 +506,7 @@ class Trainer:
             "prepared_sha256": self.manifest["content_sha256"],
             **job_environment(now=wall_start),  # host, batch job id, container image
         }
+        metrics.update(attempts.summary(self.checkpoint))  # wall time over every attempt
         metric_key = "test_r2" if self.task == "regression" else "test_accuracy"
         if metric_key in metrics and peak_mb > 0:
             metrics["memory_efficiency"] = metrics[metric_key] / (peak_mb / 1024)

@@ -13,8 +13,8 @@ from hpstudy.gpuslots import claim
 
 claim()
 
+from hpstudy.attempts import track  # noqa: E402
 from hpstudy.config import TrainConfig  # noqa: E402
-from hpstudy.logs import redirect_to  # noqa: E402
 from hpstudy.prepare import PreparedError  # noqa: E402
 from hpstudy.train import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted, RunFailed, run  # noqa: E402
 
@@ -44,7 +44,7 @@ if "snakemake" in globals():
     from pathlib import Path
 
     sm = snakemake  # noqa: F821
-    with redirect_to(sm.log[0]):
+    with track(sm.params.checkpoint, sm.log[0]):  # every attempt's log and record, kept
         main(dict(sm.params.cfg), sm.input.prepared, Path(sm.output.metrics).parent,
              sm.params.checkpoint, sm.threads)
 else:
