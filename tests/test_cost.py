@@ -26,6 +26,7 @@ def fake_calibration(tmp_path: Path, seconds_per_sample: float = 0.01) -> cost.C
         shape = cost.run_shape(exp.config, study.dataset)
         cal.entries[shape.key()] = {"seconds_per_step": seconds_per_sample * shape.batch_size,
                                     "flops_per_sample": 1e8}
+    cal.entries[cost.STARTUP_KEY] = {"seconds": 5.0}
     return cal
 
 

@@ -40,7 +40,8 @@ from typing import Any
 CALIBRATION_STEPS = 4  # timed optimizer steps per shape, after one warm-up step
 CALIBRATION_SECONDS = 2.0  # ... or fewer when they take longer than this
 EVAL_COST = 1 / 3  # a forward pass costs about a third of forward + backward + step
-STARTUP_S = 10.0  # per job: interpreter, imports, data load, FLOP counting
+STARTUP_KEY = "_startup"  # per machine: seconds to start a train job's Python and torch
+STARTUP_JOB_EXTRA_S = 5.0  # + Snakemake's script wrapper, loading the data, FLOP counting
 LONG_ON_CPU_S = 3600.0  # a CPU-only machine warns about studies longer than this
 FORMAT = "hpstudy-calibration/1"
 
@@ -265,10 +266,30 @@ class Calibration:
         self.measured.append(key)
         return entry
 
+    def startup_s(self) -> float:
+        """A train job's fixed start-up here: a fresh `import torch, hpstudy.train`, timed
+        once per machine (it is long on a loaded machine or a slow shared file system)."""
+        entry = self.entries.get(STARTUP_KEY)
+        if entry is None and self.profile is None:
+            import subprocess
+
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch, torchvision, hpstudy.train"],
+                           check=False, capture_output=True, timeout=600)
+            entry = {"seconds": time.perf_counter() - t0, "measured_at": time.time()}
+            fresh = _load(self.path)
+            fresh["machines"].setdefault(self.machine, {})[STARTUP_KEY] = entry
+            with contextlib.suppress(OSError):
+                _save(self.path, fresh)
+            self.data = fresh
+        seconds = entry["seconds"] if entry else 10.0
+        return seconds + STARTUP_JOB_EXTRA_S
+
     def _from_flop_rate(self, shape: Shape) -> dict[str, float]:
         """A shape the device profile lacks: its FLOPs at the profile's median FLOP rate."""
         rates = [e["flops_per_sample"] * _bs(k) / e["seconds_per_step"]
-                 for k, e in self.entries.items() if e.get("seconds_per_step")]
+                 for k, e in self.entries.items() if k != STARTUP_KEY
+                 and e.get("seconds_per_step")]
         flops = self.data["flops"].get(_flops_key(shape))
         if flops is None:
             flops = measure_flops(shape)
@@ -320,7 +341,7 @@ def estimate_run(cfg, dataset: dict[str, Any], calibration: Calibration,
     eval_s = (split.val * cfg.epochs + split.test) * per_sample * EVAL_COST
     flops = step["flops_per_sample"] * n_train * cfg.epochs
     return RunEstimate(experiment, group, cfg.epochs, n_train, flops, train_s,
-                       train_s + eval_s + STARTUP_S)
+                       train_s + eval_s + calibration.startup_s())
 
 
 def estimate_study(study, calibration: Calibration, n_images: int | None = None
