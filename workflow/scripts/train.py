@@ -8,7 +8,8 @@ Exits 3 when out of memory (no metrics.json: Snakemake sees a failed job it may 
 import sys
 
 # Before anything touches CUDA: on a GPU workstation (profiles/local) take a GPU slot and set
-# CUDA_VISIBLE_DEVICES; a no-op under Slurm/PBS or without a GPU.
+# CUDA_VISIBLE_DEVICES; inside a Slurm/PBS job only when it holds several GPUs (packed runs);
+# a no-op without a GPU.
 from hpstudy.gpuslots import claim
 
 claim()
