@@ -195,7 +195,11 @@ def test_profile_wires_the_scripts():
     for key in ("submit", "status", "cancel"):
         script = PROFILE / config[f"cluster-generic-{key}-cmd"]
         assert script.is_file() and script.stat().st_mode & 0o111
-    assert "attempt" in str(config["set-resources"]["train"]["runtime"])
+    # train walltime: the rule's estimate x factor x attempt (profiles/walltime.yaml), which
+    # a runtime in the profile's set-resources would replace
+    assert "runtime" not in config["set-resources"]["train"]
+    rule = (PROFILE.parents[1] / "workflow/rules/train.smk").read_text()
+    assert "runtime=train_runtime_minutes" in rule
     assert config["rerun-incomplete"] is True and config["retries"] >= 1
 
 
