@@ -16,6 +16,9 @@ Sections (each row: section, case, metric, value, unit, note):
             hpstudy.train, load prepared, build model, FLOP counting)
   dag       `snakemake -n` wall time for generated studies of N experiments
   gpu       (CUDA only) one bottleneck experiment, the whole study estimate, ResNet-18 epoch
+  main      (only when named in --sections: it takes the study's time) the README's main job,
+            `snakemake --cores all` of the default study from an empty results folder, timed
+            next to the cost estimate the workflow prints at its start
 
 Prints a markdown table and writes `benchmark-<mode>.csv` and `.md` to --out
 (default reports/benchmarks/). Numbers are never asserted on; the machine may be shared.
@@ -39,6 +42,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SECTIONS = ("data", "train", "loop", "overhead", "dag", "gpu")
+OPT_IN_SECTIONS = ("main",)  # run only when named in --sections
 FIELDS = ("section", "case", "metric", "value", "unit", "note")
 
 
@@ -575,6 +579,39 @@ def _resnet18_epoch(table: Table, s: Settings) -> None:
 
 
 # -- driver ----------------------------------------------------------------------------------
+def bench_main(table: Table, work: Path, study: str = "quick") -> None:
+    """The README's main job from an empty results folder: wall time vs the estimate."""
+    import yaml
+
+    from hpstudy import cost
+    from hpstudy.study import load_study
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(study=study, studies_dir=str(REPO / "config" / "studies"),
+                  results_dir=str(work / "main" / "results"),
+                  reports_dir=str(work / "main" / "reports"))
+    (work / "main").mkdir(parents=True, exist_ok=True)
+    (work / "main" / "config.yaml").write_text(yaml.safe_dump(config))
+    loaded = load_study(REPO / "config" / "studies" / f"{study}.yaml")
+    cal = cost.Calibration(threads=1)
+    runs = cost.estimate_study(loaded, cal, config["synthetic"]["n_images"])
+    parallel = os.cpu_count() or 1
+    estimate = sum(r.wall_s for r in runs) * len(loaded.seeds) / parallel
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(work / "main"), "--configfile", str(work / "main" / "config.yaml"),
+         "--cores", "all"], cwd=REPO, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - t0
+    note = f"snakemake --cores all ({parallel} CPUs), study {study}, empty results folder"
+    if proc.returncode:
+        note += f"; FAILED (exit {proc.returncode})"
+    table.add("main", study, "wall_time", elapsed, "s", note)
+    table.add("main", study, "estimate_training", estimate, "s",
+              f"hpstudy.cost: {len(runs) * len(loaded.seeds)} runs, {parallel} at once "
+              f"(training only; {cal.machine})")
+
+
 def machine_header(s: Settings, command: str) -> str:
     import torch
 
@@ -612,6 +649,8 @@ def run(s: Settings, out_dir: Path, sections: tuple[str, ...] = SECTIONS,
             first = [float(r["value"]) for r in table.rows
                      if r["metric"] == "start_to_first_step"]
             bench_gpu(table, s, prepared, work, min(first) if first else 0.0)
+        if "main" in sections:
+            bench_main(table, work)
     header = machine_header(s, command or f"python -m hpstudy.benchmark --{s.mode}")
     csv_path, md_path = table.write(out_dir, s.mode, header)
     print(table.markdown(header))
@@ -630,7 +669,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks",
                         help="folder for benchmark-<mode>.csv/.md (default reports/benchmarks)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+                        help=f"comma-separated subset of {','.join(SECTIONS)}, or "
+                        f"{','.join(OPT_IN_SECTIONS)} (the README's main job, timed)")
     parser.add_argument("--image-size", type=int, help="override the image size (px)")
     parser.add_argument("--n-images", type=int, help="override the number of images")
     parser.add_argument("--batch-size", type=int, help="override the batch size")
@@ -645,9 +685,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     s = FULL if args.mode == "full" else QUICK
     sections = tuple(x.strip() for x in args.sections.split(",") if x.strip())
-    unknown = sorted(set(sections) - set(SECTIONS))
+    unknown = sorted(set(sections) - set(SECTIONS) - set(OPT_IN_SECTIONS))
     if unknown:
-        parser.error(f"--sections: unknown {unknown}; choose from {list(SECTIONS)}")
+        parser.error(f"--sections: unknown {unknown}; choose from "
+                     f"{list(SECTIONS + OPT_IN_SECTIONS)}")
     changes: dict = {}
     if args.image_size:
         changes["image_size"] = args.image_size
