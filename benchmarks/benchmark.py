@@ -20,6 +20,9 @@ Sections (each row: section, case, metric, value, unit, note):
             and for --base (a git revision, checked out in a temporary worktree) side by
             side: wall time, train jobs spawned, and the per-run fixed overhead = (sum of the
             train jobs' wall time - sum of the runs' training time) / runs
+  main      (only when named in --sections: it takes the study's time) the README's main job,
+            `snakemake --cores all` of the default study from an empty results folder, timed
+            next to the cost estimate the workflow prints at its start
 
 Prints a markdown table and writes `benchmark-<mode>.csv` and `.md` to --out
 (default reports/benchmarks/). Numbers are never asserted on; the machine may be shared.
@@ -44,8 +47,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO / "src"))
-SECTIONS = ("data", "train", "loop", "overhead", "dag", "gpu", "workflow")
-DEFAULT_SECTIONS = SECTIONS[:-1]  # `workflow` runs the quick study twice: ask for it
+SECTIONS = ("data", "train", "loop", "overhead", "dag", "gpu", "workflow", "main")
+# `workflow` runs the quick study twice and `main` the README's main job: ask for them
+DEFAULT_SECTIONS = SECTIONS[:-2]
 FIELDS = ("section", "case", "metric", "value", "unit", "note")
 
 
@@ -601,6 +605,39 @@ def _resnet18_epoch(table: Table, s: Settings) -> None:
 
 
 # -- driver ----------------------------------------------------------------------------------
+def bench_main(table: Table, work: Path, study: str = "quick") -> None:
+    """The README's main job from an empty results folder: wall time vs the estimate."""
+    import yaml
+
+    from hpstudy import cost
+    from hpstudy.study import load_study
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(study=study, studies_dir=str(REPO / "config" / "studies"),
+                  results_dir=str(work / "main" / "results"),
+                  reports_dir=str(work / "main" / "reports"))
+    (work / "main").mkdir(parents=True, exist_ok=True)
+    (work / "main" / "config.yaml").write_text(yaml.safe_dump(config))
+    loaded = load_study(REPO / "config" / "studies" / f"{study}.yaml")
+    cal = cost.Calibration(threads=1)
+    runs = cost.estimate_study(loaded, cal, config["synthetic"]["n_images"])
+    parallel = os.cpu_count() or 1
+    estimate = sum(r.wall_s for r in runs) * len(loaded.seeds) / parallel
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(work / "main"), "--configfile", str(work / "main" / "config.yaml"),
+         "--cores", "all"], cwd=REPO, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - t0
+    note = f"snakemake --cores all ({parallel} CPUs), study {study}, empty results folder"
+    if proc.returncode:
+        note += f"; FAILED (exit {proc.returncode})"
+    table.add("main", study, "wall_time", elapsed, "s", note)
+    table.add("main", study, "estimate_training", estimate, "s",
+              f"hpstudy.cost: {len(runs) * len(loaded.seeds)} runs, {parallel} at once "
+              f"(training only; {cal.machine})")
+
+
 def machine_header(s: Settings, command: str) -> str:
     import torch
 
@@ -712,6 +749,8 @@ def run(s: Settings, out_dir: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS
             bench_gpu(table, s, prepared, work, min(first) if first else 0.0)
         if "workflow" in sections:
             bench_workflow(table, work, base, cores)
+        if "main" in sections:
+            bench_main(table, work)
     header = machine_header(s, command or f"python benchmarks/benchmark.py --{s.mode}")
     csv_path, md_path = table.write(out_dir, s.mode, header)
     print(table.markdown(header))
@@ -731,7 +770,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="folder for benchmark-<mode>.csv/.md (default reports/benchmarks)")
     parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all "
-                        "but workflow)")
+                        "but workflow and main, which run whole studies)")
     parser.add_argument("--base", default="HEAD~1",
                         help="workflow section: the git revision to compare with")
     parser.add_argument("--cores", type=int, default=2,
@@ -752,7 +791,8 @@ def main(argv: list[str] | None = None) -> None:
     sections = tuple(x.strip() for x in args.sections.split(",") if x.strip())
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
-        parser.error(f"--sections: unknown {unknown}; choose from {list(SECTIONS)}")
+        parser.error(f"--sections: unknown {unknown}; choose from "
+                     f"{list(SECTIONS)}")
     changes: dict = {}
     if args.image_size:
         changes["image_size"] = args.image_size

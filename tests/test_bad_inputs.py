@@ -712,6 +712,30 @@ def test_workflow_refuses_before_any_job(tmp_path, case_id, settings, expected):
     assert not (tmp_path / "results").exists() and not (tmp_path / "reports").exists()
 
 
+# -- a failing job's reason reaches the console (profiles/default: show-failed-logs) ---------
+CONSOLE_CASES = ["density_negative", "row_with_three_cells", "density_not_a_number",
+                 "row_without_image", "truncated_image", "mixed_bit_depth",
+                 "same_image_two_labels"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case_id", CONSOLE_CASES)
+def test_bad_microbead_folder_culprit_on_the_console(tmp_path, bead_folder, case_id):
+    """A plain `snakemake --cores 1 --config microbead_dir=...` (no profile given) prints the
+    prepare job's message, not only "check log file(s) for error details"."""
+    _, mutation, expected = next(c for c in DATASET_CASES if c[0] == case_id)
+    folder = tmp_path / "beads"
+    shutil.copytree(bead_folder, folder)
+    mutation(folder)
+    work = _workflow_dir(tmp_path / "work", microbead_dir=str(folder))
+    proc = run_snakemake(work, "--cores", "1", check=False, timeout=600)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode == 1, console
+    assert "workflow specific profile profiles/default" in console
+    for text in expected:
+        assert text in console, f"{text!r} not on the console:\n{console[-3000:]}"
+
+
 # -- a checkpoint cannot run code ------------------------------------------------------------
 class _CodeInPickle:
     """Unpickling this calls Path.touch: what a malicious or foreign checkpoint could do."""

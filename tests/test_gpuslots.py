@@ -54,8 +54,11 @@ def test_slot_count(tmp_path):
 
 def test_mode_and_batch_jobs():
     assert gpuslots.active({})
-    assert not gpuslots.active({"SLURM_JOB_ID": "12"})
-    assert not gpuslots.active({"PBS_JOBID": "3.server"})
+    # a batch job with one GPU (or none) is left as the scheduler set it up
+    assert not gpuslots.active({"SLURM_JOB_ID": "12", "CUDA_VISIBLE_DEVICES": "0"})
+    assert not gpuslots.active({"PBS_JOBID": "3.server", "CUDA_VISIBLE_DEVICES": ""})
+    # one holding several GPUs spreads the runs packed into it
+    assert gpuslots.active({"PBS_JOBID": "3.server", "CUDA_VISIBLE_DEVICES": "0,1"})
     assert gpuslots.active({"SLURM_JOB_ID": "12", "HPSTUDY_GPU_SLOTS": "on"})
     assert not gpuslots.active({"HPSTUDY_GPU_SLOTS": "off"})
     with pytest.raises(gpuslots.GpuSlotError, match="HPSTUDY_GPU_SLOTS"):
@@ -88,10 +91,40 @@ def test_claim_is_a_noop_without_gpus_or_when_off(tmp_path):
     env = env_for(tmp_path, CUDA_VISIBLE_DEVICES="")
     assert gpuslots.claim(env=env) is None
     assert env["CUDA_VISIBLE_DEVICES"] == ""
-    env = env_for(tmp_path, CUDA_VISIBLE_DEVICES="0,1", SLURM_JOB_ID="7")
+    env = env_for(tmp_path, CUDA_VISIBLE_DEVICES="3", SLURM_JOB_ID="7")
+    assert gpuslots.claim(env=env) is None
+    assert env["CUDA_VISIBLE_DEVICES"] == "3"
+    env = env_for(tmp_path, CUDA_VISIBLE_DEVICES="0,1", HPSTUDY_GPU_SLOTS="off")
     assert gpuslots.claim(env=env) is None
     assert env["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert not (tmp_path / "locks").exists()
+
+
+def test_packed_pbs_job_gives_each_run_its_own_gpu(tmp_path):
+    """A PBS job holding 2 GPUs (the cgroups hook set CUDA_VISIBLE_DEVICES to them) runs 4
+    packed runs: they spread over its 2 GPUs, never onto other GPUs of the node."""
+    env = env_for(tmp_path, PBS_JOBID="41.pbshost", CUDA_VISIBLE_DEVICES="2,3")
+    claims = [gpuslots.claim(env=dict(env)) for _ in range(4)]
+    assert [c.device for c in claims] == ["2", "3", "2", "3"]
+    for c in claims:
+        c.release()
+
+
+def test_pbs_job_without_cgroups_uses_its_gpu_count(tmp_path):
+    """Without CUDA_VISIBLE_DEVICES from PBS, the job's ngpus (passed by profiles/pbs as
+    HPSTUDY_JOB_GPUS) bounds the devices of the node that runs are spread over."""
+    proc = fake_proc(tmp_path, 4)
+    env = {"PBS_JOBID": "41.pbshost", "HPSTUDY_JOB_GPUS": "2"}
+    assert gpuslots.job_gpus(env, proc) == ["0", "1"]
+    env["HPSTUDY_GPU_LOCK_DIR"] = str(tmp_path / "locks")
+    devices = gpuslots.job_gpus(env, proc)
+    claims = [gpuslots.claim(env=dict(env), devices=devices) for _ in range(2)]
+    assert sorted(c.device for c in claims) == ["0", "1"]
+    for c in claims:
+        c.release()
+    # each batch job has its own lock folder (its GPUs are its own)
+    assert gpuslots.default_lock_dir({"PBS_JOBID": "41.pbshost"}).name.endswith("job41.pbshost")
+    assert gpuslots.default_lock_dir({}) != gpuslots.default_lock_dir({"PBS_JOBID": "41.h"})
 
 
 def test_claim_with_uuids_and_context_manager(tmp_path):
@@ -145,6 +178,25 @@ def test_lock_held_across_processes_and_freed_by_sigkill(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait(timeout=10)
+
+
+def test_packed_pbs_job_processes_spread_over_its_gpus(tmp_path):
+    """Four run processes started at once inside one PBS job holding 4 GPUs."""
+    env = {**os.environ, **env_for(tmp_path, CUDA_VISIBLE_DEVICES="0,1,2,3")}
+    env.pop("SLURM_JOB_ID", None)
+    env.pop("HPSTUDY_GPU_SLOTS", None)
+    env["PBS_JOBID"] = "77.pbshost"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", HOLDER], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    try:
+        got = sorted(p.stdout.readline().strip() for p in procs)
+        assert got == ["0 0", "1 0", "2 0", "3 0"]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=10)
 
 
 def test_concurrent_starts_spread_evenly(tmp_path):

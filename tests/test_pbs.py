@@ -51,11 +51,13 @@ def test_qsub_line_gpu_training_job():
         "gpuq",
         "-A",
         "proj42",
+        "-j",
+        "oe",
         "-o",
         "/w/logs/pbs/train/train.bs32-1a2b3c.0.T.out",
-        "-e",
-        "/w/logs/pbs/train/train.bs32-1a2b3c.0.T.err",
         "-V",
+        "-v",
+        "HPSTUDY_JOB_GPUS=1",
         "/w/.snakemake/tmp.x/snakejob.train.7.sh",
     ]
 
@@ -129,7 +131,23 @@ def test_submit_reads_jobscript_registers_job(tmp_path, monkeypatch):
     assert seen[0][-1] == str(jobscript) and "select=1:ncpus=4:mem=500mb:ngpus=1" in seen[0]
     record = json.loads((tmp_path / ".snakemake/pbs/jobs.jsonl").read_text())
     assert record["jobid"] == "12.pbshost" and record["rule"] == "train"
-    assert Path(record["stdout"]).parent.is_dir()  # PBS cannot deliver into a missing folder
+    assert Path(record["output"]).parent.is_dir()  # PBS cannot deliver into a missing folder
+    assert record["invocation"] == tmp_path.name  # Snakemake's jobscript folder of this run
+    assert record["attempts_log"] is None  # no checkpoint param: not a training job
+
+
+def test_train_job_records_where_every_attempt_is_logged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    jobscript = tmp_path / "snakejob.train.7.sh"
+    p = {**props(runtime=1), "params": {"checkpoint": "results/q/checkpoints/e/seed0.pt"}}
+    jobscript.write_text(f"#!/bin/sh\n# properties = {json.dumps(p)}\n")
+
+    def fake_qsub(args, timeout=None):
+        return subprocess.CompletedProcess(args, 0, "13.pbshost\n", "")
+
+    pbs.submit(str(jobscript), pbs.Site(), run=fake_qsub)
+    record = json.loads((tmp_path / ".snakemake/pbs/jobs.jsonl").read_text())
+    assert record["attempts_log"] == "results/q/checkpoints/e/seed0.attempts.log"
 
 
 def test_submit_reports_rejection(tmp_path, monkeypatch):
@@ -177,8 +195,11 @@ def test_profile_wires_the_scripts():
     for key in ("submit", "status", "cancel"):
         script = PROFILE / config[f"cluster-generic-{key}-cmd"]
         assert script.is_file() and script.stat().st_mode & 0o111
-    # a train job's runtime comes from the rule: minutes per seed x its seeds x attempt
+    # train walltime: the rule's estimate x factor x attempt (profiles/walltime.yaml), which
+    # a runtime in the profile's set-resources would replace
     assert "runtime" not in config["set-resources"]["train"]
+    rule = (PROFILE.parents[1] / "workflow/rules/train.smk").read_text()
+    assert "runtime=train_runtime_minutes" in rule
     assert config["rerun-incomplete"] is True and config["retries"] >= 1
 
 
@@ -215,6 +236,8 @@ SAMPLES = {
     "moved.json": ("M", "running", "moved"),
     "transit.json": ("T", "running", "moved"),
     "harvest_suspended.json": ("U", "running", "keyboard"),
+    # constructed from queued.json: the scheduler's comment on a job no node can hold
+    "never_run.json": ("Q", "failed", "Can Never Run: Insufficient amount of resource: ncpus"),
 }
 
 
@@ -263,9 +286,12 @@ class FakeQstat:
     """Answers ``qstat -E -x -f -F json`` like OpenPBS does; counts calls; can fail on demand."""
 
     def __init__(self, jobs, fail=0):
-        self.jobs, self.fail, self.calls = jobs, fail, []
+        self.jobs, self.fail, self.calls, self.deleted = jobs, fail, [], []
 
     def __call__(self, args, timeout=None):
+        if args[0] == "qdel":
+            self.deleted.extend(args[1:])
+            return subprocess.CompletedProcess(args, 0, "", "")
         assert args[:6] == ["qstat", "-E", "-x", "-f", "-F", "json"]
         self.calls.append(args)
         head = {"timestamp": 1, "pbs_version": "23.06.06", "pbs_server": "pbshost"}
@@ -280,11 +306,11 @@ class FakeQstat:
         return subprocess.CompletedProcess(args, 153, json.dumps(head), err)
 
 
-def register(state_dir, *jobids):
+def register(state_dir, *jobids, invocation="tmp.run1"):
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(state_dir / "jobs.jsonl", "a") as fh:
         for j in jobids:
-            rec = {"jobid": j, "name": f"train.{j}", "stdout": "o", "stderr": "e"}
+            rec = {"jobid": j, "name": f"train.{j}", "output": "o", "invocation": invocation}
             fh.write(json.dumps(rec) + "\n")
 
 
@@ -405,3 +431,42 @@ def test_cancel_calls_qdel_with_all_ids():
 
     assert pbs.cancel_main(["1.h", "2.h"], run=fake) == 0
     assert seen == [["qdel", "1.h", "2.h"]]
+
+
+def test_job_that_can_never_run_fails_at_once_and_is_deleted(tmp_path):
+    """A packed job asking for more than any node has stays queued forever in PBS; the
+    scheduler's "Can Never Run" comment makes it fail at the first look, logged and qdel'ed."""
+    register(tmp_path / "state", "41.pbshost", "42.pbshost")
+    qstat = FakeQstat(
+        {"41.pbshost": only_job("never_run.json"), "42.pbshost": only_job("queued.json")}
+    )
+    b = board(tmp_path, qstat, Clock())
+    assert b.status("41.pbshost") == "failed"
+    assert b.status("42.pbshost") == "running"  # an ordinary queued job keeps waiting
+    assert qstat.deleted == ["41.pbshost"]
+    log = (tmp_path / "logs" / "status.log").read_text()
+    assert "41.pbshost" in log and "(R: 4 A: 2 T: 2)" in log and "group-components" in log
+    assert "42.pbshost" not in log
+
+
+def test_not_running_now_is_not_never(tmp_path):
+    attrs = {**only_job("queued.json"), "comment": "Not Running: Insufficient amount of "
+             "resource: ncpus (R: 4 A: 0 T: 8)"}
+    assert pbs.classify(attrs)[0] == "running"
+
+
+def test_rerun_reports_only_its_own_jobs(tmp_path):
+    """Jobs of an earlier invocation (qdel'ed by its Ctrl-C) are not reported by a rerun."""
+    register(tmp_path / "state", "38.pbshost", "39.pbshost", invocation="tmp.old")
+    register(tmp_path / "state", "50.pbshost", invocation="tmp.new")
+    qstat = FakeQstat(
+        {
+            "38.pbshost": only_job("finished_qdel_running.json"),
+            "39.pbshost": only_job("finished_deleted_queued.json"),
+            "50.pbshost": only_job("running.json"),
+        }
+    )
+    b = board(tmp_path, qstat, Clock())
+    assert b.status("50.pbshost") == "running"
+    assert qstat.calls[0][6:] == ["50.pbshost"]
+    assert not (tmp_path / "logs" / "status.log").exists()

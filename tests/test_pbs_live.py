@@ -128,7 +128,7 @@ def test_tiny_study_runs_through_pbs(workdir):
             select = attrs["Resource_List"]["select"]
             assert select == "1:ncpus=1:mem=1500mb:ngpus=1", select
             assert attrs["Resource_List"]["walltime"] == "00:10:00"
-        assert Path(job["stdout"]).is_file()  # PBS delivered the job's output
+        assert Path(job["output"]).is_file()  # PBS delivered the job's output (-j oe)
 
 
 def test_walltime_kill_resumes_from_checkpoint(workdir):
@@ -150,6 +150,55 @@ def test_walltime_kill_resumes_from_checkpoint(workdir):
     (path,) = (workdir / "results" / "pbs_long" / "runs").glob("*/seed0/metrics.json")
     metrics = json.loads(path.read_text())
     assert metrics["resumed_at"] and metrics["epochs_run"] == 120
+
+    # every attempt's training log and record are kept, and the status line points to them
+    (kept,) = (workdir / "results" / "pbs_long" / "checkpoints").glob("*/seed0.attempts.log")
+    text = kept.read_text()
+    assert text.count("=== attempt ") >= 2 * len(train) - 1
+    assert "epoch 1/120" in text and "interrupted by a signal" in text
+    record = json.loads(kept.with_name("seed0.attempts.json").read_text())
+    assert [r["job_id"].split(".")[0] for r in record] == [
+        j["jobid"].split(".")[0] for j in train
+    ]
+    assert metrics["attempts"] == len(train)
+    assert metrics["wall_time_s"] > metrics["wall_time_last_attempt_s"]
+    assert str(kept) in status_log
+
+
+def _largest_node_cpus() -> int:
+    out = subprocess.run(["pbsnodes", "-a", "-F", "json"], capture_output=True, text=True)
+    nodes = json.loads(out.stdout)["nodes"].values()
+    return max(int(n["resources_available"]["ncpus"]) for n in nodes)
+
+
+def test_packed_run_fits_the_node(workdir):
+    """--groups train=runs --group-components runs=2: 4 runs in 2 PBS jobs, each holding
+    2 runs' resources (1 cpu, 1.5 GB, 1 GPU each), named runs.<group id>."""
+    snakemake(workdir, "pbs_tiny", *resources(), "--groups", "train=runs",
+              "--group-components", "runs=2")
+    metrics = sorted((workdir / "results" / "pbs_tiny" / "runs").glob("*/seed*/metrics.json"))
+    assert len(metrics) == 4
+    groups = [job for job in pbs_jobs(workdir) if job["rule"] == "runs"]
+    assert len(groups) == 2 and all(job["name"].startswith("runs.") for job in groups)
+    for job in groups:
+        attrs = qstat(job["jobid"])
+        assert (attrs["job_state"], attrs["Exit_status"]) == ("F", 0), job
+        assert attrs["Resource_List"]["select"] == "1:ncpus=2:mem=3000mb:ngpus=2"
+
+
+def test_packed_job_that_can_never_run_fails_at_once(workdir):
+    """Two runs of a node's every CPU each in one job: PBS comments "Can Never Run" and the
+    workflow fails that job at once with the reason instead of waiting forever."""
+    cpus = _largest_node_cpus()
+    start = time.time()
+    proc = snakemake(workdir, "pbs_tiny", *resources(), "--set-threads", f"train={cpus}",
+                     "--groups", "train=runs", "--group-components", "runs=2", check=False)
+    assert proc.returncode != 0
+    assert time.time() - start < 600
+    status_log = (workdir / "logs" / "pbs" / "status.log").read_text()
+    assert "Can Never Run" in status_log and "ncpus" in status_log
+    for job in (j for j in pbs_jobs(workdir) if j["rule"] == "runs"):
+        assert qstat(job["jobid"])["job_state"] == "F"  # qdel'ed, not left in the queue
 
 
 def test_ctrl_c_cancels_pbs_jobs(workdir):

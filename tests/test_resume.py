@@ -17,6 +17,7 @@ import torch
 import yaml
 from conftest import REPO, run_snakemake, write_workdir
 
+from hpstudy import attempts
 from hpstudy.config import TrainConfig
 from hpstudy.train import EXIT_INTERRUPTED, Interrupted, Trainer
 
@@ -182,6 +183,17 @@ def test_workflow_killed_then_rerun_resumes(tmp_path):
     log = (work / f"results/logs/train/tiny/{cfg_id}.log").read_text()
     assert "resumed from" in log
     resumed = json.loads(metrics_file.read_text())
+    # the killed attempt's log is kept next to the checkpoint (Snakemake deleted its own),
+    # every attempt is recorded, and the wall time counts both
+    kept = ckpt_dir / "bs-bs4" / "seed0.attempts.log"
+    assert str(kept) in log or kept.name in log
+    text = kept.read_text()
+    assert "=== attempt 1: started" in text and "=== attempt 2: started" in text
+    assert text.index("epoch 1/3") < text.index("=== attempt 2")  # attempt 1's epochs kept
+    record = json.loads(kept.with_name("seed0.attempts.json").read_text())
+    assert [r["ended"] for r in record] == [attempts.KILLED, attempts.FINISHED]
+    assert resumed["attempts"] == 2 and len(resumed["attempt_wall_times_s"]) == 1
+    assert resumed["wall_time_s"] >= resumed["wall_time_last_attempt_s"] > 0
     # the same run again, uninterrupted, in a fresh folder
     fresh = write_workdir(
         tmp_path / "fresh", STUDY, synthetic={"n_images": 40, "image_size": 32, "seed": 0}

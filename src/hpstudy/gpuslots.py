@@ -12,9 +12,16 @@ life of the process and released by the kernel when the process ends, however it
 taking a slot happen under one directory-wide lock, so jobs that start together spread over
 the GPUs instead of piling onto the first.
 
+Inside a PBS or Slurm job the devices handed out are the GPUs the scheduler gave the job:
+CUDA_VISIBLE_DEVICES when the scheduler set it (PBS with its cgroups hook, Slurm with gres),
+else the first HPSTUDY_JOB_GPUS of the node (profiles/pbs passes the job's GPU count with
+`qsub -v`). A job packing k runs (`--groups`) on k GPUs so puts each run on its own GPU; a
+job with one GPU is left alone. The lock files are per job there.
+
 Environment:
-  HPSTUDY_GPU_SLOTS      auto (default), on or off. `auto` acts except inside a Slurm or PBS
-                         job, whose scheduler already set CUDA_VISIBLE_DEVICES.
+  HPSTUDY_GPU_SLOTS      auto (default), on or off. `auto` acts on a workstation and, inside
+                         a Slurm or PBS job, when the job holds more than one GPU.
+  HPSTUDY_JOB_GPUS       GPUs of the batch job (set by profiles/pbs at submission).
   HPSTUDY_JOBS_PER_GPU   training jobs that share one GPU (default 1); read by slot_count(),
                          which profiles/local uses for the global `gpu` resource.
   HPSTUDY_GPU_LOCK_DIR   where the lock files live (default /tmp/hpstudy-gpuslots-<uid>).
@@ -132,20 +139,46 @@ def mode(env: Mapping[str, str] | None = None) -> str:
     return value
 
 
-def active(env: Mapping[str, str] | None = None) -> bool:
-    """Whether claim() assigns a device here (see HPSTUDY_GPU_SLOTS)."""
+def batch_job_id(env: Mapping[str, str] | None = None) -> str | None:
+    """The PBS or Slurm job this process runs in, if any."""
+    env = os.environ if env is None else env
+    return next((env[var] for var in BATCH_JOB_VARS if env.get(var)), None)
+
+
+def job_gpus(env: Mapping[str, str] | None = None, proc_dir: Path = NVIDIA_PROC) -> list[str]:
+    """The GPUs runs may use: on a workstation every visible GPU; inside a batch job those
+    the scheduler assigned (CUDA_VISIBLE_DEVICES), else the first HPSTUDY_JOB_GPUS found."""
+    env = os.environ if env is None else env
+    devices = visible_gpus(env, proc_dir)
+    if batch_job_id(env) and "CUDA_VISIBLE_DEVICES" not in env and env.get("HPSTUDY_JOB_GPUS"):
+        try:
+            devices = devices[: max(int(env["HPSTUDY_JOB_GPUS"]), 0)]
+        except ValueError:
+            pass
+    return devices
+
+
+def active(env: Mapping[str, str] | None = None, devices: Sequence[str] | None = None) -> bool:
+    """Whether claim() assigns a device here (see HPSTUDY_GPU_SLOTS): in `auto` mode on a
+    workstation, and inside a batch job only when it holds several GPUs to spread runs over."""
     env = os.environ if env is None else env
     m = mode(env)
     if m == "auto":
-        return not any(env.get(var) for var in BATCH_JOB_VARS)
+        if not batch_job_id(env):
+            return True
+        devices = job_gpus(env) if devices is None else devices
+        return len(devices) > 1
     return m == "on"
 
 
 def default_lock_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Per user; inside a batch job per job too (its GPUs are its own)."""
     env = os.environ if env is None else env
     if env.get("HPSTUDY_GPU_LOCK_DIR"):
         return Path(env["HPSTUDY_GPU_LOCK_DIR"])
-    return Path("/tmp") / f"hpstudy-gpuslots-{os.getuid()}"
+    job = batch_job_id(env)
+    suffix = "-job" + re.sub(r"[^A-Za-z0-9_.-]", "_", job) if job else ""
+    return Path("/tmp") / f"hpstudy-gpuslots-{os.getuid()}{suffix}"
 
 
 def _key(device: str) -> str:
@@ -212,10 +245,8 @@ def claim(
     the process exits or `release()` is called; keep the returned object if you release early.
     """
     env = os.environ if env is None else env
-    if not active(env):
-        return None
-    devices = list(visible_gpus(env) if devices is None else devices)
-    if not devices:
+    devices = list(job_gpus(env) if devices is None else devices)
+    if not devices or not active(env, devices):
         return None
     lock_dir = default_lock_dir(env) if lock_dir is None else Path(lock_dir)
     try:

@@ -100,6 +100,15 @@ TRANSIENT = re.compile(
 )
 UNKNOWN_JOB = re.compile(r"Unknown Job Id\s+(\S+)", re.IGNORECASE)
 UNKNOWN_JOB_RC = 153  # PBSE_UNKJOBID % 256
+# The scheduler's comment on a job no node of the complex can ever hold, e.g.
+# "Can Never Run: Insufficient amount of resource: ncpus (R: 4 A: 2 T: 2)"
+# (R: requested, A: available now, T: total in the complex).
+CAN_NEVER_RUN = re.compile(r"^\s*Can Never Run\b", re.IGNORECASE)
+NEVER_RUN_ADVICE = (
+    "PBS will never start it: ask for less (threads -> ncpus, mem_mb, ngpus, runtime in "
+    "profiles/pbs/config.v8+.yaml; with --groups, fewer --group-components) or a queue whose "
+    "nodes are big enough; the job was deleted (qdel)"
+)
 
 
 # --------------------------------------------------------------------------- site settings
@@ -118,7 +127,7 @@ class Site:
     max_walltime_minutes: int | None = None  # cap on walltime (the queue's limit)
     export_env: bool = True  # qsub -V: the job sees the submitting shell's environment
     extra_args: list[str] = dataclasses.field(default_factory=list)  # more qsub arguments
-    log_dir: str = "logs/pbs"  # PBS stdout/stderr of each job, and status.log
+    log_dir: str = "logs/pbs"  # PBS output of each job (stdout+stderr), and status.log
     qsub_retry_seconds: float = 600.0  # keep retrying qsub this long while PBS is unreachable
     qstat_interval: float = 10.0  # at most one qstat call per this many seconds
     qstat_timeout: float = 60.0  # seconds before a hanging qstat counts as failed
@@ -181,11 +190,22 @@ def walltime(minutes: float) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def log_paths(props: dict[str, Any], site: Site, workdir: Path, stamp: str) -> tuple[Path, Path]:
-    """Where PBS writes the job's stdout and stderr: ``<log_dir>/<rule>/<name>.<stamp>.out``."""
+def log_path(props: dict[str, Any], site: Site, workdir: Path, stamp: str) -> Path:
+    """Where PBS writes the job's output, stdout and stderr joined (``-j oe``):
+    ``<log_dir>/<rule>/<name>.<stamp>.out``."""
     folder = Path(workdir) / site.log_dir / str(props.get("rule") or props.get("groupid"))
-    name = job_name(props)
-    return folder / f"{name}.{stamp}.out", folder / f"{name}.{stamp}.err"
+    return folder / f"{job_name(props)}.{stamp}.out"
+
+
+def attempts_log(props: dict[str, Any]) -> str | None:
+    """The training log of every attempt of a train job (kept next to its checkpoint, outside
+    Snakemake's outputs: see hpstudy.attempts), or None for other jobs."""
+    checkpoint = (props.get("params") or {}).get("checkpoint")
+    if not isinstance(checkpoint, str):
+        return None
+    from hpstudy.attempts import log_path as attempts_log_path
+
+    return str(attempts_log_path(checkpoint))
 
 
 def build_qsub_args(
@@ -226,10 +246,12 @@ def build_qsub_args(
     if site.account:
         args += ["-A", site.account]
     stamp = stamp or time.strftime("%Y%m%dT%H%M%S")
-    out, err = log_paths(props, site, Path(workdir).resolve(), stamp)
-    args += ["-o", str(out), "-e", str(err)]
+    # -j oe: one file with stdout and stderr (Snakemake inside the job writes to stderr)
+    args += ["-j", "oe", "-o", str(log_path(props, site, Path(workdir).resolve(), stamp))]
     if site.export_env:
         args.append("-V")
+    if gpus:  # runs packed into this job spread over its GPUs (hpstudy.gpuslots)
+        args += ["-v", f"HPSTUDY_JOB_GPUS={gpus}"]
     args += [str(a) for a in site.extra_args]
     args.append(str(jobscript))
     return args
@@ -256,7 +278,7 @@ def submit(
     """
     props = read_job_properties(jobscript)
     args = build_qsub_args(props, site, jobscript)
-    out_path, err_path = Path(args[args.index("-o") + 1]), Path(args[args.index("-e") + 1])
+    out_path = Path(args[args.index("-o") + 1])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     waited, delay = 0.0, 2.0
     while True:
@@ -282,8 +304,11 @@ def submit(
         "name": job_name(props),
         "rule": props.get("rule") or props.get("groupid"),
         "wildcards": props.get("wildcards"),
-        "stdout": str(out_path),
-        "stderr": str(err_path),
+        "output": str(out_path),
+        # the workflow invocation: Snakemake writes its jobscripts to one temporary folder
+        # per run, so a rerun never reports the jobs of an earlier run (see StatusBoard)
+        "invocation": Path(jobscript).resolve().parent.name,
+        "attempts_log": attempts_log(props),
         "submitted": time.time(),
         "qsub": shlex.join(args),
     }
@@ -327,6 +352,8 @@ def classify(attrs: dict[str, Any]) -> tuple[str, str]:
             return FAILED, f"job_state {state} without Exit_status (never ran){suffix}"
         code = int(code)
         return (SUCCESS if code == 0 else FAILED), describe_exit_status(code) + suffix
+    if state in ("Q", "H") and comment and CAN_NEVER_RUN.search(str(comment)):
+        return FAILED, f"{comment}: {NEVER_RUN_ADVICE}"
     if state in JOB_STATES:
         reason = f"job_state {state}: {JOB_STATES[state]}"
         if state == "H" and "s" in str(attrs.get("Hold_Types", "")):
@@ -439,7 +466,11 @@ class StatusBoard:
     def log(self, jobid: str, status: str, reason: str) -> None:
         """Append one line to ``<log_dir>/status.log`` and echo it to stderr."""
         rec = self.registered().get(short_id(jobid), {})
-        where = f" (PBS stdout {rec['stdout']}, stderr {rec['stderr']})" if rec else ""
+        where = ""
+        if rec.get("attempts_log"):
+            where += f"; training log of every attempt: {rec['attempts_log']}"
+        if rec.get("output") or rec.get("stdout"):
+            where += f" (PBS output: {rec.get('output') or rec.get('stdout')})"
         line = f"PBS job {jobid} {rec.get('name', '')}: {status}: {reason}{where}"
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.clock()))
         path = Path(self.site.log_dir) / "status.log"
@@ -447,6 +478,16 @@ class StatusBoard:
         with open(path, "a") as fh:
             fh.write(f"{stamp}\t{line}\n")
         print(line, file=sys.stderr)
+
+    def _delete(self, jobid: str) -> None:
+        """qdel a job that failed while PBS still holds it (it would stay queued forever)."""
+        try:
+            proc = self.run(["qdel", jobid], timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            print(f"qdel {jobid} failed: {err}", file=sys.stderr)
+            return
+        if proc.returncode:
+            print(f"qdel {jobid}: exit {proc.returncode}: {proc.stderr.strip()}", file=sys.stderr)
 
     # -- the question Snakemake asks
     def status(self, jobid: str) -> str:
@@ -465,9 +506,14 @@ class StatusBoard:
 
     def _refresh(self, board: dict[str, Any], asked: str) -> None:
         known = self.registered()
-        ids = [rec["jobid"] for key, rec in known.items() if key not in board["final"]]
-        if short_id(asked) not in known:
-            ids.append(asked)
+        # Only the jobs of the invocation that asked: jobs of an earlier run (qdel'ed by its
+        # Ctrl-C, or finished after it ended) are none of this run's business.
+        if short_id(asked) in known:
+            current = known[short_id(asked)].get("invocation")
+            ids = [rec["jobid"] for key, rec in known.items()
+                   if key not in board["final"] and rec.get("invocation") == current]
+        else:
+            ids = [asked]
         for attempt in range(1, self.site.qstat_retries + 1):
             try:
                 jobs, unknown = query_qstat(ids, self.run, timeout=self.site.qstat_timeout)
@@ -494,6 +540,8 @@ class StatusBoard:
                     board["final"][key] = [status, reason]
                     if status == FAILED:
                         self.log(jobid, status, reason)
+                    if jobs[key].get("job_state") not in FINAL_STATES:  # Can Never Run
+                        self._delete(jobid)
             elif jobid in unknown:
                 misses = board["unknown"].get(key, 0) + 1
                 board["unknown"][key] = misses

@@ -474,15 +474,28 @@ def resolved_defaults() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m hpstudy.study STUDY.yaml...`: check study files before submitting a study;
-    exit status 2 and the reason on stderr for the first invalid one."""
+    """`python -m hpstudy.study STUDY.yaml...`: check study files before submitting a study,
+    then print what each costs (hpstudy.cost: runs, training FLOPs, expected time here and,
+    with --device-profile, on that device); exit status 2 and the reason on stderr for the
+    first invalid one."""
+    import argparse
     import sys
 
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
+    parser = argparse.ArgumentParser(prog="python -m hpstudy.study")
+    parser.add_argument("studies", nargs="*", metavar="STUDY.yaml")
+    parser.add_argument("--device-profile", metavar="FILE", default=None,
+                        help="also estimate on the device this calibration was made on "
+                        "(python -m hpstudy.cost calibrate STUDY.yaml --out FILE)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1)")
+    parser.add_argument("--n-images", type=int, default=None,
+                        help="images of your microbead folder (default: the generated 1948)")
+    parser.add_argument("--no-cost", action="store_true", help="only check the files")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.studies:
         print("usage: python -m hpstudy.study STUDY.yaml [STUDY.yaml ...]", file=sys.stderr)
         return 2
-    for name in paths:
+    studies = []
+    for name in args.studies:
         try:
             study = load_study(name)
         except StudyError as err:
@@ -490,6 +503,21 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"{name}: ok: {len(study.groups)} groups, {len(study.experiments)} experiments, "
               f"{len(study.seeds)} seeds, {len(study.runs())} runs")
+        studies.append(study)
+    if args.no_cost:
+        return 0
+    import os
+
+    from hpstudy import cost
+
+    parallel = os.cpu_count() or 1
+    here = cost.Calibration(threads=args.threads)
+    for study in studies:
+        runs = cost.estimate_study(study, here, args.n_images)
+        print(cost.report(study, runs, here, parallel=max(parallel // args.threads, 1)))
+        if args.device_profile:
+            there = cost.Calibration(device_profile=args.device_profile)
+            print(cost.report(study, cost.estimate_study(study, there, args.n_images), there))
     return 0
 
 

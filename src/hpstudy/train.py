@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hpstudy import checkpoint
+from hpstudy import attempts, checkpoint
 from hpstudy.atomic import write_csv, write_json, write_text
 from hpstudy.augment import Augmenter
 from hpstudy.config import TrainConfig
@@ -479,6 +479,7 @@ class Trainer:
             "prepared_sha256": self.manifest["content_sha256"],
             **job_environment(now=wall_start),  # host, batch job id, container image
         }
+        metrics.update(attempts.summary(self.checkpoint))  # wall time over every attempt
         metric_key = primary_metric(self.task)
         if metric_key in metrics and peak_mb > 0:
             metrics["memory_efficiency"] = metrics[metric_key] / (peak_mb / 1024)
@@ -546,7 +547,8 @@ def _publish(src: Path, dst: Path) -> None:
 
 
 def run_seeds(cfg: TrainConfig, seeds: list[int], prepared: str | Path, out_dir: str | Path,
-              keep_dir: str | Path, log=None) -> dict[int, dict[str, Any]]:
+              keep_dir: str | Path, log=None, job_log: str | Path | None = None,
+              ) -> dict[int, dict[str, Any]]:
     """Train every seed of one configuration in this process, one after the other.
 
     Each seed trains in `keep_dir/seed{N}/` with its checkpoint `keep_dir/seed{N}.pt`; both
@@ -574,9 +576,11 @@ def run_seeds(cfg: TrainConfig, seeds: list[int], prepared: str | Path, out_dir:
             results[seed] = done
             continue
         log(f"seed {seed}: training ({len(results) + len(failures) + 1} of {len(seeds)})")
+        ckpt = keep_dir / f"seed{seed}.pt"
         try:
-            results[seed] = run(seed_cfg, prepared, seed_dir, keep_dir / f"seed{seed}.pt", log,
-                                data)
+            # every attempt's log and record kept beside the checkpoint (walltime kills too)
+            with attempts.track(ckpt, job_log):
+                results[seed] = run(seed_cfg, prepared, seed_dir, ckpt, log, data)
         except Interrupted:
             raise
         except Exception as err:  # noqa: BLE001 - the other seeds still train

@@ -1,11 +1,13 @@
 # Helper Python of the workflow: config validation, study loading, named input functions.
 import json
+import os
 import sys
 from functools import cache
 from pathlib import Path
 
 from snakemake.utils import validate
 
+from hpstudy import cost
 from hpstudy.config import config_hash
 from hpstudy.datasets import missing_files
 from hpstudy.study import StudyError, load_study
@@ -164,15 +166,73 @@ def get_keep_dir(wildcards):
     return f"{R}/{wildcards.study}/checkpoints/{wildcards.cfg}"
 
 
-# Cluster walltime of one seed; a train job asks for this x its seeds x the attempt (a retry
-# after a walltime kill gets more). Only the PBS/Slurm executors read `runtime`; a profile
-# may still replace it whole (`set-resources: train: runtime: ...`, minutes per job).
-TRAIN_MINUTES_PER_SEED = 120
+# -- cost: one line per study at the start, each train job's walltime from its estimate --------
+WALLTIME = cost.load_policy(Path(workflow.basedir) / "profiles" / "walltime.yaml")
+ESTIMATE = os.environ.get("HPSTUDY_ESTIMATE", "on") != "off" and not (
+    workflow.remote_exec or workflow.subprocess_exec
+)
 
 
-def get_train_runtime(wildcards, attempt):
-    """Minutes for one train job: TRAIN_MINUTES_PER_SEED x its seeds x the attempt."""
-    return int(TRAIN_MINUTES_PER_SEED * len(get_seeds(wildcards)) * attempt)
+def microbead_images(study):
+    """Images the study's dataset starts from (None: not a microbead study)."""
+    if study.dataset["name"] != "microbeads":
+        return None
+    if config["microbead_dir"]:
+        try:
+            with open(Path(config["microbead_dir"]) / "density.csv") as fh:
+                return max(sum(1 for line in fh if line.strip()) - 1, 0)
+        except OSError:  # reported, with the fix, before any job runs (dataset_location)
+            return None
+    return config["synthetic"]["n_images"]
+
+
+@cache
+def calibration(threads, device_profile=None):
+    return cost.Calibration(threads=threads, device_profile=device_profile)
+
+
+@cache
+def run_estimate(study, cfg):
+    """Estimated cost of one run (one seed) of a configuration: on the device of the walltime
+    policy's device profile, else on this machine with one thread (a local train job's)."""
+    s = get_study(study)
+    return cost.estimate_run(
+        s.configs()[cfg][0].config,
+        s.dataset,
+        calibration(1, WALLTIME.device_profile),
+        microbead_images(s),
+    )
+
+
+def train_runtime_minutes(wildcards, attempt):
+    """Walltime of a train job (every seed of one configuration): its runs' estimate x
+    factor x attempt, clamped (profiles/walltime.yaml); a retry after a walltime kill gets
+    more. Without an estimate (HPSTUDY_ESTIMATE=off): 120 minutes per seed x attempt."""
+    runs = len(get_seeds(wildcards))
+    if not ESTIMATE:
+        return 120 * runs * attempt
+    estimate = run_estimate(wildcards.study, wildcards.cfg)
+    return cost.walltime_minutes(estimate.wall_s, runs, attempt, WALLTIME)
+
+
+if ESTIMATE:
+    for _name in STUDY_NAMES:
+        _study = get_study(_name)
+        print(
+            cost.one_line(_study, calibration(1), microbead_images(_study), os.cpu_count()),
+            file=sys.stderr,
+        )
+    _runtime = workflow.resource_settings.overwrite_resources.get("train", {}).get("runtime")
+    _runtime = getattr(_runtime, "raw", _runtime)
+    if _runtime is not None and "attempt" not in str(_runtime):
+        print(
+            f"hpstudy: warning: --set-resources train:runtime={_runtime} "
+            "replaces the walltime from each run's estimate x attempt: a retry after a "
+            "walltime kill gets no more time; write it with attempt, e.g. "
+            "train:runtime='120*attempt'",
+            file=sys.stderr,
+        )
+
 
 
 def get_records(wildcards):

@@ -8,7 +8,7 @@ rule train:
     benchmark:
         f"{R}/benchmarks/train/{{study}}/{{cfg}}.tsv"
     resources:
-        runtime=get_train_runtime,
+        runtime=train_runtime_minutes,  # minutes: the seeds' estimate (profiles/walltime.yaml)
     params:
         cfg=get_train_config,
         seeds=get_seeds,

@@ -13,7 +13,8 @@ Exits 3 when a seed ran out of memory (Snakemake sees a failed job it may retry)
 import sys
 
 # Before anything touches CUDA: on a GPU workstation (profiles/local) take a GPU slot and set
-# CUDA_VISIBLE_DEVICES; a no-op under Slurm/PBS or without a GPU.
+# CUDA_VISIBLE_DEVICES; inside a Slurm/PBS job only when it holds several GPUs (packed runs);
+# a no-op without a GPU.
 from hpstudy.gpuslots import claim
 
 claim()
@@ -24,14 +25,16 @@ from hpstudy.prepare import PreparedError  # noqa: E402
 from hpstudy.train import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted, RunFailed, run_seeds  # noqa: E402
 
 
-def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None):
+def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=None):
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     cfg = TrainConfig.from_dict({**cfg_dict, "seed": seeds[0]})
     try:
-        results = run_seeds(cfg, seeds, prepared, out_dir, keep_dir)
+        # each seed's every attempt is logged beside its checkpoint (hpstudy.attempts) and
+        # copied into the job's log when the attempt ends
+        results = run_seeds(cfg, seeds, prepared, out_dir, keep_dir, job_log=job_log)
     except Interrupted as stop:
         print(f"hpstudy: {stop}; checkpoint saved in {keep_dir}; rerun to resume",
               file=sys.stderr)
@@ -50,7 +53,7 @@ if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
         main(dict(sm.params.cfg), list(sm.params.seeds), sm.input.prepared, sm.output.runs,
-             sm.params.keep, sm.threads)
+             sm.params.keep, sm.threads, job_log=sm.log[0])
 else:
     import yaml
 

@@ -1,0 +1,179 @@
+"""Every attempt of a training run, kept: its full log and a record of when, where and why.
+
+Snakemake deletes a job's log before each attempt, so the epochs of an attempt killed at
+walltime used to vanish with the retry. Here each attempt writes its output (stdout and
+stderr, Python and C level) straight into a log next to the run's checkpoint, outside
+Snakemake's outputs, and a record of every attempt sits beside it:
+
+    results/{study}/checkpoints/{exp}/seed{N}.pt             the checkpoint (while unfinished)
+    results/{study}/checkpoints/{exp}/seed{N}.attempts.log   every attempt's output, appended
+    results/{study}/checkpoints/{exp}/seed{N}.attempts.json  [{attempt, start, end, wall_s,
+                                                             host, job_id, ended}, ...]
+
+When the attempt ends (finished, interrupted by SIGTERM, failed), its part of the log is also
+copied into the Snakemake log, so `show-failed-logs` still prints it; an attempt killed
+outright (SIGKILL, OOM killer, node failure) leaves its record open, and the next attempt
+marks it as such. The log and the record start afresh when a run starts again after it had
+finished (a forced rerun).
+
+    with attempts.track(checkpoint, snakemake_log):   # in the train script
+        ...
+    metrics.update(attempts.summary(checkpoint))      # total and per-attempt wall time
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hpstudy.atomic import write_json
+from hpstudy.logs import redirect_to
+
+FINISHED = "finished"
+KILLED = "killed without a word (SIGKILL, out-of-memory killer or node failure?)"
+JOB_ID_VARS = ("PBS_JOBID", "SLURM_JOB_ID")
+
+
+def log_path(checkpoint: str | os.PathLike) -> Path:
+    """`seed0.pt` -> `seed0.attempts.log`: every attempt's training log."""
+    return Path(checkpoint).with_suffix(".attempts.log")
+
+
+def record_path(checkpoint: str | os.PathLike) -> Path:
+    """`seed0.pt` -> `seed0.attempts.json`: one entry per attempt."""
+    return Path(checkpoint).with_suffix(".attempts.json")
+
+
+def load(checkpoint: str | os.PathLike) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(record_path(checkpoint).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+    return data if isinstance(data, list) else []
+
+
+def _job_id(env: dict[str, str] | os._Environ) -> str | None:
+    return next((env[v] for v in JOB_ID_VARS if env.get(v)), None)
+
+
+def begin(checkpoint: str | os.PathLike, now: float | None = None) -> dict[str, Any]:
+    """Open a new attempt in the record (and close a previous one left open by a kill)."""
+    now = time.time() if now is None else now
+    entries = load(checkpoint)
+    if entries and entries[-1].get("ended") == FINISHED:  # a finished run started again
+        entries = []
+        log_path(checkpoint).unlink(missing_ok=True)
+    for entry in entries:
+        if entry.get("ended") is None:
+            entry["ended"] = KILLED
+    entry = {"attempt": len(entries) + 1, "start": now, "end": None, "wall_s": None,
+             "host": socket.gethostname(), "job_id": _job_id(os.environ), "pid": os.getpid(),
+             "ended": None}
+    entries.append(entry)
+    record_path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    write_json(record_path(checkpoint), entries)
+    return entry
+
+
+def end(checkpoint: str | os.PathLike, why: str, now: float | None = None) -> None:
+    """Close the current (last) attempt with the reason it ended."""
+    now = time.time() if now is None else now
+    entries = load(checkpoint)
+    if not entries:
+        return
+    entry = entries[-1]
+    entry["end"], entry["wall_s"], entry["ended"] = now, now - entry["start"], why
+    write_json(record_path(checkpoint), entries)
+
+
+def summary(checkpoint: str | os.PathLike, now: float | None = None) -> dict[str, Any]:
+    """For metrics.json, at the end of the run's last attempt: total wall time over all
+    attempts, the last attempt's, and every attempt (start, end, host, job id, why it ended).
+    An attempt killed outright (SIGKILL) has no end and counts with no wall time: unknown."""
+    now = time.time() if now is None else now
+    entries = load(checkpoint)
+    if not entries:  # not run through track(): the metrics keep this process's wall time
+        return {}
+    attempts = []
+    for i, entry in enumerate(entries):
+        entry = dict(entry)
+        if entry.get("end") is None:
+            if i + 1 < len(entries):  # killed outright: it ended before the next one began
+                entry["ended"] = entry.get("ended") or KILLED
+            else:  # the attempt now finishing
+                entry["end"], entry["ended"] = now, FINISHED
+                entry["wall_s"] = now - entry["start"]
+        attempts.append(entry)
+    walls = [a["wall_s"] for a in attempts if a.get("wall_s") is not None]
+    return {
+        "wall_time_s": sum(walls),  # all attempts: what the run cost
+        "wall_time_last_attempt_s": walls[-1] if walls else None,
+        "attempts": len(attempts),
+        "attempt_wall_times_s": walls,
+        "attempt_log": str(log_path(checkpoint)),
+        "attempt_records": attempts,
+    }
+
+
+def _why(exc: BaseException | None) -> str:
+    if exc is None:
+        return FINISHED
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code == 0:
+            return FINISHED
+        if code == 143:
+            return "interrupted by a signal (SIGTERM: walltime or qdel/scancel); checkpoint saved"
+        if code == 3:
+            return "failed: out of memory (exit 3)"
+        return f"failed: exit status {code}"
+    if type(exc).__name__ == "Interrupted":  # hpstudy.train.Interrupted (no import cycle)
+        return "interrupted by a signal (SIGTERM: walltime or qdel/scancel); checkpoint saved"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT)"
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"failed: {type(exc).__name__}: {first}"
+
+
+@contextlib.contextmanager
+def track(checkpoint: str | os.PathLike, job_log: str | os.PathLike | None = None
+          ) -> Iterator[dict[str, Any]]:
+    """Run one attempt: output appended to the attempts log, the attempt recorded; at the end
+    this attempt's part of the log is copied into `job_log` (Snakemake's log of the job)."""
+    path = log_path(checkpoint)
+    entry = begin(checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(entry["start"]))
+        job = f", job {entry['job_id']}" if entry["job_id"] else ""
+        fh.write(f"=== attempt {entry['attempt']}: started {stamp} on {entry['host']}{job}\n")
+    offset = path.stat().st_size
+    why = FINISHED
+    try:
+        with redirect_to(path):
+            try:
+                yield entry
+            except BaseException as exc:
+                why = _why(exc)
+                if not isinstance(exc, SystemExit | KeyboardInterrupt):
+                    traceback.print_exc()  # into the kept log, not only the console
+                raise
+    finally:
+        end(checkpoint, why)
+        with open(path, "a") as fh:
+            fh.write(f"=== attempt {entry['attempt']} ended: {why}\n")
+        if job_log is not None:
+            Path(job_log).parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb") as src, open(job_log, "ab") as dst:
+                src.seek(offset)
+                dst.write(src.read())
+                dst.write(f"(every attempt's training log: {path})\n".encode())
+        sys.stderr.flush()

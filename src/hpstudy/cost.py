@@ -1,0 +1,521 @@
+"""What a study costs before it runs: training FLOPs, and time from a short calibration.
+
+For every distinct run shape of a study (model, input size, channels, outputs, batch size)
+the estimate needs two numbers:
+
+- FLOPs of one training sample (forward + backward), counted by torch.utils.flop_counter on
+  the real model at the study's image size (device independent, cached);
+- seconds of one optimizer step at the run's batch size on *this* machine: a calibration of
+  a few real training steps (random data of the right shape, the real model and optimizer),
+  cached per machine, device and thread count in ``~/.cache/hpstudy/calibration.json``
+  (``HPSTUDY_CACHE_DIR`` moves it).
+
+A run's training time is then ``epochs x ceil(n_train / batch_size) x seconds_per_step`` (an
+upper bound: early stopping only shortens it), its wall time adds evaluation and a fixed
+start-up. ``python -m hpstudy.cost calibrate STUDY.yaml --out gpu.json``, run on a GPU node,
+writes a *device profile*: the same calibration for that device, which ``--device-profile``
+(and the cluster walltimes, ``profiles/walltime.yaml``) then use instead of this machine.
+
+    python -m hpstudy.study config/studies/bottleneck.yaml     # checks it and prints the cost
+    python -m hpstudy.cost estimate config/studies/quick.yaml --device-profile gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+CALIBRATION_STEPS = 4  # timed optimizer steps per shape, after one warm-up step
+CALIBRATION_SECONDS = 2.0  # ... or fewer when they take longer than this
+# On a CPU the time per sample hardly depends on the batch size (quick study, 64 px:
+# 21-24 ms per sample at batch 16 to 128), so a CPU is calibrated at a small batch and scaled:
+# one short measurement per model and image size instead of minutes for batch 256 at 256 px.
+# A GPU is calibrated at the run's own batch size (its throughput grows with the batch).
+CPU_CALIBRATION_BATCH = 16
+EVAL_COST = 1 / 3  # a forward pass costs about a third of forward + backward + step
+STARTUP_KEY = "_startup"  # per machine: seconds to start a train job's Python and torch
+STARTUP_JOB_EXTRA_S = 5.0  # + Snakemake's script wrapper, loading the data, FLOP counting
+LONG_ON_CPU_S = 3600.0  # a CPU-only machine warns about studies longer than this
+FORMAT = "hpstudy-calibration/1"
+
+# Samples and image geometry of the datasets whose size is known without reading them.
+DATASET_SIZES = {  # name: (train, test) samples of the predefined split, or total
+    "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "mnist": (60_000, 10_000),
+    "vgg_cells": (200, 0),
+}
+DATASET_GEOMETRY = {  # name: (channels, native image size, outputs)
+    "microbeads": (1, 256, 1), "vgg_cells": (3, 256, 1), "cifar10": (3, 32, 10),
+    "cifar100": (3, 32, 100), "mnist": (1, 28, 10),
+}
+
+
+# --------------------------------------------------------------------------- run shapes
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a training step's cost depends on."""
+
+    model: str
+    channels: int
+    size: int  # the model's input size (upsample_size or the image size)
+    outputs: int
+    batch_size: int
+    task: str
+
+    def key(self) -> str:
+        return (f"{self.model}-c{self.channels}-px{self.size}-o{self.outputs}"
+                f"-bs{self.batch_size}-{self.task}")
+
+
+@dataclass
+class Split:
+    train: int
+    val: int
+    test: int
+
+
+def dataset_split(dataset: dict[str, Any], n_images: int | None = None) -> Split:
+    """Samples per split after data_percentage, as hpstudy.prepare would make them.
+    `n_images`: the microbead folder's images (the generated set's n_images by default)."""
+    name = dataset["name"]
+    pct = float(dataset.get("data_percentage", 100)) / 100
+    spec = dataset.get("split", {}) or {}
+    if name in ("cifar10", "cifar100", "mnist"):
+        train, test = (round(n * pct) for n in DATASET_SIZES[name])
+        method = spec.get("method", "predefined")
+        if method == "predefined":
+            val = round(train * float(spec.get("val", 0.1)))
+            return Split(train - val, val, test)
+        total = train + test
+    elif name == "vgg_cells":
+        total = round(DATASET_SIZES[name][0] * pct)
+    else:
+        total = round((n_images or 1948) * pct)
+    if spec.get("method") == "ordered":
+        train, val, test = (int(spec.get(k, 0)) for k in ("train", "val", "test"))
+        return Split(train or max(total - val - test, 0), val, test)
+    fractions = [float(spec.get(k, d)) for k, d in (("train", 0.7), ("val", 0.15), ("test", 0.15))]
+    scale = sum(fractions) or 1.0
+    train, val = round(total * fractions[0] / scale), round(total * fractions[1] / scale)
+    return Split(train, val, total - train - val)
+
+
+def run_shape(cfg, dataset: dict[str, Any]) -> Shape:
+    from hpstudy.datasets import DATASET_TASKS
+
+    channels, native, outputs = DATASET_GEOMETRY[dataset["name"]]
+    channels = int(dataset.get("channels") or channels)
+    size = int(cfg.upsample_size or dataset.get("image_size") or native)
+    return Shape(cfg.model, channels, size, outputs, int(cfg.batch_size),
+                 DATASET_TASKS.get(dataset["name"], "classification"))
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def cache_path() -> Path:
+    root = os.environ.get("HPSTUDY_CACHE_DIR") or Path.home() / ".cache" / "hpstudy"
+    return Path(root) / "calibration.json"
+
+
+def cpu_name() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_key(device: str, threads: int) -> str:
+    """Host, processor (or GPU), device and torch threads: what a calibration holds for."""
+    if device.startswith("cuda"):
+        import torch
+
+        what = torch.cuda.get_device_name(torch.device(device))
+    else:
+        what = cpu_name()
+    return re.sub(r"\s+", " ", f"{socket.gethostname()} | {what} | {device} | {threads} threads")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"format": FORMAT, "flops": {}, "machines": {}}
+    data.setdefault("flops", {})
+    data.setdefault("machines", {})
+    return data
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _flops_key(shape: Shape) -> str:
+    return f"{shape.model}-c{shape.channels}-px{shape.size}-o{shape.outputs}"
+
+
+def measure(shape: Shape, device: str, threads: int, mixed_precision: bool = False
+            ) -> dict[str, float]:
+    """A few real training steps of `shape` on `device`: seconds per step, FLOPs per sample."""
+    import torch
+    import torch.nn.functional as F
+
+    from hpstudy.config import TrainConfig
+    from hpstudy.models import build_model
+    from hpstudy.train import flops_per_sample, make_optimizer
+
+    dev = torch.device(device)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        model = build_model(shape.model, shape.channels, shape.outputs, shape.size).to(dev)
+        cfg = TrainConfig.from_dict({"model": shape.model, "batch_size": shape.batch_size,
+                                     "seed": 0})
+        optimizer = make_optimizer(cfg, model)
+        x = torch.randn(shape.batch_size, shape.channels, shape.size, shape.size, device=dev)
+        if shape.task == "regression":
+            y = torch.randn(shape.batch_size, 1, device=dev)
+        else:
+            y = torch.randint(0, shape.outputs, (shape.batch_size,), device=dev)
+        flops = flops_per_sample(model, x)["flops_train_per_sample"]
+        amp = mixed_precision and dev.type == "cuda"
+
+        def step() -> None:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                out = model(x)
+            loss = F.mse_loss(out.float(), y) if shape.task == "regression" else \
+                F.cross_entropy(out.float(), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+
+        model.train()
+        step()  # warm-up: allocations, kernel selection
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < CALIBRATION_STEPS and (
+                len(times) < 2 or time.perf_counter() - start < CALIBRATION_SECONDS):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(previous)
+    return {"seconds_per_step": statistics.median(times), "flops_per_sample": flops,
+            "steps_timed": len(times), "measured_at": time.time()}
+
+
+class Calibration:
+    """Seconds per training step per shape: measured on this machine (and cached), or read
+    from a device profile made elsewhere (never measured then)."""
+
+    def __init__(self, device: str | None = None, threads: int = 1,
+                 device_profile: str | os.PathLike | None = None, path: Path | None = None):
+        self.profile = Path(device_profile) if device_profile else None
+        if self.profile is not None:
+            data = _load(self.profile)
+            if not data["machines"]:
+                raise ValueError(f"{self.profile}: no calibration in this device profile; make "
+                                 "one with python -m hpstudy.cost calibrate STUDY.yaml --out FILE")
+            self.path, self.data = self.profile, data
+            self.machine = next(iter(data["machines"]))
+            self.device = self.machine.split(" | ")[2] if " | " in self.machine else "cuda"
+        else:
+            self.path = path or cache_path()
+            self.data = _load(self.path)
+            if device is None:
+                from hpstudy.train import pick_device
+
+                device = str(pick_device())
+            self.device = device
+            self.machine = machine_key(device, threads)
+        self.threads = threads
+        self.measured: list[str] = []
+
+    @property
+    def entries(self) -> dict[str, Any]:
+        return self.data["machines"].setdefault(self.machine, {})
+
+    def step(self, shape: Shape, mixed_precision: bool = False) -> dict[str, float]:
+        """Seconds per optimizer step (and FLOPs per sample) of `shape` on this device."""
+        gpu = self.device.startswith("cuda")
+        ref = shape if gpu else replace(
+            shape, batch_size=min(shape.batch_size, CPU_CALIBRATION_BATCH))
+        entry = self._step(ref, mixed_precision and gpu)
+        if ref.batch_size != shape.batch_size:
+            entry = {**entry, "seconds_per_step":
+                     entry["seconds_per_step"] * shape.batch_size / ref.batch_size}
+        return entry
+
+    def _step(self, shape: Shape, amp: bool) -> dict[str, float]:
+        key = shape.key() + ("-amp" if amp else "")
+        if key in self.entries:
+            return self.entries[key]
+        if self.profile is not None:
+            return self._from_flop_rate(shape)
+        entry = measure(shape, self.device, self.threads, amp)
+        fresh = _load(self.path)  # another process may have added entries meanwhile
+        fresh["machines"].setdefault(self.machine, {})[key] = entry
+        fresh["flops"][_flops_key(shape)] = entry["flops_per_sample"]
+        with contextlib.suppress(OSError):
+            _save(self.path, fresh)
+        self.data = fresh
+        self.measured.append(key)
+        return entry
+
+    def startup_s(self) -> float:
+        """A train job's fixed start-up here: a fresh `import torch, hpstudy.train`, timed
+        once per machine (it is long on a loaded machine or a slow shared file system)."""
+        entry = self.entries.get(STARTUP_KEY)
+        if entry is None and self.profile is None:
+            import subprocess
+
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch, torchvision, hpstudy.train"],
+                           check=False, capture_output=True, timeout=600)
+            entry = {"seconds": time.perf_counter() - t0, "measured_at": time.time()}
+            fresh = _load(self.path)
+            fresh["machines"].setdefault(self.machine, {})[STARTUP_KEY] = entry
+            with contextlib.suppress(OSError):
+                _save(self.path, fresh)
+            self.data = fresh
+        seconds = entry["seconds"] if entry else 10.0
+        return seconds + STARTUP_JOB_EXTRA_S
+
+    def _from_flop_rate(self, shape: Shape) -> dict[str, float]:
+        """A shape the device profile lacks: its FLOPs at the profile's median FLOP rate."""
+        rates = [e["flops_per_sample"] * _bs(k) / e["seconds_per_step"]
+                 for k, e in self.entries.items() if k != STARTUP_KEY
+                 and e.get("seconds_per_step")]
+        flops = self.data["flops"].get(_flops_key(shape))
+        if flops is None:
+            flops = measure_flops(shape)
+        rate = statistics.median(rates)
+        return {"seconds_per_step": flops * shape.batch_size / rate, "flops_per_sample": flops,
+                "from_flop_rate": True}
+
+
+def _bs(key: str) -> int:
+    match = re.search(r"-bs(\d+)-", key)
+    return int(match.group(1)) if match else 1
+
+
+def measure_flops(shape: Shape) -> float:
+    import torch
+
+    from hpstudy.models import build_model
+    from hpstudy.train import flops_per_sample
+
+    model = build_model(shape.model, shape.channels, shape.outputs, shape.size)
+    x = torch.randn(2, shape.channels, shape.size, shape.size)
+    return flops_per_sample(model, x)["flops_train_per_sample"]
+
+
+# --------------------------------------------------------------------------- estimates
+
+
+@dataclass
+class RunEstimate:
+    experiment: str
+    group: str
+    epochs: int
+    n_train: int
+    flops: float  # training FLOPs of the whole run
+    train_s: float  # epochs x steps x seconds per step
+    wall_s: float  # + evaluation + start-up
+
+
+def estimate_run(cfg, dataset: dict[str, Any], calibration: Calibration,
+                 n_images: int | None = None, experiment: str = "", group: str = ""
+                 ) -> RunEstimate:
+    split = dataset_split(dataset, n_images)
+    n_train = min(cfg.train_subset, split.train) if cfg.train_subset else split.train
+    shape = run_shape(cfg, dataset)
+    step = calibration.step(shape, bool(cfg.mixed_precision))
+    steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
+    train_s = steps * step["seconds_per_step"]
+    per_sample = step["seconds_per_step"] / cfg.batch_size
+    eval_s = (split.val * cfg.epochs + split.test) * per_sample * EVAL_COST
+    flops = step["flops_per_sample"] * n_train * cfg.epochs
+    return RunEstimate(experiment, group, cfg.epochs, n_train, flops, train_s,
+                       train_s + eval_s + calibration.startup_s())
+
+
+def estimate_study(study, calibration: Calibration, n_images: int | None = None
+                   ) -> list[RunEstimate]:
+    """One estimate per experiment (every seed of it costs the same)."""
+    return [estimate_run(e.config, study.dataset, calibration, n_images, e.id, e.group)
+            for e in study.experiments]
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def flops_text(flops: float) -> str:
+    for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
+        if flops >= scale:
+            return f"{flops / scale:.3g} {unit}"
+    return f"{flops:.3g} FLOP"
+
+
+def where(calibration: Calibration) -> str:
+    return calibration.machine
+
+
+def report(study, estimates: list[RunEstimate], calibration: Calibration,
+           parallel: int = 1) -> str:
+    """Per group and in total: runs, training FLOPs, expected time."""
+    seeds = len(study.seeds)
+    lines = [f"{study.name}: cost estimate on {where(calibration)} (upper bound: every epoch "
+             f"runs; {seeds} seed(s) per experiment)",
+             f"  {'group':<24} {'runs':>5} {'train FLOPs':>12} {'train time':>11} "
+             f"{'wall time':>10}"]
+    for group in study.groups:
+        rows = [e for e in estimates if e.group == group]
+        lines.append(f"  {group:<24} {len(rows) * seeds:>5} "
+                     f"{flops_text(sum(e.flops for e in rows) * seeds):>12} "
+                     f"{duration(sum(e.train_s for e in rows) * seeds):>11} "
+                     f"{duration(sum(e.wall_s for e in rows) * seeds):>10}")
+    total_wall = sum(e.wall_s for e in estimates) * seeds
+    lines.append(f"  {'total':<24} {len(estimates) * seeds:>5} "
+                 f"{flops_text(sum(e.flops for e in estimates) * seeds):>12} "
+                 f"{duration(sum(e.train_s for e in estimates) * seeds):>11} "
+                 f"{duration(total_wall):>10}")
+    if parallel > 1:
+        lines.append(f"  with {parallel} runs at once: about {duration(total_wall / parallel)}")
+    warning = long_warning(study, total_wall / max(parallel, 1), calibration)
+    if warning:
+        lines.append("  " + warning)
+    return "\n".join(lines)
+
+
+def long_warning(study, seconds: float, calibration: Calibration) -> str | None:
+    if calibration.device.startswith("cuda") or seconds <= LONG_ON_CPU_S:
+        return None
+    return (f"WARNING: {study.name} is expected to take {duration(seconds)} on this CPU-only "
+            "machine; run it on a GPU (profiles/local, pbs, slurm) or trim it (seeds, epochs, "
+            "data_percentage)")
+
+
+def one_line(study, calibration: Calibration, n_images: int | None = None,
+             parallel: int = 1) -> str:
+    """The workflow's start line for one study."""
+    estimates = estimate_study(study, calibration, n_images)
+    seeds = len(study.seeds)
+    wall = sum(e.wall_s for e in estimates) * seeds
+    line = (f"hpstudy: {study.name}: {len(estimates) * seeds} runs, "
+            f"{flops_text(sum(e.flops for e in estimates) * seeds)} of training, about "
+            f"{duration(wall / max(parallel, 1))} on {calibration.device}"
+            + (f" with {parallel} runs at once" if parallel > 1 else "")
+            + f" (estimate: {calibration.machine}; `python -m hpstudy.study {study.path}` "
+            "for the breakdown)")
+    warning = long_warning(study, wall / max(parallel, 1), calibration)
+    return line + ("\nhpstudy: " + warning if warning else "")
+
+
+# --------------------------------------------------------------------------- walltime
+
+
+@dataclass
+class WalltimePolicy:
+    """profiles/walltime.yaml: how a cluster train job's walltime follows its estimate."""
+
+    factor: float = 3.0
+    min_minutes: float = 10.0
+    max_minutes: float | None = 2880.0
+    device_profile: str | None = None
+
+
+def load_policy(path: str | os.PathLike | None) -> WalltimePolicy:
+    import yaml
+
+    path = os.environ.get("HPSTUDY_WALLTIME") or path
+    if not path or not Path(path).is_file():
+        return WalltimePolicy()
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    known = set(WalltimePolicy.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown walltime settings {unknown}; known: {sorted(known)}")
+    policy = WalltimePolicy(**data)
+    if policy.device_profile and not Path(policy.device_profile).is_absolute():
+        policy.device_profile = str(Path(path).parent / policy.device_profile)
+    return policy
+
+
+def walltime_minutes(run_wall_s: float, n_runs: int, attempt: int,
+                     policy: WalltimePolicy) -> int:
+    """A train job's walltime: its runs' estimate x the safety factor, at least the minimum,
+    x attempt (a retry after a walltime kill asks for more), at most the site's maximum."""
+    minutes = max(run_wall_s * n_runs / 60 * policy.factor, policy.min_minutes) * attempt
+    if policy.max_minutes:
+        minutes = min(minutes, policy.max_minutes)
+    return max(1, math.ceil(minutes))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hpstudy.study import StudyError, load_study
+
+    parser = argparse.ArgumentParser(prog="python -m hpstudy.cost", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("estimate", "calibrate"):
+        p = sub.add_parser(name)
+        p.add_argument("studies", nargs="+")
+        p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+        p.add_argument("--n-images", type=int, default=None,
+                       help="images of the microbead folder (default: the generated 1948)")
+    sub.choices["estimate"].add_argument("--device-profile", default=None)
+    sub.choices["estimate"].add_argument("--parallel", type=int, default=1)
+    sub.choices["calibrate"].add_argument("--out", required=True,
+                                          help="device profile to write")
+    args = parser.parse_args(argv)
+    try:
+        studies = [load_study(s) for s in args.studies]
+    except StudyError as err:
+        print(f"hpstudy: invalid study: {err}", file=sys.stderr)
+        return 2
+    if args.command == "calibrate":
+        cal = Calibration(threads=args.threads, path=Path(args.out))
+        for study in studies:
+            estimate_study(study, cal, args.n_images)
+        data = _load(Path(args.out))
+        data["machines"] = {cal.machine: data["machines"].get(cal.machine, {})}
+        _save(Path(args.out), data)
+        print(f"{args.out}: {len(data['machines'][cal.machine])} shapes on {cal.machine}")
+        return 0
+    cal = Calibration(threads=args.threads, device_profile=args.device_profile)
+    for study in studies:
+        print(report(study, estimate_study(study, cal, args.n_images), cal, args.parallel))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
