@@ -342,6 +342,7 @@ class RunEstimate:
     flops: float  # training FLOPs of the whole run
     train_s: float  # epochs x steps x seconds per step
     wall_s: float  # + evaluation + start-up
+    shared: bool = False  # an earlier experiment has the same configuration: trained once
 
 
 def estimate_run(cfg, dataset: dict[str, Any], calibration: Calibration,
@@ -362,9 +363,26 @@ def estimate_run(cfg, dataset: dict[str, Any], calibration: Calibration,
 
 def estimate_study(study, calibration: Calibration, n_images: int | None = None
                    ) -> list[RunEstimate]:
-    """One estimate per experiment (every seed of it costs the same)."""
-    return [estimate_run(e.config, study.dataset, calibration, n_images, e.id, e.group)
-            for e in study.experiments]
+    """One estimate per experiment (every seed of it costs the same); an experiment whose
+    configuration an earlier one already trains is marked `shared` and not counted in
+    totals (each distinct configuration is trained once per study)."""
+    import dataclasses
+
+    out, seen = [], {}
+    for e in study.experiments:
+        key = e.config_id
+        if key in seen:
+            out.append(dataclasses.replace(seen[key], experiment=e.id, group=e.group,
+                                           shared=True))
+            continue
+        seen[key] = estimate_run(e.config, study.dataset, calibration, n_images, e.id, e.group)
+        out.append(seen[key])
+    return out
+
+
+def distinct(estimates: list[RunEstimate]) -> list[RunEstimate]:
+    """The estimates of the runs that are trained: one per distinct configuration."""
+    return [e for e in estimates if not e.shared]
 
 
 def duration(seconds: float) -> str:
@@ -400,10 +418,11 @@ def report(study, estimates: list[RunEstimate], calibration: Calibration,
                      f"{flops_text(sum(e.flops for e in rows) * seeds):>12} "
                      f"{duration(sum(e.train_s for e in rows) * seeds):>11} "
                      f"{duration(sum(e.wall_s for e in rows) * seeds):>10}")
-    total_wall = sum(e.wall_s for e in estimates) * seeds
-    lines.append(f"  {'total':<24} {len(estimates) * seeds:>5} "
-                 f"{flops_text(sum(e.flops for e in estimates) * seeds):>12} "
-                 f"{duration(sum(e.train_s for e in estimates) * seeds):>11} "
+    trained = distinct(estimates)
+    total_wall = sum(e.wall_s for e in trained) * seeds
+    lines.append(f"  {'total (distinct configs)':<24} {len(trained) * seeds:>5} "
+                 f"{flops_text(sum(e.flops for e in trained) * seeds):>12} "
+                 f"{duration(sum(e.train_s for e in trained) * seeds):>11} "
                  f"{duration(total_wall):>10}")
     if parallel > 1:
         lines.append(f"  with {parallel} runs at once: about {duration(total_wall / parallel)}")
@@ -424,7 +443,7 @@ def long_warning(study, seconds: float, calibration: Calibration) -> str | None:
 def one_line(study, calibration: Calibration, n_images: int | None = None,
              parallel: int = 1) -> str:
     """The workflow's start line for one study."""
-    estimates = estimate_study(study, calibration, n_images)
+    estimates = distinct(estimate_study(study, calibration, n_images))
     seeds = len(study.seeds)
     wall = sum(e.wall_s for e in estimates) * seeds
     line = (f"hpstudy: {study.name}: {len(estimates) * seeds} runs, "
