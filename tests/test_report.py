@@ -26,6 +26,8 @@ STUDY = """
 name: synth
 description: Synthetic study with known effects, for report tests.
 seeds: 3
+deviations:
+  - {setting: base.patience, report: "15", ours: "2", why: a short synthetic run}
 dataset: {name: microbeads, image_size: 32}
 base: {epochs: 4, batch_size: 32, lr: 3.0e-4, patience: 2}
 groups:
@@ -401,6 +403,8 @@ def test_tables_recommendation_and_diverged_runs(synth):
     assert "`batch_size-bs32` = `lr_scaling-bs32_lr3e-4` = `grad_accumulation-bs32_acc1`" in text
     assert "1000.pbs" in text and "node01" in text and "12.5" in text
     assert "**Rule.**" in text and "Holm" in text
+    # deviations from the reproduced report are listed under "What was run"
+    assert "| `base.patience` | 15 | 2 | a short synthetic run |" in text
 
 
 def test_pairwise_numbers_in_stats_json_match_scipy(synth):

@@ -69,6 +69,7 @@ def study_document(study: Study, summary: pd.DataFrame, manifest: dict[str, Any]
         "metric": primary_metric(study, manifest["task"]),
         "task": manifest["task"],
         "references": study.references,
+        "deviations": study.deviations,
         "groups": {
             g.name: {"question": g.question, "hypothesis": g.hypothesis, "factors": g.factors,
                      "baseline": f"{g.name}-{g.baseline}" if g.baseline else None,
