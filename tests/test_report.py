@@ -26,6 +26,8 @@ name: synth
 description: Synthetic study with known effects, for report tests.
 seeds: 3
 sesoi: 0.01
+deviations:
+  - {setting: base.patience, report: "15", ours: "2", why: a short synthetic run}
 dataset: {name: microbeads, image_size: 32}
 base: {epochs: 4, batch_size: 32, lr: 3.0e-4, patience: 2}
 groups:
@@ -375,6 +377,8 @@ def test_verdicts_csv_matches_the_report(synth):
     assert {("memory", "interaction:num_workers:cleanup_every")} <= set(v.index)
     assert v[("scheduler", "(group)")] == "differs"
     assert "**Rule.**" in text and "**Worked example.**" in text
+    # deviations from the reproduced report are listed under "What was run"
+    assert "| `base.patience` | 15 | 2 | a short synthetic run |" in text
 
 
 def test_figure_intervals_equal_table_intervals(synth):

@@ -87,7 +87,7 @@ def test_cifar100_grid_is_the_full_2x2x2x2x2_product():
     cells = {(c.model, c.mix != "none", c.optimizer, c.lr, c.scheduler)
              for c in (e.config for e in s.experiments)}
     assert len(s.experiments) == 32
-    assert cells == set(itertools.product(["resnet18", "preact_resnet18"], [False, True],
+    assert cells == set(itertools.product(["resnet18_imagenet", "preact_resnet18"], [False, True],
                                           ["sgd", "adam"], [1e-4, 1e-2],
                                           ["plateau", "cosine"]))
     for c in (e.config for e in s.experiments):

@@ -120,6 +120,7 @@ def study_document(study: Study, manifest: dict[str, Any],
         "task": manifest["task"],
         "references": study.references,
         "sesoi": study.sesoi,
+        "deviations": study.deviations,
         "groups": {
             g.name: {"question": g.question, "hypothesis": g.hypothesis, "factors": g.factors,
                      "baseline": f"{g.name}-{g.baseline}" if g.baseline else None,

@@ -78,11 +78,35 @@ def rotate_by(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def color_jitter(x01: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Tensor:
+def shift_hue(x01: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate each RGB image's hue by `shift[i]` turns (HSV, as torchvision's adjust_hue),
+    batched: one shift per image instead of one adjust_hue call per image."""
+    r, g, b = x01.unbind(1)
+    maxc, _ = x01.max(1)
+    minc, _ = x01.min(1)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    hue = torch.where(maxc == r, ((g - b) / safe) % 6,
+                      torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4)) / 6
+    hue = torch.where(delta > 0, hue, torch.zeros_like(hue))
+    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)),
+                      torch.zeros_like(maxc))
+    hue = (hue + shift.view(-1, 1, 1).to(hue.dtype)) % 1.0
+    channels = []
+    for n in (5.0, 3.0, 1.0):  # r, g, b from (h, s, v)
+        k = (n + hue * 6) % 6
+        weight = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+        channels.append(maxc - maxc * sat * weight)
+    return torch.stack(channels, 1)
+
+
+def color_jitter(x01: torch.Tensor, gen: torch.Generator, strength: float,
+                 hue: float = 0.0) -> torch.Tensor:
     """Per-image brightness, contrast and saturation factors drawn from
-    [max(0, 1 - strength), 1 + strength] (torchvision ColorJitter's ranges; applied in this
-    fixed order, hue left alone). Works on [0, 1] images; saturation needs RGB."""
-    if strength == 0:
+    [max(0, 1 - strength), 1 + strength] and a hue shift from [-hue, hue] turns
+    (torchvision ColorJitter's ranges; applied in this fixed order). Works on [0, 1]
+    images; saturation and hue need RGB."""
+    if strength == 0 and hue == 0:
         return x01
     n, c = x01.shape[:2]
     low, high = max(0.0, 1.0 - strength), 1.0 + strength
@@ -102,6 +126,8 @@ def color_jitter(x01: torch.Tensor, gen: torch.Generator, strength: float) -> to
     if c == 3:
         g = gray(x01)
         x01 = (g + factor() * (x01 - g)).clamp_(0, 1)  # saturation
+        if hue > 0:
+            x01 = shift_hue(x01, _uniform(n, gen, x01.device, -hue, hue))
     return x01
 
 
@@ -137,11 +163,12 @@ class Augmenter:
             self.mix = make_mix(cfg.mix, num_classes, cfg.mix_alpha)
 
     def _jitter(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        strength, hue = self.cfg.color_jitter, self.cfg.color_jitter_hue
         if self.mean is None:
-            return color_jitter(x, gen, self.cfg.color_jitter)
+            return color_jitter(x, gen, strength, hue)
         mean = torch.as_tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         std = torch.as_tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return (color_jitter(x * std + mean, gen, self.cfg.color_jitter) - mean) / std
+        return (color_jitter(x * std + mean, gen, strength, hue) - mean) / std
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
         cfg = self.cfg

@@ -24,6 +24,9 @@ AUGMENTATIONS = ("hflip", "vflip", "crop", "rotate", "jitter", "dihedral")
 MIXES = ("none", "cutmix_mixup", "cutmix", "mixup")
 
 
+TUPLE_FIELDS = ("augment", "norm_mean", "norm_std")
+
+
 class ConfigError(ValueError):
     """A config value is missing, unknown or out of range; the message says where and why."""
 
@@ -54,17 +57,23 @@ class TrainConfig:
     gamma: float = 0.5  # step and exponential decay factor
     plateau_factor: float = 0.5
     plateau_patience: int = 10
+    min_lr: float = 0.0  # plateau floor (ReduceLROnPlateau's min_lr)
     # data pipeline
     data_path: str = "device"  # "device": whole set on the device; "dataloader": torch DataLoader
     num_workers: int = 0  # DataLoader workers (dataloader path only)
     pin_memory: bool = True  # DataLoader path, CUDA only
     cleanup_every: int = 0  # gc.collect + CUDA cache release every N batches; 0 never
     train_subset: int | None = None  # draw this many training samples (seeded by `seed`)
+    drop_last: bool = False  # drop the last partial training batch (torch DataLoader's flag)
+    # fixed input normalisation, one value per channel; None: the training split's statistics
+    norm_mean: tuple[float, ...] | None = None
+    norm_std: tuple[float, ...] | None = None
     # augmentation (batched tensor ops on the training device)
     augment: tuple[str, ...] = ()  # subset of AUGMENTATIONS
     crop_padding: int = 4
     rotation_degrees: float = 15.0
-    color_jitter: float = 0.2
+    color_jitter: float = 0.2  # brightness, contrast and saturation strength
+    color_jitter_hue: float = 0.0  # hue shift drawn from [-h, h] turns (torchvision's hue)
     mix: str = "none"  # CutMix/MixUp (classification only)
     mix_alpha: float = 1.0
     # numerics and speed
@@ -89,8 +98,9 @@ class TrainConfig:
                 f"{where}: unknown key(s) {unknown}; allowed keys: {sorted(known)}"
             )
         values = dict(values)
-        if "augment" in values and values["augment"] is not None:
-            values["augment"] = tuple(values["augment"])
+        for key in TUPLE_FIELDS:  # YAML lists; tuples keep the frozen config hashable
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
         try:
             return cls(**values)
         except ConfigError as err:
@@ -100,7 +110,9 @@ class TrainConfig:
         # every value is a scalar or a tuple: no deep copy (asdict's recursion was a tenth of
         # a 10,000-experiment dry run)
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["augment"] = list(self.augment)
+        for key in TUPLE_FIELDS:
+            if out[key] is not None:
+                out[key] = list(out[key])
         return out
 
     def hash(self) -> str:
@@ -165,6 +177,16 @@ def check_config(c: TrainConfig) -> None:
              "upsampling layer)")
     _require(c.mix == "none" or (_num(c.mix_alpha) and c.mix_alpha > 0), "mix_alpha",
              c.mix_alpha, "a number > 0 when mix is on (the Beta distribution's parameter)")
+    _require(_num(c.min_lr) and c.min_lr >= 0, "min_lr", c.min_lr, "a number >= 0")
+    _require(_num(c.color_jitter_hue) and 0 <= c.color_jitter_hue <= 0.5, "color_jitter_hue",
+             c.color_jitter_hue, "a number in [0, 0.5] (a fraction of the hue circle)")
+    _require((c.norm_mean is None) == (c.norm_std is None), "norm_std", c.norm_std,
+             "set together with norm_mean (both or neither)")
+    if c.norm_mean is not None:
+        _require(len(c.norm_mean) == len(c.norm_std) and all(_num(v) for v in c.norm_mean),
+                 "norm_mean", list(c.norm_mean), "one number per channel, as many as norm_std")
+        _require(all(_num(v) and v > 0 for v in c.norm_std), "norm_std", list(c.norm_std),
+                 "one number > 0 per channel")
     for key in ("rotation_degrees", "color_jitter", "mix_alpha"):
         _require(_num(getattr(c, key)) and getattr(c, key) >= 0, key, getattr(c, key),
                  "a number >= 0")

@@ -21,20 +21,24 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=gen)
 
 
-def num_batches(n: int, batch_size: int) -> int:
-    return (n + batch_size - 1) // batch_size
+def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Batches per epoch; `drop_last` leaves out the final partial batch (50,000 CIFAR-10
+    images at batch 64: 781 steps, not 782)."""
+    return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
 
 
 class DeviceLoader:
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor,
-                 batch_size: int, device: torch.device, shuffle: bool, seed: int = 0):
+                 batch_size: int, device: torch.device, shuffle: bool, seed: int = 0,
+                 drop_last: bool = False):
+        self.drop_last = drop_last
         self.images = images.index_select(0, indices).to(device, non_blocking=True)
         self.targets = targets.index_select(0, indices).to(device, non_blocking=True)
         self.batch_size, self.shuffle, self.seed, self.device = batch_size, shuffle, seed, device
         self.n = len(indices)
 
     def __len__(self) -> int:
-        return num_batches(self.n, self.batch_size)
+        return num_batches(self.n, self.batch_size, self.drop_last)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         order = (epoch_order(self.n, self.seed, epoch) if self.shuffle
@@ -77,17 +81,18 @@ class _OrderSampler(torch.utils.data.Sampler):
 class TorchLoader:
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor,
                  batch_size: int, device: torch.device, shuffle: bool, seed: int = 0,
-                 num_workers: int = 0, pin_memory: bool = True):
+                 num_workers: int = 0, pin_memory: bool = True, drop_last: bool = False):
         self.n, self.batch_size, self.device = len(indices), batch_size, device
+        self.drop_last = drop_last
         self.sampler = _OrderSampler(self.n, seed, shuffle)
         pin = pin_memory and device.type == "cuda"
         self.loader = torch.utils.data.DataLoader(
             _Subset(images, targets, indices), batch_size=batch_size, sampler=self.sampler,
             num_workers=num_workers, pin_memory=pin, persistent_workers=num_workers > 0,
-            drop_last=False)
+            drop_last=drop_last)
 
     def __len__(self) -> int:
-        return num_batches(self.n, self.batch_size)
+        return num_batches(self.n, self.batch_size, self.drop_last)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         self.sampler.epoch, self.sampler.start = epoch, start_batch * self.batch_size
@@ -97,8 +102,11 @@ class TorchLoader:
 
 def make_loader(cfg, images, targets, indices, device, shuffle: bool,
                 batch_size: int | None = None):
+    """The training loader (shuffled, `cfg.drop_last`) or an evaluation one (every sample)."""
     batch_size = batch_size or cfg.batch_size
+    drop_last = cfg.drop_last and shuffle
     if cfg.data_path == "dataloader":
         return TorchLoader(images, targets, indices, batch_size, device, shuffle, cfg.seed,
-                           cfg.num_workers, cfg.pin_memory)
-    return DeviceLoader(images, targets, indices, batch_size, device, shuffle, cfg.seed)
+                           cfg.num_workers, cfg.pin_memory, drop_last)
+    return DeviceLoader(images, targets, indices, batch_size, device, shuffle, cfg.seed,
+                        drop_last)

@@ -33,7 +33,9 @@ ABBREV = {
     "scheduler": "", "model": "", "mix": "mix", "step_size": "step", "gamma": "g",
     "plateau_factor": "pf", "plateau_patience": "pp", "t_max": "tmax", "momentum": "mom",
     "train_subset": "n", "upsample_size": "up", "data_path": "", "mixed_precision": "amp",
-    "patience": "pat", "seed": "s", "effective_batch_size": "ebs",
+    "patience": "pat", "seed": "s", "effective_batch_size": "ebs", "min_lr": "minlr",
+    "eta_min": "etamin", "drop_last": "droplast", "color_jitter": "cj",
+    "color_jitter_hue": "hue",
 }
 
 
@@ -95,6 +97,7 @@ class Study:
     base: dict[str, Any]
     groups: dict[str, Group]
     sesoi: float | None = None  # smallest effect of interest, primary-metric units
+    deviations: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def experiments(self) -> list[Experiment]:
@@ -271,11 +274,13 @@ def load_study(path: str | Path) -> Study:
     _check_task(path, data["dataset"]["name"], base, groups)
     for group in groups.values():
         _check_analysis(path, group)
+    _check_validation_split(path, data["dataset"], groups)
     return Study(
         name=data["name"], path=path, description=data.get("description", ""), seeds=seeds,
         dataset=dict(data["dataset"]), metric=data.get("metric"),
         references=list(data.get("references", [])), base=base, groups=groups,
         sesoi=data.get("sesoi"),
+        deviations=list(data.get("deviations", [])),
     )
 
 
@@ -336,6 +341,24 @@ def _check_analysis(path: Path, group: Group) -> None:
         if sides["a"] & sides["b"]:
             raise StudyError(f"{key}: {sorted(sides['a'] & sides['b'])} is on both sides "
                              "(a and b); a contrast compares disjoint sets of levels")
+
+
+def _check_validation_split(path: Path, dataset: dict[str, Any], groups: dict[str, Group],
+                            ) -> None:
+    """Without a validation hold-out (`split.val: 0`, e.g. training on all 50,000 CIFAR-10
+    images and evaluating on the official test set) nothing may be selected on validation
+    data: early stopping is off, and the test metrics come from the final weights."""
+    split = dataset.get("split", {})
+    if "val" not in split or split["val"] > 0:
+        return
+    for group in groups.values():
+        for exp in group.experiments:
+            if exp.config.patience is not None:
+                raise StudyError(
+                    f"{path}: groups.{group.name}: experiment {exp.id} sets patience="
+                    f"{exp.config.patience}, but dataset.split.val is 0 (no validation "
+                    "hold-out), so there is nothing to stop early on; set patience: null "
+                    "(the final weights are tested) or give dataset.split a val fraction")
 
 
 def _check_task(path: Path, dataset: str, base: dict[str, Any], groups: dict[str, Group]) -> None:

@@ -154,8 +154,20 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
         return s.ExponentialLR(optimizer, gamma=cfg.gamma)
     if cfg.scheduler == "plateau":
         return s.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor,
-                                   patience=cfg.plateau_patience)
+                                   patience=cfg.plateau_patience, min_lr=cfg.min_lr)
     return None
+
+
+def input_normalisation(cfg: TrainConfig, manifest: dict[str, Any]) -> tuple[list, list]:
+    """Per-channel mean and std for (x/255 - mean)/std: the config's fixed constants (a
+    report's published statistics) or the prepared training split's."""
+    if cfg.norm_mean is None:
+        return list(manifest["mean"]), list(manifest["std"])
+    channels = len(manifest["mean"])
+    if len(cfg.norm_mean) != channels:
+        raise ValueError(f"norm_mean={list(cfg.norm_mean)} has {len(cfg.norm_mean)} values but "
+                         f"the dataset's images have {channels} channel(s); give one per channel")
+    return list(cfg.norm_mean), list(cfg.norm_std)
 
 
 def flops_per_sample(model: torch.nn.Module, example: torch.Tensor) -> dict[str, float]:
@@ -202,14 +214,19 @@ class Trainer:
         self.num_classes = int(self.manifest["num_classes"])
         images, targets, split = data["images"], data["targets"], data["split"]
         train_idx = torch.from_numpy(self._train_indices(split["train"]))
-        val_idx = torch.from_numpy(split["val"]) if len(split["val"]) else train_idx
+        # No validation hold-out (e.g. CIFAR-10 trained on all 50,000 images): the "val"
+        # columns are the training set's, nothing is selected on them, and the test metrics
+        # come from the final weights (study.py requires patience: null for such splits).
+        self.has_val = len(split["val"]) > 0
+        val_idx = torch.from_numpy(split["val"]) if self.has_val else train_idx
         test_idx = torch.from_numpy(split["test"])
         self.n_train = len(train_idx)
         if self.task == "regression":  # the model predicts standardised targets
             self.t_mean, self.t_std = self.manifest["target_mean"], self.manifest["target_std"]
         dev = self.device
-        self.mean = torch.tensor(self.manifest["mean"], device=dev).view(1, -1, 1, 1)
-        self.std = torch.tensor(self.manifest["std"], device=dev).view(1, -1, 1, 1)
+        norm_mean, norm_std = input_normalisation(cfg, self.manifest)
+        self.mean = torch.tensor(norm_mean, device=dev).view(1, -1, 1, 1)
+        self.std = torch.tensor(norm_std, device=dev).view(1, -1, 1, 1)
         # (x/255 - mean)/std as one multiply-add: the per-batch input cost of the device path
         self.in_scale, self.in_shift = 1.0 / (255.0 * self.std), -self.mean / self.std
         self.train_loader = make_loader(cfg, images, targets, train_idx, dev, shuffle=True)
@@ -230,8 +247,7 @@ class Trainer:
         self.amp = cfg.mixed_precision and dev.type == "cuda"
         self.amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and cfg.amp_dtype == "fp16")
-        self.augment = Augmenter(cfg, self.task, self.num_classes,
-                                 mean=self.manifest["mean"], std=self.manifest["std"])
+        self.augment = Augmenter(cfg, self.task, self.num_classes, mean=norm_mean, std=norm_std)
         self.diag = Diagnostics(self.model, cfg.diagnostics_every, cfg.effective_batch_size)
         self.state = RunState()
         self.best_weights: dict[str, torch.Tensor] | None = None
@@ -438,7 +454,7 @@ class Trainer:
         st, cfg = self.state, self.cfg
         test: dict[str, float] = {}
         if status == "ok":
-            if self.best_weights is not None:
+            if self.best_weights is not None and self.has_val:
                 self.model.load_state_dict(self.best_weights)
             test = self.evaluate(self.test_loader)
         self._write_history()
@@ -453,6 +469,9 @@ class Trainer:
             "task": self.task,
             **{f"test_{k}": v for k, v in test.items()},
             "best_epoch": st.best_epoch if st.best_epoch > 0 else None,
+            # which weights were tested: the best validation epoch's, or (no validation
+            # hold-out) the final epoch's
+            "tested_weights": "best_val" if self.has_val else "final",
             "best_val_loss": st.best_val if math.isfinite(st.best_val) else None,
             "epochs_run": len(st.history),
             "stopped_early": stopped_early,
