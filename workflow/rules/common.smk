@@ -13,7 +13,7 @@ from hpstudy.study import validate as validate_schema
 
 
 # `--config allow_partial=true` arrives as the string "true" (Snakemake parses only True/False)
-for _key in ("allow_partial",):
+for _key in ("allow_partial", "tensorboard"):
     if isinstance(config.get(_key), str) and config[_key].lower() in ("true", "false"):
         config[_key] = config[_key].lower() == "true"
 
@@ -156,6 +156,13 @@ def get_train_config(wildcards):
 def get_checkpoint(wildcards):
     """Outside the declared outputs, so Snakemake keeps it when a job is incomplete."""
     return f"{R}/{wildcards.study}/checkpoints/{wildcards.exp}/seed{wildcards.seed}.pt"
+
+
+def get_tensorboard_dir(wildcards):
+    """This run's TensorBoard event folder ("" when config tensorboard is false)."""
+    if not config["tensorboard"]:
+        return ""
+    return f"{R}/{wildcards.study}/tensorboard/{wildcards.exp}/seed{wildcards.seed}"
 
 
 def get_run_record_meta(wildcards):

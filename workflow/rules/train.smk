@@ -13,5 +13,6 @@ rule train:
     params:
         cfg=get_train_config,
         checkpoint=get_checkpoint,
+        tensorboard=get_tensorboard_dir,
     script:
         "../scripts/train.py"

@@ -19,13 +19,14 @@ from hpstudy.prepare import PreparedError  # noqa: E402
 from hpstudy.train import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted, RunFailed, run  # noqa: E402
 
 
-def main(cfg_dict, prepared, out_dir, checkpoint, threads=None):
+def main(cfg_dict, prepared, out_dir, checkpoint, threads=None, tensorboard=None):
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     try:
-        metrics = run(TrainConfig.from_dict(cfg_dict), prepared, out_dir, checkpoint)
+        metrics = run(TrainConfig.from_dict(cfg_dict), prepared, out_dir, checkpoint,
+                      tensorboard=tensorboard or None)
     except Interrupted as stop:
         print(f"hpstudy: {stop}; checkpoint saved to {checkpoint}; rerun to resume",
               file=sys.stderr)
@@ -37,7 +38,9 @@ def main(cfg_dict, prepared, out_dir, checkpoint, threads=None):
         print(f"hpstudy: refusing the prepared dataset: {err}", file=sys.stderr)
         sys.exit(2)
     key = "test_r2" if metrics["task"] == "regression" else "test_accuracy"
-    print(f"done: status {metrics['status']} {key} {metrics.get(key)}", file=sys.stderr)
+    value = metrics.get(key)  # 4 significant digits, from the best-validation weights
+    print(f"done: status {metrics['status']} {key} "
+          f"{'-' if value is None else format(value, '.4g')}", file=sys.stderr)
 
 
 if "snakemake" in globals():
@@ -46,7 +49,7 @@ if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
         main(dict(sm.params.cfg), sm.input.prepared, Path(sm.output.metrics).parent,
-             sm.params.checkpoint, sm.threads)
+             sm.params.checkpoint, sm.threads, sm.params.tensorboard)
 else:
     import yaml
 
