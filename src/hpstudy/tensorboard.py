@@ -96,34 +96,65 @@ class RunWriter:
 
 
 def overhead(repeats: int = 3, epochs: int = 5) -> dict[str, float]:
-    """The same tiny CPU run with and without the writer, interleaved (A B A B ...) so that
-    load drift hits both alike; returns the medians of the training time and their ratio."""
+    """The same tiny CPU run (one thread) with and without the writer, interleaved
+    (A B A B ...) so that load drift hits both alike. Returns the medians of each run's CPU
+    and wall time and their ratios, and the time spent inside the writer's calls per epoch
+    (timed directly, so it does not drown in the machine's noise)."""
     import statistics
     import tempfile
+    import time
+
+    import torch
 
     from hpstudy.config import TrainConfig
     from hpstudy.microbeads import generate
     from hpstudy.prepare import prepare
     from hpstudy.train import run
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        raw = generate(tmp / "raw", n_images=120, size=64, seed=0, progress=False)
-        spec = {"name": "microbeads", "image_size": 32,
-                "split": {"method": "random", "train": 0.7, "val": 0.15, "test": 0.15,
-                          "seed": 1}}
-        prepare(spec, raw, tmp / "prepared.pt", tmp / "manifest.json")
-        cfg = TrainConfig.from_dict({"epochs": epochs, "batch_size": 16, "patience": None})
-        times: dict[str, list[float]] = {"without": [], "with": []}
-        for i in range(repeats):
-            for kind in ("without", "with"):
-                name = f"{kind}{i}"
-                metrics = run(cfg, tmp / "prepared.pt", tmp / name, tmp / f"{name}.pt",
-                              log=lambda msg: None,
-                              tensorboard=tmp / "tb" / name if kind == "with" else None)
-                times[kind].append(metrics["wall_time_s"])
-    out = {f"{k}_s": statistics.median(v) for k, v in times.items()}
-    out["ratio"] = out["with_s"] / out["without_s"]
+    spent = {"s": 0.0, "epochs": 0}
+
+    def timed(method):
+        def wrapper(self, *args):
+            start = time.perf_counter()
+            try:
+                return method(self, *args)
+            finally:
+                spent["s"] += time.perf_counter() - start
+                spent["epochs"] += method.__name__ == "epoch"
+        return wrapper
+
+    torch.set_num_threads(1)
+    original = RunWriter.__init__, RunWriter.epoch, RunWriter.finish
+    RunWriter.__init__, RunWriter.epoch, RunWriter.finish = map(timed, original)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            raw = generate(tmp / "raw", n_images=120, size=64, seed=0, progress=False)
+            spec = {"name": "microbeads", "image_size": 32,
+                    "split": {"method": "random", "train": 0.7, "val": 0.15, "test": 0.15,
+                              "seed": 1}}
+            prepare(spec, raw, tmp / "prepared.pt", tmp / "manifest.json")
+            cfg = TrainConfig.from_dict({"epochs": epochs, "batch_size": 16, "patience": None})
+            times: dict[str, list[tuple[float, float]]] = {"without": [], "with": []}
+            for i in range(repeats):
+                for kind in ("without", "with"):
+                    name = f"{kind}{i}"
+                    cpu, wall = time.process_time(), time.perf_counter()
+                    run(cfg, tmp / "prepared.pt", tmp / name, tmp / f"{name}.pt",
+                        log=lambda msg: None,
+                        tensorboard=tmp / "tb" / name if kind == "with" else None)
+                    times[kind].append((time.process_time() - cpu,
+                                        time.perf_counter() - wall))
+    finally:
+        RunWriter.__init__, RunWriter.epoch, RunWriter.finish = original
+    out = {}
+    for kind, pairs in times.items():
+        out[f"{kind}_cpu_s"] = statistics.median(c for c, _ in pairs)
+        out[f"{kind}_wall_s"] = statistics.median(w for _, w in pairs)
+    out["cpu_ratio"] = out["with_cpu_s"] / out["without_cpu_s"]
+    out["wall_ratio"] = out["with_wall_s"] / out["without_wall_s"]
+    out["writer_ms_per_epoch"] = 1000 * spent["s"] / max(spent["epochs"], 1)
+    out["writer_share"] = spent["s"] / sum(w for _, w in times["with"])
     return out
 
 
@@ -132,6 +163,9 @@ if __name__ == "__main__":
 
     if sys.argv[1:] != ["--overhead"]:
         sys.exit("usage: python -m hpstudy.tensorboard --overhead")
-    result = overhead()
-    print(f"median run time without the writer {result['without_s']:.2f} s, with it "
-          f"{result['with_s']:.2f} s: ratio {result['ratio']:.3f}")
+    r = overhead()
+    print(f"median per run, without / with the writer: CPU {r['without_cpu_s']:.2f} / "
+          f"{r['with_cpu_s']:.2f} s (ratio {r['cpu_ratio']:.3f}), wall {r['without_wall_s']:.2f}"
+          f" / {r['with_wall_s']:.2f} s (ratio {r['wall_ratio']:.3f}); inside the writer "
+          f"{r['writer_ms_per_epoch']:.2f} ms per epoch (incl. its start and hparams), "
+          f"{r['writer_share']:.2%} of the runs' wall time")
