@@ -103,6 +103,24 @@ def test_pbs_jobs_give_queued_and_failed_states(tree, tmp_path):
     assert run.state == "running" and "PBS job 101.srv (job_state Q: queued)" in render(status)
 
 
+def test_command_prints_the_counts_and_runs(tree, capsys):
+    studies, results = tree
+    assert main(["tiny", "--results", str(results), "--studies", str(studies)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("study tiny: 6 runs  finished 2  running 1  waiting 1  failed 1  "
+                          "diverged 1\n")
+    assert "ETA 3m30s (mean run 2m30s, 1 running at once)" in out
+
+
+def test_watch_stops_when_nothing_is_left(tree, capsys):
+    studies, results = tree
+    for exp, seed in (("bs-bs8", 1), ("bs-bs16", 0), ("bs-bs16", 1)):
+        put(results, "metrics", exp, seed, {"status": "ok", "wall_time_s": 10.0})
+    assert main(["tiny", "--watch", "0.1", "--results", str(results), "--studies",
+                 str(studies)]) == 0
+    assert "nothing left to run" in capsys.readouterr().out
+
+
 def test_unknown_study_lists_the_shipped_ones(capsys):
     with pytest.raises(SystemExit, match="did you mean `quick`"):
         main(["quik", "--studies", str(REPO / "config/studies")])
