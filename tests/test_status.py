@@ -103,6 +103,17 @@ def test_pbs_jobs_give_queued_and_failed_states(tree, tmp_path):
     assert run.state == "running" and "PBS job 101.srv (job_state Q: queued)" in render(status)
 
 
+def test_slurm_logs_name_the_job_of_a_failed_run(tree, tmp_path):
+    studies, results = tree
+    logs = tmp_path / ".snakemake" / "slurm_logs" / "rule_train" / "tiny_bs-bs16_0"
+    logs.mkdir(parents=True)
+    for job in ("998", "1002"):  # a retry: the newest job id wins
+        (logs / f"{job}.log").write_text("")
+    text = render(study_status("tiny", results, studies, workdirs=[tmp_path]))
+    assert ("bs-bs16 seed0: out of memory at epoch 1 (CPU); Slurm job 1002 (log "
+            ".snakemake/slurm_logs/rule_train/tiny_bs-bs16_0/1002.log)") in text
+
+
 def test_command_prints_the_counts_and_runs(tree, capsys):
     studies, results = tree
     assert main(["tiny", "--results", str(results), "--studies", str(studies)]) == 0

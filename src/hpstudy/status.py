@@ -41,6 +41,9 @@ LAYOUT = {
     "checkpoint": "{study}/checkpoints/{exp}/seed{seed}.pt",
 }
 JOB_KEY = ("exp", "seed")
+# The Slurm plugin's log folder of one train job, under .snakemake/slurm_logs/ (its
+# wildcards joined by "_"); the job writes {jobid}.log there once it starts.
+SLURM_LOGS = "rule_train/{study}_{exp}_{seed}"
 
 FINISHED, RUNNING, WAITING, FAILED, DIVERGED = (
     "finished", "running", "waiting", "failed", "diverged")
@@ -186,10 +189,25 @@ def _alive(progress: dict[str, Any], job: dict[str, Any] | None, now: float) -> 
             return False
         except PermissionError:  # someone else's process with that id: it exists
             return True
-    if job is not None:  # the scheduler knows better than a file's age
+    if job is not None and job["scheduler"] == "PBS":  # it knows better than a file's age
         return job["status"] == "running"
     age_limit = STALE_AFTER_S + 3 * float(progress.get("epoch_s") or 0)
     return now - float(progress.get("updated") or 0) < age_limit
+
+
+def slurm_job(workdirs: list[Path], folder: str) -> dict[str, Any] | None:
+    """The newest Slurm job that started for one train job (from its log's name)."""
+    for workdir in workdirs:
+        try:
+            logs = os.listdir(workdir / ".snakemake" / "slurm_logs" / folder)
+        except OSError:
+            continue
+        ids = sorted((name[:-4] for name in logs if name.endswith(".log")),
+                     key=lambda i: [int(p) if p.isdigit() else 0 for p in re.split(r"\D", i)])
+        if ids:
+            return {"scheduler": "Slurm", "job_id": ids[-1], "status": "started",
+                    "reason": f"log .snakemake/slurm_logs/{folder}/{ids[-1]}.log"}
+    return None
 
 
 def scheduler_jobs(workdirs: list[Path]) -> dict[tuple, dict[str, Any]]:
@@ -226,8 +244,10 @@ def study_status(study: str, results: str | Path = "results",
     results, now = Path(results), time.time() if now is None else now
     runs = expected_runs(study, results, Path(studies_dir))
     listing, root = Listing(results), str(results)
-    jobs = scheduler_jobs(workdirs if workdirs is not None
-                          else list(dict.fromkeys([Path.cwd(), results.resolve().parent])))
+    if workdirs is None:
+        workdirs = list(dict.fromkeys([Path.cwd(), results.resolve().parent]))
+    jobs = scheduler_jobs(workdirs)
+    slurm = [w for w in workdirs if (w / ".snakemake" / "slurm_logs").is_dir()]
     run_times = []
     for run in runs:
         files = run.files(study)
@@ -244,13 +264,18 @@ def study_status(study: str, results: str | Path = "results",
             continue
         progress = (_json(f"{root}/{files['progress']}") if listing.exists(files["progress"])
                     else {})
+        if job is None and slurm and (progress or listing.exists(files["failure"])):
+            fields = {"study": study, "exp": run.exp, "cfg": run.cfg, "seed": run.seed}
+            job = slurm_job(slurm, SLURM_LOGS.format(**fields))
+            if job is not None:
+                run.detail["job"] = job
         if progress and _alive(progress, job, now):
             run.state = RUNNING
             run.detail.update(progress)
         elif listing.exists(files["failure"]):
             run.state = FAILED
             run.detail["reason"] = _json(f"{root}/{files['failure']}").get("reason", "?")
-        elif job is not None and job["status"] == "failed":
+        elif job is not None and job["status"] == "failed":  # PBS: walltime, qdel, ...
             run.state = FAILED
             run.detail["reason"] = f"{job['scheduler']} job {job['job_id']}: {job['reason']}"
         elif job is not None and job["status"] == "running":
@@ -311,7 +336,8 @@ def _line(run: Run) -> str:
                 + f", resumes {d.get('resumes', 0)}, ETA {_duration(d.get('eta_s'))}; "
                 + _job(run))
     if run.state == FAILED:
-        return f"{name}: {d.get('reason')}"
+        job = d.get("job")
+        return f"{name}: {d.get('reason')}" + (f"; {_job(run)}" if job else "")
     if run.state == DIVERGED:
         return f"{name}: diverged at epoch {d.get('diverged_epoch')}"
     return name
