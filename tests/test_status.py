@@ -230,8 +230,14 @@ groups:
     finished = [c["finished"] for c in seen]
     assert finished == sorted(finished)  # never goes back
     assert all(c["running"] <= 2 for c in seen)  # --cores 2, one core per train job
-    # the real run's TensorBoard events exist for every run
+    # every run of the real workflow wrote TensorBoard events that tensorboard reads back
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     for exp in ("bs-bs4", "bs-bs8"):
         for seed in (0, 1):
             folder = work / "results" / "tiny" / "tensorboard" / exp / f"seed{seed}"
-            assert any(p.name.startswith("events.out.tfevents") for p in folder.iterdir())
+            events = EventAccumulator(str(folder))
+            events.Reload()
+            assert [e.step for e in events.Scalars("loss/val")] == [1, 2, 3]
+            assert "final/test_r2" in events.Tags()["scalars"]
+            assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
