@@ -352,6 +352,8 @@ def render(status: StudyStatus, limit: int = 20) -> str:
         lines.append(f"  {resumable} waiting run(s) will resume from a checkpoint")
     if status.done:
         lines.append("  nothing left to run")
+    elif status.eta_s is None:
+        lines.append("  ETA: known once a run has trained an epoch")
     else:
         lines.append(f"  ETA {_duration(status.eta_s)} (mean run {_duration(status.mean_run_s)}"
                      f", {counts[RUNNING]} running at once)")
