@@ -60,9 +60,8 @@ class Run:
     state: str = WAITING
     detail: dict[str, Any] = field(default_factory=dict)
 
-    def files(self, study: str) -> dict[str, str]:
-        fields = {"study": study, "exp": self.exp, "cfg": self.cfg, "seed": self.seed}
-        return {kind: pattern.format(**fields) for kind, pattern in LAYOUT.items()}
+    def file(self, study: str, kind: str) -> str:
+        return LAYOUT[kind].format(study=study, exp=self.exp, cfg=self.cfg, seed=self.seed)
 
 
 @dataclass
@@ -133,11 +132,13 @@ def expected_runs(study: str, results: Path, studies_dir: Path) -> list[Run]:
 
 class Listing:
     """`exists(path)` from one cached directory listing per folder; a folder missing from
-    its parent's listing is never listed (the runs still waiting cost no system call)."""
+    its parent's listing is never looked into (the runs still waiting cost no system
+    call), and a folder asked about once costs one stat (a run's own output folder)."""
 
     def __init__(self, root: Path):
         self.root = str(root)
         self.cache: dict[str, frozenset[str]] = {}
+        self.asked: set[str] = set()
 
     def names(self, folder: str) -> frozenset[str]:
         names = self.cache.get(folder)
@@ -154,6 +155,10 @@ class Listing:
 
     def exists(self, rel: str) -> bool:
         folder, _, name = rel.rpartition("/")
+        if folder not in self.cache and folder not in self.asked:
+            self.asked.add(folder)
+            parent, _, base = folder.rpartition("/")
+            return base in self.names(parent) and os.path.exists(f"{self.root}/{rel}")
         return name in self.names(folder)
 
 
@@ -250,18 +255,19 @@ def study_status(study: str, results: str | Path = "results",
     slurm = [w for w in workdirs if (w / ".snakemake" / "slurm_logs").is_dir()]
     run_times = []
     for run in runs:
-        files = run.files(study)
         job = jobs.get(tuple(str(getattr(run, k)) for k in JOB_KEY))
         if job is not None:
             run.detail["job"] = job
-        if listing.exists(files["metrics"]):
-            metrics = _metrics(f"{root}/{files['metrics']}")
+        path = run.file(study, "metrics")
+        if listing.exists(path):
+            metrics = _metrics(f"{root}/{path}")
             run.state = DIVERGED if metrics.get("status") == "diverged" else FINISHED
             if metrics.get("wall_time_s"):
                 run_times.append(float(metrics["wall_time_s"]))
             run.detail.update({k: metrics.get(k) for k in ("diverged_epoch", "job_id",
                                                              "hostname")})
             continue
+        files = {kind: run.file(study, kind) for kind in ("progress", "failure", "checkpoint")}
         progress = (_json(f"{root}/{files['progress']}") if listing.exists(files["progress"])
                     else {})
         if job is None and slurm and (progress or listing.exists(files["failure"])):
