@@ -94,7 +94,7 @@ def test_study_cli_prints_groups_by_experiments_by_seeds(tmp_path):
     proc = study_cli(str(tmp_path / "s1.yaml"))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].endswith("ok: 2 groups, 4 experiments, 2 seeds [0, 1], 8 runs")
+    assert lines[0].endswith("ok: 2 groups, 4 experiments, 2 seeds, 8 runs (seeds 0, 1)")
     assert lines[1].split() == ["group", "experiments", "seeds", "runs", "factors", "labels"]
     assert lines[2].split()[:5] == ["bs", "2", "2", "4", "batch_size"]
     assert lines[2].endswith("bs16, bs32")

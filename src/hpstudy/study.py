@@ -420,7 +420,8 @@ def describe(study: Study) -> str:
     total = {"group": "total", "experiments": len(study.experiments),
              "seeds": len(study.seeds), "runs": len(study.runs())}
     head = (f"{study.path}: ok: {len(study.groups)} groups, {len(study.experiments)} "
-            f"experiments, {len(study.seeds)} seeds {study.seeds}, {len(study.runs())} runs")
+            f"experiments, {len(study.seeds)} seeds, {len(study.runs())} runs (seeds "
+            f"{', '.join(map(str, study.seeds))})")
     return head + "\n" + format_rows([*rows, total])
 
 
