@@ -3,6 +3,7 @@ aggregate code, run folders with history.csv and layers.csv.gz), plus one real s
 Snakemake run (slow). Verdicts are recomputed here from summary.csv with scipy/statsmodels
 directly, independently of hpstudy.stats."""
 
+import base64
 import json
 import math
 import re
@@ -310,7 +311,10 @@ def check_figures(paths: dict[str, Path]) -> list[str]:
             extrema = img.convert("L").getextrema()
         assert width > 300 and height > 200, (ref, img.size)
         assert extrema[0] < extrema[1], f"{ref} is blank"
-        assert f'src="{ref}"' in html
+    # report.html is self-contained: the same figures, in the same order, as data URIs
+    sources = re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', html)
+    assert sources == ["data:image/png;base64," + base64.b64encode(
+        (paths["report"].parent / ref).read_bytes()).decode() for ref in refs]
     return files
 
 

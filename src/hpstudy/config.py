@@ -7,6 +7,7 @@ and its hash names checkpoints so that a checkpoint from a different config is n
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import json
@@ -95,7 +96,8 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key(s) {unknown}; allowed keys: {sorted(known)}"
+                f"{where}: unknown key(s) {unknown}{did_you_mean(unknown, known)}; "
+                f"allowed keys: {sorted(known)}"
             )
         values = dict(values)
         for key in TUPLE_FIELDS:  # YAML lists; tuples keep the frozen config hashable
@@ -122,6 +124,18 @@ class TrainConfig:
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.grad_accum_steps
+
+
+def did_you_mean(unknown: list[str], known) -> str:
+    """'; did you mean `batch_size`?' for misspelt names close to a known one (difflib)."""
+    close = {str(key): m[0] for key in unknown
+             if (m := difflib.get_close_matches(str(key), sorted(map(str, known)), n=1,
+                                                cutoff=0.6))}
+    if not close:
+        return ""
+    if len(unknown) == 1:
+        return f"; did you mean `{next(iter(close.values()))}`?"
+    return "; did you mean " + ", ".join(f"`{c}` for `{k}`" for k, c in close.items()) + "?"
 
 
 def config_hash(values: dict[str, Any]) -> str:

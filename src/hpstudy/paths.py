@@ -37,3 +37,8 @@ def templates() -> Path:
 
 def schema(name: str) -> Path:
     return schemas() / name
+
+
+def shipped_studies() -> Path:
+    """The folder of the shipped study files (`config/studies/` of the checkout)."""
+    return _PACKAGE.parent.parent / "config" / "studies"

@@ -17,6 +17,7 @@ import pandas as pd
 from hpstudy import figures, paths
 from hpstudy.aggregate import COST_METRICS
 from hpstudy.atomic import write_text
+from hpstudy.embed import embed_images
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
 from hpstudy.provenance import git_commit, package_versions
 
@@ -295,6 +296,7 @@ def render(study_json: str | Path, summary_csv: str | Path, group_csvs: dict[str
     text = env.get_template("report.md.j2").render(**context)
     write_text(out_md, text)
     body = markdown.markdown(text, extensions=["tables", "fenced_code", "toc"])
+    body = embed_images(body, out_md.parent)  # one self-contained file, to be mailed
     html = env.get_template("report.html.j2").render(title=f"hpstudy report: {doc['name']}",
                                                      body=body)
     write_text(out_html, html)

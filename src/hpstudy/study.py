@@ -18,8 +18,9 @@ from typing import Any
 import yaml
 
 from hpstudy import paths
-from hpstudy.config import DEFAULTS, ConfigError, TrainConfig, config_hash
+from hpstudy.config import DEFAULTS, ConfigError, TrainConfig, config_hash, did_you_mean
 
+SHIPPED_DIR = paths.shipped_studies()
 EXPERIMENT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 # Keys of train_config.schema.yaml that are not TrainConfig fields: study files only,
 # resolved at load time (see resolve_batch).
@@ -226,7 +227,7 @@ def _explain(err) -> str:
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed))
-        return f"unknown key(s) {extra}; allowed: {allowed}"
+        return f"unknown key(s) {extra}{did_you_mean(extra, allowed)}; allowed: {allowed}"
     if err.validator == "enum":
         return f"{err.instance!r} is not allowed; choose one of {err.validator_value}"
     if err.validator == "oneOf" and "grid" in json.dumps(err.validator_value):
@@ -241,6 +242,8 @@ def _explain(err) -> str:
 
 def load_study(path: str | Path) -> Study:
     path = Path(path)
+    if not path.is_file():
+        raise StudyError(missing_study(path))
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise StudyError(f"{path}: a study file must be a mapping with name, dataset, base, groups")
@@ -496,6 +499,60 @@ def resolved_defaults() -> dict[str, Any]:
     return dict(DEFAULTS)
 
 
+def shipped_studies(studies_dir: str | Path = SHIPPED_DIR) -> list[str]:
+    """Names of the study files in a folder (config/studies by default)."""
+    return sorted(p.stem for p in Path(studies_dir).glob("*.yaml"))
+
+
+def missing_study(path: str | Path) -> str:
+    """Why a study file is missing, with the studies that exist and the nearest name."""
+    path = Path(path)
+    folder = path.parent if path.parent.is_dir() else SHIPPED_DIR
+    names = shipped_studies(folder)
+    where = ("shipped studies" if folder.resolve() == SHIPPED_DIR.resolve()
+             else f"studies in {folder}")
+    hint = did_you_mean([path.stem], names).removeprefix("; ")
+    return (f"{path}: no such study file; {where}: {', '.join(names) or 'none'}"
+            + (f"; {hint}" if hint else ""))
+
+
+def study_rows(study: Study) -> list[dict[str, Any]]:
+    """One row per group of the groups x experiments x seeds table (`python -m
+    hpstudy.study FILE`); add columns here to show more per group."""
+    return [{"group": g.name, "experiments": len(g.experiments), "seeds": len(study.seeds),
+             "runs": len(g.experiments) * len(study.seeds),
+             "factors": ", ".join(g.factors) or "-",
+             "labels": ", ".join(e.label for e in g.experiments)}
+            for g in study.groups.values()]
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table with aligned columns (the columns of the first row)."""
+    columns = list(rows[0])
+    width = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    return "\n".join("  ".join(str(r.get(c, "")).ljust(width[c]) for c in columns).rstrip()
+                     for r in [{c: c for c in columns}, *rows])
+
+
+def describe(study: Study) -> str:
+    """The study as a table: groups x experiments x seeds, and the totals."""
+    rows = study_rows(study)
+    total = {"group": "total", "experiments": len(study.experiments),
+             "seeds": len(study.seeds), "runs": len(study.runs())}
+    head = (f"{study.path}: ok: {len(study.groups)} groups, {len(study.experiments)} "
+            f"experiments, {len(study.seeds)} seeds, {len(study.runs())} runs (seeds "
+            f"{', '.join(map(str, study.seeds))}); {len(study.configs())} distinct "
+            f"configurations, {len(study.configs()) * len(study.seeds)} runs trained")
+    return head + "\n" + format_rows([*rows, total])
+
+
+USAGE = """usage: python -m hpstudy.study STUDY.yaml [STUDY.yaml ...]
+
+Check study files before running them: each is validated (schema, configs, ids) and printed
+as a table of its groups x experiments x seeds. Exit status 2 and the reason on stderr for
+the first invalid file. Shipped studies: config/studies/NAME.yaml ({names})."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m hpstudy.study STUDY.yaml...`: check study files before submitting a study,
     then print what each costs (hpstudy.cost: runs, training FLOPs, expected time here and,
@@ -504,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m hpstudy.study")
+    parser = argparse.ArgumentParser(
+        prog="python -m hpstudy.study", description=USAGE.split("\n", 2)[2].format(
+            names=", ".join(shipped_studies())))
     parser.add_argument("studies", nargs="*", metavar="STUDY.yaml")
     parser.add_argument("--device-profile", metavar="FILE", default=None,
                         help="also estimate on the device this calibration was made on "
@@ -515,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cost", action="store_true", help="only check the files")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.studies:
-        print("usage: python -m hpstudy.study STUDY.yaml [STUDY.yaml ...]", file=sys.stderr)
+        print(USAGE.format(names=", ".join(shipped_studies())), file=sys.stderr)
         return 2
     studies = []
     for name in args.studies:
@@ -524,8 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         except StudyError as err:
             print(f"hpstudy: invalid study: {err}", file=sys.stderr)
             return 2
-        print(f"{name}: ok: {len(study.groups)} groups, {len(study.experiments)} experiments, "
-              f"{len(study.seeds)} seeds, {len(study.runs())} runs")
+        print(describe(study))
         studies.append(study)
     if args.no_cost:
         return 0

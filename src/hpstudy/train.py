@@ -33,9 +33,11 @@ from hpstudy.augment import Augmenter
 from hpstudy.config import TrainConfig
 from hpstudy.diagnostics import Diagnostics, job_environment
 from hpstudy.loaders import make_loader
+from hpstudy.logs import duration
 from hpstudy.metrics import classification_metrics, primary_metric, regression_metrics
 from hpstudy.models import build_model, count_parameters
 from hpstudy.prepare import load_prepared
+from hpstudy.tensorboard import RunWriter
 
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM: "stopped, resumable"
 CHECKPOINT_FORMAT = checkpoint.FORMAT
@@ -67,6 +69,12 @@ def failure_note_path(checkpoint: str | Path) -> Path:
     """`checkpoints/{exp}/seed{N}.failed.json`: outside the outputs, so it survives the
     failed job and a partial report can say why the run is missing."""
     return Path(checkpoint).with_suffix(".failed.json")
+
+
+def progress_path(checkpoint: str | Path) -> Path:
+    """`checkpoints/{exp}/seed{N}.progress.json`: epoch, ETA, resumes and job of a run in
+    progress, rewritten every epoch and removed when it finishes (read by hpstudy.status)."""
+    return Path(checkpoint).with_suffix(".progress.json")
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -200,9 +208,10 @@ def peak_memory_mb(device: torch.device) -> float:
 class Trainer:
     def __init__(self, cfg: TrainConfig, prepared: str | Path, out_dir: str | Path,
                  checkpoint: str | Path, log=None, data: dict[str, Any] | None = None,
-                 callbacks: tuple = ()):
+                 callbacks: tuple = (), tensorboard: str | Path | None = None):
         self.cfg, self.out_dir, self.checkpoint = cfg, Path(out_dir), Path(checkpoint)
         self.callbacks = tuple(callbacks)
+        self.tensorboard = tensorboard
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.device = pick_device()
         if self.device.type == "cuda":  # fixed input shapes: pick conv kernels once
@@ -329,6 +338,8 @@ class Trainer:
         self.log(f"training {cfg.model} on {dev} ({self.n_train} train samples, "
                  f"{n_batches} batches/epoch, {count_parameters(self.model):,} parameters)")
         self.callback("on_train_start")
+        self.tb, job, walls = RunWriter(self.tensorboard), job_environment(), []
+        self._progress(job, walls)
         while st.epoch < cfg.epochs:
             epoch = st.epoch
             gen = self._epoch_generator(epoch)
@@ -409,13 +420,19 @@ class Trainer:
                 st.bad_epochs += 1
             metric = (f"val_r2 {val['r2']:.4f}" if self.task == "regression"
                       else f"val_acc {val['accuracy']:.4f}")
+            walls.append(time.perf_counter() - t0)  # training + validation of this epoch
+            eta = sum(walls) / len(walls) * (cfg.epochs - epoch - 1)
             self.log(f"epoch {epoch + 1}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
                      f"val_loss {val['loss']:.4f} {metric} lr {lr:.2e} "
-                     f"{st.epoch_time:.1f}s {row['samples_per_s']:.0f} samples/s"
-                     + (" *" if improved else ""))
+                     f"{st.epoch_time:.1f}s {row['samples_per_s']:.0f} samples/s "
+                     f"ETA {duration(eta)}" + (" *" if improved else "")
+                     + ("   (* = new best validation loss; its weights are kept for the test)"
+                        if len(walls) == 1 else ""))
             st.epoch, st.batch = epoch + 1, 0
             self._write_history()
             self.save_checkpoint()
+            self.tb.epoch(row)
+            self._progress(job, walls)
             if self.stop_signal is not None and st.epoch < cfg.epochs:
                 raise Interrupted(f"stopped after epoch {epoch + 1}")
             if cfg.patience is not None and st.bad_epochs >= cfg.patience:
@@ -445,6 +462,17 @@ class Trainer:
             if hook is not None:
                 hook(self, **values)
 
+    def _progress(self, job: dict[str, Any], walls: list[float]) -> None:
+        st, mean = self.state, (sum(walls) / len(walls) if walls else None)
+        last = st.history[-1] if st.history else {}
+        write_json(progress_path(self.checkpoint), {
+            "epoch": st.epoch, "epochs": self.cfg.epochs, "best_epoch": st.best_epoch,
+            "val_loss": last.get("val_loss"),
+            "val_metric": last.get("val_r2" if self.task == "regression" else "val_accuracy"),
+            "resumes": len(st.resumed_at), "pid": os.getpid(), "updated": time.time(),
+            "epoch_s": mean, "eta_s": mean * (self.cfg.epochs - st.epoch) if mean else None,
+            **{k: job.get(k) for k in ("hostname", "job_id", "run_started_at")}})
+
     def _write_history(self) -> None:
         import pandas as pd
 
@@ -457,6 +485,11 @@ class Trainer:
             if self.best_weights is not None and self.has_val:
                 self.model.load_state_dict(self.best_weights)
             test = self.evaluate(self.test_loader)
+            weights = (f"the best-validation weights of epoch {st.best_epoch}"
+                       if st.best_epoch > 0 else "the last weights")
+            first = "r2" if self.task == "regression" else "accuracy"  # the primary metric
+            self.log(" ".join(f"test_{k} {test[k]:.4g}" for k in sorted(test, key=first.__ne__))
+                     + f" (test set, {weights})")
         self._write_history()
         write_csv(self.out_dir / "layers.csv.gz", self.diag.table())
         train_time = sum(r["epoch_time_s"] for r in st.history)
@@ -502,15 +535,19 @@ class Trainer:
         metric_key = primary_metric(self.task)
         if metric_key in metrics and peak_mb > 0:
             metrics["memory_efficiency"] = metrics[metric_key] / (peak_mb / 1024)
+        self.tb.finish(cfg, metrics)
         write_json(self.out_dir / "metrics.json", metrics)  # written last: marks completion
         self.checkpoint.unlink(missing_ok=True)
+        progress_path(self.checkpoint).unlink(missing_ok=True)
         failure_note_path(self.checkpoint).unlink(missing_ok=True)  # an earlier attempt's
         return metrics
 
 
 def run(cfg: TrainConfig, prepared: str | Path, out_dir: str | Path, checkpoint: str | Path,
-        log=None, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train one run; returns metrics. Raises `Interrupted` after saving on SIGTERM."""
+        log=None, data: dict[str, Any] | None = None,
+        tensorboard: str | Path | None = None) -> dict[str, Any]:
+    """Train one run; returns metrics. Raises `Interrupted` after saving on SIGTERM.
+    `tensorboard`: folder for this run's TensorBoard events (None: none written)."""
     import yaml
 
     out_dir = Path(out_dir)
@@ -518,7 +555,8 @@ def run(cfg: TrainConfig, prepared: str | Path, out_dir: str | Path, checkpoint:
     write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
     trainer = None
     try:
-        trainer = Trainer(cfg, prepared, out_dir, checkpoint, log, data)
+        trainer = Trainer(cfg, prepared, out_dir, checkpoint, log, data,
+                          tensorboard=tensorboard)
         return trainer.fit()
     except Interrupted:
         raise
@@ -567,7 +605,7 @@ def _publish(src: Path, dst: Path) -> None:
 
 def run_seeds(cfg: TrainConfig, seeds: list[int], prepared: str | Path, out_dir: str | Path,
               keep_dir: str | Path, log=None, job_log: str | Path | None = None,
-              ) -> dict[int, dict[str, Any]]:
+              tensorboard: str | Path | None = None) -> dict[int, dict[str, Any]]:
     """Train every seed of one configuration in this process, one after the other.
 
     Each seed trains in `keep_dir/seed{N}/` with its checkpoint `keep_dir/seed{N}.pt`; both
@@ -599,7 +637,9 @@ def run_seeds(cfg: TrainConfig, seeds: list[int], prepared: str | Path, out_dir:
         try:
             # every attempt's log and record kept beside the checkpoint (walltime kills too)
             with attempts.track(ckpt, job_log):
-                results[seed] = run(seed_cfg, prepared, seed_dir, ckpt, log, data)
+                results[seed] = run(seed_cfg, prepared, seed_dir, ckpt, log, data,
+                                    tensorboard=Path(tensorboard) / f"seed{seed}"
+                                    if tensorboard else None)
         except Interrupted:
             raise
         except Exception as err:  # noqa: BLE001 - the other seeds still train

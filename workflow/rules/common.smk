@@ -15,7 +15,7 @@ from hpstudy.study import validate as validate_schema
 
 
 # `--config allow_partial=true` arrives as the string "true" (Snakemake parses only True/False)
-for _key in ("allow_partial",):
+for _key in ("allow_partial", "tensorboard"):
     if isinstance(config.get(_key), str) and config[_key].lower() in ("true", "false"):
         config[_key] = config[_key].lower() == "true"
 
@@ -164,6 +164,15 @@ def get_keep_dir(wildcards):
     """Checkpoints and finished seeds, outside the declared outputs: Snakemake deletes a
     failed job's outputs, and a rerun must not train a finished seed again."""
     return f"{R}/{wildcards.study}/checkpoints/{wildcards.cfg}"
+
+
+def get_tensorboard_dir(wildcards):
+    """TensorBoard event folder of a configuration's runs (seed{N}/ below it), named after
+    the first experiment that uses it ("" when config tensorboard is false)."""
+    if not config["tensorboard"]:
+        return ""
+    first = get_study(wildcards.study).configs()[wildcards.cfg][0]
+    return f"{R}/{wildcards.study}/tensorboard/{first.id}"
 
 
 # -- cost: one line per study at the start, each train job's walltime from its estimate --------

@@ -13,5 +13,6 @@ rule train:
         cfg=get_train_config,
         seeds=get_seeds,
         keep=get_keep_dir,
+        tensorboard=get_tensorboard_dir,
     script:
         "../scripts/train.py"

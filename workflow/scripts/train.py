@@ -21,11 +21,13 @@ claim()
 
 from hpstudy.config import TrainConfig  # noqa: E402
 from hpstudy.logs import redirect_to  # noqa: E402
+from hpstudy.metrics import primary_metric  # noqa: E402
 from hpstudy.prepare import PreparedError  # noqa: E402
 from hpstudy.train import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted, RunFailed, run_seeds  # noqa: E402
 
 
-def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=None):
+def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=None,
+         tensorboard=None):
     import torch
 
     if threads:
@@ -34,7 +36,8 @@ def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=Non
     try:
         # each seed's every attempt is logged beside its checkpoint (hpstudy.attempts) and
         # copied into the job's log when the attempt ends
-        results = run_seeds(cfg, seeds, prepared, out_dir, keep_dir, job_log=job_log)
+        results = run_seeds(cfg, seeds, prepared, out_dir, keep_dir, job_log=job_log,
+                            tensorboard=tensorboard or None)
     except Interrupted as stop:
         print(f"hpstudy: {stop}; checkpoint saved in {keep_dir}; rerun to resume",
               file=sys.stderr)
@@ -46,14 +49,17 @@ def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=Non
         print(f"hpstudy: refusing the prepared dataset: {err}", file=sys.stderr)
         sys.exit(2)
     for seed, metrics in results.items():
-        print(f"done: seed {seed} status {metrics['status']}", file=sys.stderr)
+        key = primary_metric(metrics["task"])
+        value = metrics.get(key)  # 4 significant digits, from the best-validation weights
+        print(f"done: seed {seed} status {metrics['status']} {key} "
+              f"{'-' if value is None else format(value, '.4g')}", file=sys.stderr)
 
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
         main(dict(sm.params.cfg), list(sm.params.seeds), sm.input.prepared, sm.output.runs,
-             sm.params.keep, sm.threads, job_log=sm.log[0])
+             sm.params.keep, sm.threads, job_log=sm.log[0], tensorboard=sm.params.tensorboard)
 else:
     import yaml
 
