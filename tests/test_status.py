@@ -27,8 +27,21 @@ groups:
 """
 
 
+def cfg_of(exp: str) -> str:
+    """The configuration (folder under checkpoints/) an experiment of STUDY trains."""
+    import yaml
+
+    from hpstudy.config import TrainConfig, config_hash
+
+    batch = int(exp.rsplit("bs", 1)[1])
+    base = yaml.safe_load(STUDY)["base"]
+    cfg = TrainConfig.from_dict({**base, "batch_size": batch}).to_dict()
+    cfg.pop("seed")
+    return config_hash(cfg)
+
+
 def put(results: Path, kind: str, exp: str, seed: int, payload: dict | None = None) -> Path:
-    path = results / LAYOUT[kind].format(study="tiny", exp=exp, cfg="", seed=seed)
+    path = results / LAYOUT[kind].format(study="tiny", exp=exp, cfg=cfg_of(exp), seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload or {}))
     return path
@@ -90,28 +103,32 @@ def test_pbs_jobs_give_queued_and_failed_states(tree, tmp_path):
     studies, results = tree
     state = tmp_path / ".snakemake" / "pbs"
     state.mkdir(parents=True)
+    # one train job per configuration (all its seeds)
     jobs = [{"jobid": "101.srv", "rule": "train", "wildcards": {"study": "tiny",
-             "exp": "bs-bs16", "seed": "1"}},
+             "cfg": cfg_of("bs-bs16")}},
             {"jobid": "102.srv", "rule": "train", "wildcards": {"study": "tiny",
-             "exp": "bs-bs16", "seed": "0"}}]
+             "cfg": cfg_of("bs-bs4")}}]
     (state / "jobs.jsonl").write_text("".join(json.dumps(j) + "\n" for j in jobs))
     (state / "status.json").write_text(json.dumps({
         "live": {"101": ["running", "job_state Q: queued"]},
         "final": {"102": ["failed", "walltime exceeded"]}}))
     status = study_status("tiny", results, studies, workdirs=[tmp_path])
     run = next(r for r in status.runs if (r.exp, r.seed) == ("bs-bs16", 1))
-    assert run.state == "running" and "PBS job 101.srv (job_state Q: queued)" in render(status)
+    # its job is queued: the seed waits, and says for which job
+    assert run.state == "waiting" and run.detail["job"]["job_id"] == "101.srv"
+    # bs4's seeds finished before its job failed: finished stays finished
+    assert {r.state for r in status.runs if r.exp == "bs-bs4"} == {"finished"}
 
 
 def test_slurm_logs_name_the_job_of_a_failed_run(tree, tmp_path):
     studies, results = tree
-    logs = tmp_path / ".snakemake" / "slurm_logs" / "rule_train" / "tiny_bs-bs16_0"
+    logs = tmp_path / ".snakemake" / "slurm_logs" / "rule_train" / f"tiny_{cfg_of('bs-bs16')}"
     logs.mkdir(parents=True)
     for job in ("998", "1002"):  # a retry: the newest job id wins
         (logs / f"{job}.log").write_text("")
     text = render(study_status("tiny", results, studies, workdirs=[tmp_path]))
     assert ("bs-bs16 seed0: out of memory at epoch 1 (CPU); Slurm job 1002 (log "
-            ".snakemake/slurm_logs/rule_train/tiny_bs-bs16_0/1002.log)") in text
+            f".snakemake/slurm_logs/rule_train/tiny_{cfg_of('bs-bs16')}/1002.log)") in text
 
 
 def test_command_prints_the_counts_and_runs(tree, capsys):
@@ -151,11 +168,11 @@ def write_big_tree(root: Path, n_exp: int = 3334, seeds: int = 3) -> tuple[Path,
             for i in range(min(100, n_exp - g * 100))]
     (results / "big").mkdir(parents=True)
     (results / "big" / "experiments.tsv").write_text(
-        "experiment\tconfig_hash\tepochs\n" + "".join(f"{e}\tabc\t10\n" for e in exps))
+        "experiment\tconfig_hash\tepochs\n" + "".join(f"{e}\tc{e}\t10\n" for e in exps))
     runs = [(e, s) for e in exps for s in range(seeds)]
     host = __import__("socket").gethostname()
     for i, (exp, seed) in enumerate(runs):
-        fields = {"study": "big", "exp": exp, "cfg": "abc", "seed": seed}
+        fields = {"study": "big", "exp": exp, "cfg": f"c{exp}", "seed": seed}
         if i < 0.7 * len(runs):
             kind, payload = "metrics", {"status": "diverged" if i % 100 == 0 else "ok",
                                         "wall_time_s": 60.0 + i % 7}
