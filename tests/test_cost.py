@@ -141,22 +141,25 @@ def test_pbs_train_jobs_of_the_quick_study_request_walltimes_from_their_estimate
         capture_output=True, text=True, timeout=900, env=env, cwd=REPO, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert "hpstudy: quick: 30 runs" in out
-    jobs = re.findall(r"rule train:.*?wildcards: study=quick, exp=(\S+), seed=(\d+)\n\s*"
+    quick = load_study(REPO / "config/studies/quick.yaml")
+    assert f"hpstudy: quick: {len(quick.configs()) * len(quick.seeds)} runs" in out
+    jobs = re.findall(r"rule train:.*?wildcards: study=quick, cfg=(\S+)\n\s*"
                       r"(?:\s*threads: \d+\n)?\s*resources: (.*?)\n", out, re.S)
-    assert len(jobs) == 30, out[-3000:]
+    assert len(jobs) == len(quick.configs()), out[-3000:]  # one job per configuration
     threads = yaml.safe_load((REPO / "profiles/pbs/config.v8+.yaml").read_text())[
         "set-threads"]["train"]
     cal = cost.Calibration(threads=1)  # the calibration the dry run made (cached)
-    study = load_study(QUICK)
     policy = cost.load_policy(policy_file)
     seen = set()
-    for exp, seed, resources in jobs:
+    for cfg_id, resources in jobs:
         runtime = int(re.search(r"runtime=(\d+)", resources).group(1))
-        est = cost.estimate_run(study.experiment(exp).config, study.dataset, cal, 1948)
-        assert runtime == cost.walltime_minutes(est.wall_s, 1, 1, policy), (exp, resources)
+        config = quick.configs()[cfg_id][0].config
+        est = cost.estimate_run(config, quick.dataset, cal, 1948)
+        # the job trains every seed of its configuration
+        assert runtime == cost.walltime_minutes(est.wall_s, len(quick.seeds), 1, policy), (
+            cfg_id, resources)
         props = {"type": "single", "rule": "train", "threads": threads,
-                 "wildcards": {"study": "quick", "exp": exp, "seed": seed},
+                 "wildcards": {"study": "quick", "cfg": cfg_id},
                  "resources": {"mem_mb": 16000, "runtime": runtime, "ngpus": 1}}
         line = pbs.build_qsub_args(props, pbs.Site(), "job.sh", workdir="/w", stamp="T")
         assert f"walltime={pbs.walltime(runtime)}" in line

@@ -78,7 +78,8 @@ def test_missing_study_lists_the_others_and_the_nearest(tmp_path):
 def test_study_help_prints_usage():
     proc = study_cli("--help")
     assert proc.returncode == 0
-    assert proc.stdout.startswith("usage: python -m hpstudy.study STUDY.yaml")
+    assert proc.stdout.startswith("usage: python -m hpstudy.study")
+    assert "STUDY.yaml" in proc.stdout and "--device-profile" in proc.stdout
     assert "quick" in proc.stdout  # the shipped studies
 
 
@@ -91,10 +92,11 @@ def test_study_cli_names_the_shipped_studies_for_a_missing_one():
 
 def test_study_cli_prints_groups_by_experiments_by_seeds(tmp_path):
     (tmp_path / "s1.yaml").write_text(STUDY)
-    proc = study_cli(str(tmp_path / "s1.yaml"))
+    proc = study_cli(str(tmp_path / "s1.yaml"), "--no-cost")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].endswith("ok: 2 groups, 4 experiments, 2 seeds, 8 runs (seeds 0, 1)")
+    assert lines[0].endswith("ok: 2 groups, 4 experiments, 2 seeds, 8 runs (seeds 0, 1); "
+                             "4 distinct configurations, 8 runs trained")
     assert lines[1].split() == ["group", "experiments", "seeds", "runs", "factors", "labels"]
     assert lines[2].split()[:5] == ["bs", "2", "2", "4", "batch_size"]
     assert lines[2].endswith("bs16, bs32")

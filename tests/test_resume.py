@@ -185,7 +185,7 @@ def test_workflow_killed_then_rerun_resumes(tmp_path):
     resumed = json.loads(metrics_file.read_text())
     # the killed attempt's log is kept next to the checkpoint (Snakemake deleted its own),
     # every attempt is recorded, and the wall time counts both
-    kept = ckpt_dir / "bs-bs4" / "seed0.attempts.log"
+    kept = ckpt_dir / cfg_id / "seed0.attempts.log"
     assert str(kept) in log or kept.name in log
     text = kept.read_text()
     assert "=== attempt 1: started" in text and "=== attempt 2: started" in text

@@ -47,8 +47,8 @@ def test_dry_run_lists_one_train_job_per_distinct_configuration(tmp_path, study)
     counts = job_counts(out)
     expected = load_study(REPO / f"config/studies/{study}.yaml")
     assert counts["train"] == len(expected.configs()) < len(expected.experiments)
-    # cluster walltime is sized for the job's seeds (120 min per seed, attempt 1)
-    assert f"runtime={120 * len(expected.seeds)}" in out
+    # every train job asks for a walltime (its seeds' estimate: tests/test_cost.py)
+    assert len(re.findall(r"runtime=\d+", out)) >= counts["train"]
     assert counts["extract"] == counts["train"]
     assert counts["prepare"] == counts["generate_microbeads"] == counts["report"] == 1
 

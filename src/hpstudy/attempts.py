@@ -28,6 +28,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -35,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from hpstudy.atomic import write_json
-from hpstudy.logs import redirect_to
 
 FINISHED = "finished"
 KILLED = "killed without a word (SIGKILL, out-of-memory killer or node failure?)"
@@ -144,10 +144,56 @@ def _why(exc: BaseException | None) -> str:
 
 
 @contextlib.contextmanager
+def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> Iterator[None]:
+    """Send this process's stdout and stderr (Python and C level) to `path` AND, live, to
+    `job_log` (or, without one, to where stderr went before): the job's log keeps showing
+    progress while every line is also kept beside the checkpoint. A pipe and a pump thread;
+    a child process that inherited the pipe (a DataLoader worker) cannot hang the exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    kept = open(path, "ab", buffering=0)
+    if job_log is not None:
+        Path(job_log).parent.mkdir(parents=True, exist_ok=True)
+    live = open(job_log, "ab", buffering=0) if job_log is not None else None
+    read_end, write_end = os.pipe()
+
+    def pump() -> None:
+        while chunk := os.read(read_end, 65536):
+            kept.write(chunk)
+            if live is not None:
+                live.write(chunk)
+            else:
+                os.write(saved[1], chunk)
+
+    thread = threading.Thread(target=pump, name="hpstudy-tee", daemon=True)
+    thread.start()
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)  # closes the pipe's last write ends held by this process
+        os.dup2(saved[1], 2)
+        thread.join(timeout=10)
+        for fd in saved:
+            os.close(fd)
+        if not thread.is_alive():
+            os.close(read_end)
+            kept.close()
+            if live is not None:
+                live.close()
+
+
+@contextlib.contextmanager
 def track(checkpoint: str | os.PathLike, job_log: str | os.PathLike | None = None
           ) -> Iterator[dict[str, Any]]:
-    """Run one attempt: output appended to the attempts log, the attempt recorded; at the end
-    this attempt's part of the log is copied into `job_log` (Snakemake's log of the job)."""
+    """Run one attempt: its output goes, live, both to the attempts log beside the
+    checkpoint and to `job_log` (Snakemake's log of the job, which Snakemake deletes before
+    a retry) or, without one, to stderr as before; the attempt is recorded."""
     path = log_path(checkpoint)
     entry = begin(checkpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,10 +201,9 @@ def track(checkpoint: str | os.PathLike, job_log: str | os.PathLike | None = Non
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(entry["start"]))
         job = f", job {entry['job_id']}" if entry["job_id"] else ""
         fh.write(f"=== attempt {entry['attempt']}: started {stamp} on {entry['host']}{job}\n")
-    offset = path.stat().st_size
     why = FINISHED
     try:
-        with redirect_to(path):
+        with tee(path, job_log):
             try:
                 yield entry
             except BaseException as exc:
@@ -170,10 +215,10 @@ def track(checkpoint: str | os.PathLike, job_log: str | os.PathLike | None = Non
         end(checkpoint, why)
         with open(path, "a") as fh:
             fh.write(f"=== attempt {entry['attempt']} ended: {why}\n")
+        note = f"(every attempt's training log: {path})\n"
         if job_log is not None:
-            Path(job_log).parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "rb") as src, open(job_log, "ab") as dst:
-                src.seek(offset)
-                dst.write(src.read())
-                dst.write(f"(every attempt's training log: {path})\n".encode())
+            with open(job_log, "a") as fh:
+                fh.write(note)
+        else:
+            sys.stderr.write(note)
         sys.stderr.flush()

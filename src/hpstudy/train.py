@@ -635,7 +635,8 @@ def run_seeds(cfg: TrainConfig, seeds: list[int], prepared: str | Path, out_dir:
         log(f"seed {seed}: training ({len(results) + len(failures) + 1} of {len(seeds)})")
         ckpt = keep_dir / f"seed{seed}.pt"
         try:
-            # every attempt's log and record kept beside the checkpoint (walltime kills too)
+            # every attempt's log and record kept beside the checkpoint (walltime kills too);
+            # the output still reaches the job's log (or the console) live
             with attempts.track(ckpt, job_log):
                 results[seed] = run(seed_cfg, prepared, seed_dir, ckpt, log, data,
                                     tensorboard=Path(tensorboard) / f"seed{seed}"

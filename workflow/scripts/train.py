@@ -34,8 +34,7 @@ def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=Non
         torch.set_num_threads(threads)
     cfg = TrainConfig.from_dict({**cfg_dict, "seed": seeds[0]})
     try:
-        # each seed's every attempt is logged beside its checkpoint (hpstudy.attempts) and
-        # copied into the job's log when the attempt ends
+        # each seed's every attempt is also logged beside its checkpoint (hpstudy.attempts)
         results = run_seeds(cfg, seeds, prepared, out_dir, keep_dir, job_log=job_log,
                             tensorboard=tensorboard or None)
     except Interrupted as stop:
@@ -59,7 +58,7 @@ if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
         main(dict(sm.params.cfg), list(sm.params.seeds), sm.input.prepared, sm.output.runs,
-             sm.params.keep, sm.threads, job_log=sm.log[0], tensorboard=sm.params.tensorboard)
+             sm.params.keep, sm.threads, tensorboard=sm.params.tensorboard)
 else:
     import yaml
 
