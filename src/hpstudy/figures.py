@@ -110,7 +110,7 @@ def overview_figure(summary: pd.DataFrame, groups: dict[str, list[str]], metric:
         hi = np.array([_num(r.get("ci_high")) for r in rows])
         x = np.arange(len(order))
         ax.errorbar(x, mean, yerr=np.vstack([mean - lo, hi - mean]), fmt="o", color="C0",
-                    capsize=5, label="mean and 95% t-interval")
+                    capsize=5)
         ax.set_xticks(x, order)
         sns.stripplot(data=frame, x="label", y=metric, order=order, ax=ax, color="0.4",
                       size=3, alpha=0.6, jitter=False)
