@@ -166,10 +166,14 @@ def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[
                     layers: list[str | Path] = (), out_curves: str | Path | None = None,
                     out_layers: str | Path | None = None,
                     out_verdicts: str | Path | None = None,
-                    out_recommended: str | Path | None = None) -> pd.DataFrame:
+                    out_recommended: str | Path | None = None,
+                    rounds: str | Path | None = None) -> pd.DataFrame:
     """Write summary.csv (one row per experiment x seed, in study order), study.json,
     groups/*.csv, (given out_curves/out_layers) the study's per-epoch and per-layer tables,
-    and the analysis (hpstudy.analysis): stats.json, verdicts.csv and recommended.yaml."""
+    and the analysis (hpstudy.analysis): stats.json, verdicts.csv and recommended.yaml.
+    `rounds`: a sequential study's last round file (rounds/round{k}.yaml, issue 11): each
+    question's verdict is the one of the round that decided it (verdicts.csv gains `round`
+    and `seeds`), and summary.csv a `round` column (the round that ran the seed)."""
     from hpstudy.atomic import write_csv, write_json
     from hpstudy.study import load_study
 
@@ -198,6 +202,11 @@ def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[
     order = {e.id: i for i, e in enumerate(study.experiments)}
     summary = summary.sort_values(["experiment", "seed"], key=lambda c: c.map(order)
                                   if c.name == "experiment" else c, kind="stable")
+    if rounds is not None and study.plan is not None:
+        looks = study.plan.looks
+        summary.insert(5, "round", [next((k for k, n in enumerate(looks, 1)
+                                          if study.seeds.index(s) < n), len(looks))
+                                    for s in summary["seed"]])
     write_csv(out_summary, summary)
     metrics = metric_columns(manifest["task"]) + COST_METRICS
     out_groups = Path(out_groups)
@@ -216,9 +225,31 @@ def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[
         table = study.table().drop(columns=["shared_with"])
         design = {**document, "experiments": table.to_dict(orient="records")}
         result = analyse_study(summary, json.loads(json.dumps(design)))
+        if rounds is not None:
+            import yaml
+
+            from hpstudy.sequential import final_verdicts
+
+            with open(rounds) as fh:
+                result["verdicts"] = final_verdicts(yaml.safe_load(fh))
         write_outputs(result, out_stats, out_verdicts, out_recommended)
     return summary
 
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def round_inputs(study_file: str | Path, manifest: str | Path, records: list[str | Path]
+                 ) -> tuple[Study, pd.DataFrame, dict[str, Any]]:
+    """What a sequential study's round decision reads: the study, the runs finished so far
+    (one row per experiment x seed) and the design document analyse_study expects."""
+    from hpstudy.study import load_study
+
+    study = load_study(study_file)
+    manifest_data = json.loads(Path(manifest).read_text())
+    summary = per_experiment(study, load_records(records))
+    document = study_document(study, manifest_data, [])
+    table = study.table().drop(columns=["shared_with"])
+    design = {**document, "experiments": table.to_dict(orient="records")}
+    return study, summary, json.loads(json.dumps(design, default=str))

@@ -219,16 +219,18 @@ def decide(
     sign: int,
     testable: bool = True,
     identical: bool = False,
+    alpha: float = ALPHA,
 ) -> str:
     """The verdict of one question. `expect`: "a_better", "b_better", "increasing",
     "decreasing", "equal", "none" or "" (two-sided). For a_better/b_better, `sign` is +1
-    when higher is better; for trends it is +1 (the trend names the metric's direction)."""
+    when higher is better; for trends it is +1 (the trend names the metric's direction).
+    `alpha`: the level of this look (a sequential study's nominal level, issue 11)."""
     if not testable:
         return "not testable"
     if identical:
         return "identical by construction"
-    significant = math.isfinite(p_adj) and p_adj < ALPHA
-    equivalent = bool(sesoi) and math.isfinite(tost_p) and tost_p < ALPHA
+    significant = math.isfinite(p_adj) and p_adj < alpha
+    equivalent = bool(sesoi) and math.isfinite(tost_p) and tost_p < alpha
     if expect in ("", "equal", "none"):
         if equivalent:
             return "no relevant effect"
@@ -250,9 +252,12 @@ def per_seed(values: pd.DataFrame, labels: list[str]) -> pd.Series:
     return wide.dropna().mean(axis=1)
 
 
-def compare(a: pd.Series, b: pd.Series, sesoi: float | None) -> dict[str, Any]:
+def compare(
+    a: pd.Series, b: pd.Series, sesoi: float | None, alpha: float = ALPHA
+) -> dict[str, Any]:
     """a minus b (Series indexed by seed): paired by seed on the seeds both sides finished
-    when there are at least two, else Welch. 95% CI, two-sided p, TOST p at +/- sesoi."""
+    when there are at least two, else Welch. 95% CI, two-sided p, TOST p at +/- sesoi.
+    `alpha` sets the interval levels (1 - alpha and 1 - 2 alpha for TOST's interval)."""
     from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
     a, b = a.dropna(), b.dropna()
@@ -310,8 +315,8 @@ def compare(a: pd.Series, b: pd.Series, sesoi: float | None) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = DescrStatsW(d)
-            out["ci_low"], out["ci_high"] = map(float, ds.tconfint_mean(alpha=ALPHA))
-            out["ci90_low"], out["ci90_high"] = map(float, ds.tconfint_mean(alpha=2 * ALPHA))
+            out["ci_low"], out["ci_high"] = map(float, ds.tconfint_mean(alpha=alpha))
+            out["ci90_low"], out["ci90_high"] = map(float, ds.tconfint_mean(alpha=2 * alpha))
             out["p"] = float(ds.ttest_mean(0)[1])
             if sesoi:
                 out["tost_p"] = float(ttost_paired(x, y, -sesoi, sesoi)[0])
@@ -341,9 +346,9 @@ def compare(a: pd.Series, b: pd.Series, sesoi: float | None) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cm = CompareMeans(DescrStatsW(x), DescrStatsW(y))
-        out["ci_low"], out["ci_high"] = map(float, cm.tconfint_diff(alpha=ALPHA, usevar="unequal"))
+        out["ci_low"], out["ci_high"] = map(float, cm.tconfint_diff(alpha=alpha, usevar="unequal"))
         out["ci90_low"], out["ci90_high"] = map(
-            float, cm.tconfint_diff(alpha=2 * ALPHA, usevar="unequal")
+            float, cm.tconfint_diff(alpha=2 * alpha, usevar="unequal")
         )
         out["p"] = float(cm.ttest_ind(usevar="unequal")[1])
         if sesoi:
@@ -404,7 +409,7 @@ def _seed_term(frame: pd.DataFrame) -> str:
     return " + C(seed)" if len(seeds) >= 2 and (seeds >= 2).all() else ""
 
 
-def omnibus(values: pd.DataFrame, sesoi, sign: int) -> dict[str, Any]:
+def omnibus(values: pd.DataFrame, sesoi, sign: int, alpha: float = ALPHA) -> dict[str, Any]:
     """Do the levels (columns of `values`, rows = seeds) differ? Blocked OLS type II ANOVA
     `y ~ C(level) + C(seed)` and Welch's ANOVA (`anova_oneway(use_var="unequal")`, robust
     to one level with a collapsed or wild seed); p = min of the two, Bonferroni-doubled
@@ -427,7 +432,7 @@ def omnibus(values: pd.DataFrame, sesoi, sign: int) -> dict[str, Any]:
         out["note"] = "fewer than two levels with at least two finished seeds"
         return out
     pairs = [(a, b) for i, a in enumerate(usable) for b in usable[i + 1 :]]
-    comps = {(a, b): compare(values[a], values[b], sesoi) for a, b in pairs}
+    comps = {(a, b): compare(values[a], values[b], sesoi, alpha) for a, b in pairs}
     if all(c["identical"] for c in comps.values()):
         out.update(
             testable=True,
@@ -496,7 +501,9 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def trend(values: pd.DataFrame, x_of: dict[str, float], scale: str, sesoi) -> dict[str, Any]:
+def trend(
+    values: pd.DataFrame, x_of: dict[str, float], scale: str, sesoi, alpha: float = ALPHA
+) -> dict[str, Any]:
     """Slope of the metric on the factor (log2 where declared) with seed as a block:
     OLS `y ~ x + C(seed)`. Estimate = slope per doubling (log2) or per unit; equivalence
     when the 90% CI of the change over the studied range lies inside +/- sesoi."""
@@ -528,8 +535,8 @@ def trend(values: pd.DataFrame, x_of: dict[str, float], scale: str, sesoi) -> di
         out["note"] = "no residual degrees of freedom or variance"
         return out
     span = long["x"].max() - long["x"].min()
-    lo, hi = map(float, fit.conf_int(alpha=ALPHA).loc["x"])
-    lo90, hi90 = map(float, fit.conf_int(alpha=2 * ALPHA).loc["x"])
+    lo, hi = map(float, fit.conf_int(alpha=alpha).loc["x"])
+    lo90, hi90 = map(float, fit.conf_int(alpha=2 * alpha).loc["x"])
     out.update(
         testable=True,
         estimate=float(fit.params["x"]),
@@ -557,7 +564,11 @@ def trend(values: pd.DataFrame, x_of: dict[str, float], scale: str, sesoi) -> di
 
 
 def factorial(
-    values_long: pd.DataFrame, factors: list[str], orders: dict[str, list], sesoi
+    values_long: pd.DataFrame,
+    factors: list[str],
+    orders: dict[str, list],
+    sesoi,
+    alpha: float = ALPHA,
 ) -> list[dict[str, Any]]:
     """Type II ANOVA `y ~ (C(a, Sum) + C(b, Sum) + ...)**2 + C(seed)`: one entry per main
     effect and two-way interaction. Two-level terms also get an estimate with CIs from the
@@ -584,7 +595,7 @@ def factorial(
             for f in factors
         ]
     table = _anova(fit)
-    ci95, ci90 = fit.conf_int(alpha=ALPHA), fit.conf_int(alpha=2 * ALPHA)
+    ci95, ci90 = fit.conf_int(alpha=alpha), fit.conf_int(alpha=2 * alpha)
     n_seeds = max(1, frame["seed"].nunique())
     sigma = math.sqrt(fit.scale)
     cells = len(frame) / n_seeds
@@ -793,6 +804,7 @@ def analyse_group(
     configs: dict[str, dict[str, Any]],
     metric: str,
     sesoi: float | None,
+    alpha: float = ALPHA,
 ) -> dict[str, Any]:
     sign = 1 if higher_is_better(metric) else -1
     experiments = spec["experiments"]
@@ -835,7 +847,7 @@ def analyse_group(
         orders = {f: list(dict.fromkeys(configs[e].get(f) for e in experiments)) for f in factors}
         for f in factors:
             long[f] = long["experiment"].map(lambda e, f=f: configs[e].get(f))
-        entries = factorial(long, factors, orders, sesoi) if len(long) > 2 else []
+        entries = factorial(long, factors, orders, sesoi, alpha) if len(long) > 2 else []
         anova = next((e["anova"] for e in entries if "anova" in e), [])
         result["anova"] = anova
         terms = [e for e in entries if "term" in e]
@@ -881,6 +893,7 @@ def analyse_group(
                 sesoi,
                 1,
                 e.get("testable", False),
+                alpha=alpha,
             )
             row["evidence"] = (
                 evidence(row, metric, what)
@@ -896,7 +909,7 @@ def analyse_group(
         f = factors[0]
         x_of = {labels[e]: configs[e].get(f) for e in experiments}
         scale = expect.get("scale", "linear")
-        tr = trend(values, x_of, scale, sesoi)
+        tr = trend(values, x_of, scale, sesoi, alpha)
         unit = "per doubling of " + f if scale == "log2" else "per unit of " + f
         row = _row(
             name,
@@ -925,6 +938,7 @@ def analyse_group(
             1,
             tr["testable"],
             tr["identical"],
+            alpha=alpha,
         )
         row["evidence"] = (
             evidence(row, metric, f"slope {unit}") if tr["testable"] else tr.get("note", "")
@@ -950,7 +964,7 @@ def analyse_group(
         result["trend"] = tr
         rows.append(row)
     else:
-        om = omnibus(values, sesoi, sign)
+        om = omnibus(values, sesoi, sign, alpha)
         comp = om.get("comparison") or {}
         q = question
         if kind == "list":
@@ -994,6 +1008,7 @@ def analyse_group(
             sign,
             om["testable"],
             om["identical"],
+            alpha=alpha,
         )
         if row["verdict"] == "inconclusive":
             row["seeds_needed"] = seeds_needed(comp, sesoi)
@@ -1017,7 +1032,7 @@ def analyse_group(
     contrast_rows = []
     for c in spec.get("contrasts", []) or []:
         a, b = per_seed(values, _labels(c["a"])), per_seed(values, _labels(c["b"]))
-        comp = compare(a, b, sesoi)
+        comp = compare(a, b, sesoi, alpha)
         row = _row(
             name,
             c["name"],
@@ -1048,6 +1063,7 @@ def analyse_group(
             sign,
             comp["testable"],
             comp["identical"],
+            alpha=alpha,
         )
         if row["verdict"] == "inconclusive":
             row["seeds_needed"] = seeds_needed(comp, sesoi)
@@ -1204,22 +1220,26 @@ def identical_configs(configs: dict[str, dict[str, Any]]) -> list[list[str]]:
     return [exps for exps in by_hash.values() if len(exps) > 1]
 
 
-def analyse_study(summary: pd.DataFrame, doc: dict[str, Any]) -> dict[str, Any]:
-    """All questions of a study (see the module docstring)."""
+def analyse_study(
+    summary: pd.DataFrame, doc: dict[str, Any], alpha: float = ALPHA
+) -> dict[str, Any]:
+    """All questions of a study (see the module docstring). `alpha` is the level the
+    verdicts and intervals use: ALPHA for a fixed study, the nominal level of the look for a
+    round of a sequential one (issue 11, hpstudy.sequential)."""
     metric = doc["metric"]
     sesoi = doc.get("sesoi")
     configs = {e["experiment"]: e for e in doc["experiments"]}
     groups, rows, levels = {}, [], []
     for name, spec in doc["groups"].items():
         runs = summary[summary["group"] == name] if "group" in summary else summary.iloc[:0]
-        res = analyse_group(name, spec, runs, configs, metric, sesoi)
+        res = analyse_group(name, spec, runs, configs, metric, sesoi, alpha)
         groups[name] = res
         rows += res["rows"]
         levels += [{"group": name, **lv} for lv in res["levels"]]
     verdicts = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
     return {
         "metric": metric,
-        "alpha": ALPHA,
+        "alpha": alpha,
         "sesoi": sesoi,
         "rule": RULE,
         "higher_is_better": higher_is_better(metric),

@@ -98,6 +98,8 @@ def _seeds(study_file: Path) -> list[int]:
     seeds = yaml.safe_load(m[1]) if m else None
     if seeds is None:
         seeds = (yaml.safe_load(text) or {}).get("seeds", 3)
+    if isinstance(seeds, dict):  # a sequential plan (issue 11): every seed up to max
+        return list(range(int(seeds.get("max", 3))))
     return list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
 
 

@@ -19,6 +19,7 @@ import yaml
 
 from hpstudy import paths
 from hpstudy.config import DEFAULTS, ConfigError, TrainConfig, config_hash, did_you_mean
+from hpstudy.sequential import SeedPlan
 
 SHIPPED_DIR = paths.shipped_studies()
 EXPERIMENT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -99,6 +100,24 @@ class Study:
     groups: dict[str, Group]
     sesoi: float | None = None  # smallest effect of interest, primary-metric units
     deviations: list[dict[str, str]] = field(default_factory=list)
+    # sequential seeds (issue 11): `seeds` then lists every seed up to plan.max
+    plan: SeedPlan | None = None
+
+    @property
+    def sequential(self) -> bool:
+        return self.plan is not None
+
+    def round_seeds(self, round_: int) -> list[int]:
+        """Seeds an experiment that keeps going has after round `round_` (1-based); every
+        seed for a fixed study."""
+        if self.plan is None:
+            return list(self.seeds)
+        return self.seeds[: self.plan.seeds_at(round_)]
+
+    @property
+    def rounds(self) -> int:
+        """Planned looks (1 for a fixed study)."""
+        return 1 if self.plan is None else len(self.plan.looks)
 
     @property
     def experiments(self) -> list[Experiment]:
@@ -247,13 +266,19 @@ def load_study(path: str | Path) -> Study:
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise StudyError(f"{path}: a study file must be a mapping with name, dataset, base, groups")
+    if isinstance(data.get("seeds"), dict):  # a sequential plan: name the key that is wrong
+        validate(data["seeds"], "seed_plan.schema.yaml", str(path), ("seeds",))
     validate(data, "study.schema.yaml", str(path))
     if data["name"] != path.stem:
         raise StudyError(
             f"{path}: name: {data['name']!r} must equal the file name {path.stem!r}"
         )
+    plan = _seed_plan(path, data.get("seeds", 3), data.get("sesoi"))
     seeds = data.get("seeds", 3)
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if plan is not None:
+        seeds = list(range(plan.max))
+    else:
+        seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     base = dict(data["base"])
     if "seed" in base:
         raise StudyError(f"{path}: base.seed: set seeds with the top-level `seeds` key")
@@ -283,8 +308,30 @@ def load_study(path: str | Path) -> Study:
         dataset=dict(data["dataset"]), metric=data.get("metric"),
         references=list(data.get("references", [])), base=base, groups=groups,
         sesoi=data.get("sesoi"),
-        deviations=list(data.get("deviations", [])),
+        deviations=list(data.get("deviations", [])), plan=plan,
     )
+
+
+def _seed_plan(path: Path, seeds: Any, sesoi: float | None) -> SeedPlan | None:
+    """`seeds: {initial, max, step, futility, spending}` as a SeedPlan (issue 11); None for
+    a fixed number or list of seeds. The schema checked types and ranges; this checks what
+    relates one key to another."""
+    if not isinstance(seeds, dict):
+        return None
+    where = f"{path}: seeds"
+    initial, most = seeds["initial"], seeds["max"]
+    if most < initial:
+        raise StudyError(f"{where}.max: {most} is smaller than seeds.initial={initial}; a "
+                         "sequential study runs at least `initial` seeds of every experiment")
+    if seeds.get("futility") and not sesoi:
+        raise StudyError(f"{where}.futility: true needs a top-level `sesoi` (the smallest "
+                         "effect that matters): futility asks whether max seeds could detect it")
+    try:
+        return SeedPlan(initial=initial, max=most, step=seeds.get("step", 2),
+                        futility=bool(seeds.get("futility", False)),
+                        spending=seeds.get("spending", "obrien_fleming"))
+    except ValueError as err:
+        raise StudyError(f"{where}: {err}") from None
 
 
 def _numeric(value: Any) -> bool:

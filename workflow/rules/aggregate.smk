@@ -16,6 +16,7 @@ rule aggregate:
         curves=get_records_of(".curves.csv"),
         layers=get_records_of(".layers.csv.gz"),
         manifest=get_manifest,
+        rounds=get_rounds_file,
     output:
         summary=f"{R}/{{study}}/summary.csv",
         study=f"{R}/{{study}}/study.json",

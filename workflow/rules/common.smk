@@ -55,6 +55,7 @@ wildcard_constraints:
     cfg=r"[0-9a-f]{10}",
     dataset=r"[a-z0-9_]+-[0-9a-f]{10}",
     tag=r"n\d+-px\d+-seed\d+",
+    k=r"[1-9][0-9]*",
 
 
 def synthetic_tag():
@@ -217,7 +218,7 @@ def train_runtime_minutes(wildcards, attempt):
     """Walltime of a train job (every seed of one configuration): its runs' estimate x
     factor x attempt, clamped (profiles/walltime.yaml); a retry after a walltime kill gets
     more. Without an estimate (HPSTUDY_ESTIMATE=off): 120 minutes per seed x attempt."""
-    runs = len(get_seeds(wildcards))
+    runs = len(get_round_seeds(wildcards) if hasattr(wildcards, "k") else get_seeds(wildcards))
     if not ESTIMATE:
         return 120 * runs * attempt
     estimate = run_estimate(wildcards.study, wildcards.cfg)
@@ -244,8 +245,81 @@ if ESTIMATE:
 
 
 
+# -- sequential studies (issue 11): rounds decided by the checkpoint decide_round ----------
+def round_decision(study, k):
+    """The decision after round k (rounds/round{k}.yaml); until it exists Snakemake stops
+    evaluating here and re-evaluates the DAG once the checkpoint has run."""
+    import yaml
+
+    path = checkpoints.decide_round.get(study=study, k=str(k)).output.decision
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def round_config_seeds(study, k):
+    """Config id -> seeds its train job of round k runs (the most any experiment using it
+    was given); a configuration absent from the dict does not train in round k."""
+    s = get_study(study)
+    if k == 1:
+        return {cfg: s.plan.initial for cfg in s.configs()}
+    decision = round_decision(study, k - 1)
+    out = {}
+    for cfg, exps in s.configs().items():
+        now = max(decision["seeds"].get(e.id, 0) for e in exps)
+        nxt = max(decision["seeds_next"].get(e.id, 0) for e in exps)
+        if nxt > now:
+            out[cfg] = nxt
+    return out
+
+
+def last_trained(study, k):
+    """Config id -> the last round <= k that trained it (its record holds all its seeds)."""
+    out = {}
+    for j in range(1, k + 1):
+        out.update({cfg: j for cfg in round_config_seeds(study, j)})
+    return out
+
+
+def final_round(study):
+    """The round whose decision says the study is done."""
+    k = 1
+    while not round_decision(study, k)["done"]:
+        k += 1
+    return k
+
+
+def get_round_seeds(wildcards):
+    s = get_study(wildcards.study)
+    return s.seeds[: round_config_seeds(wildcards.study, int(wildcards.k))[wildcards.cfg]]
+
+
+def get_round_records(wildcards):
+    k = int(wildcards.k)
+    return [
+        f"{R}/{wildcards.study}/rounds/{j}/records/{cfg}.json"
+        for cfg, j in last_trained(wildcards.study, k).items()
+    ]
+
+
+def get_previous_round(wildcards):
+    k = int(wildcards.k)
+    return [f"{R}/{wildcards.study}/rounds/round{k - 1}.yaml"] if k > 1 else []
+
+
+def get_rounds_file(wildcards):
+    """The last round file of a sequential study (aggregate reads its verdicts); none else."""
+    if get_study(wildcards.study).plan is None:
+        return []
+    return [f"{R}/{wildcards.study}/rounds/round{final_round(wildcards.study)}.yaml"]
+
+
 def get_records(wildcards):
     study = get_study(wildcards.study)
+    if study.plan is not None:  # each configuration's record from its last round
+        return [
+            f"{R}/{study.name}/rounds/{j}/records/{cfg}.json"
+            for cfg, j in last_trained(study.name, final_round(study.name)).items()
+        ]
     configs = list(study.configs())
     if config["allow_partial"]:  # configurations whose train job finished
         configs = [c for c in configs if Path(f"{R}/{study.name}/runs/{c}").is_dir()]
@@ -260,7 +334,18 @@ def get_records_of(kind):
 
 
 def get_all_runs(wildcards):
-    return [f"{exp}/seed{seed}" for exp, seed in get_study(wildcards.study).runs()]
+    study = get_study(wildcards.study)
+    if study.plan is not None:  # the seeds each configuration ran by the last round
+        k = final_round(study.name)
+        seeds = {}
+        for j in range(1, k + 1):
+            seeds.update(round_config_seeds(study.name, j))
+        return [
+            f"{e.id}/seed{s}"
+            for e in study.experiments
+            for s in study.seeds[: seeds[e.config_id]]
+        ]
+    return [f"{exp}/seed{seed}" for exp, seed in study.runs()]
 
 
 def get_study_file(wildcards):

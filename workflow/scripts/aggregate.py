@@ -13,7 +13,8 @@ if "snakemake" in globals():
                         sm.output.summary, sm.output.study, sm.output.groups,
                         sm.params.all_runs, sm.params.allow_partial, sm.output.stats,
                         list(sm.input.curves), list(sm.input.layers), sm.output.curves,
-                        sm.output.layers, sm.output.verdicts, sm.output.recommended)
+                        sm.output.layers, sm.output.verdicts, sm.output.recommended,
+                        sm.input.rounds[0] if sm.input.rounds else None)
 else:
     from pathlib import Path
 
