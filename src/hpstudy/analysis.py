@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from hpstudy.metrics import LOWER_IS_BETTER  # the one owner of metric directions
+
 ALPHA = 0.05
 POWER = 0.8
-LOWER_IS_BETTER = {"test_mse", "test_rmse", "test_mae", "test_loss", "test_count_mae"}
 BOUNDED_ABOVE_BY_1 = {
     "test_r2": (-math.inf, 1.0),
     "test_accuracy": (0.0, 1.0),
