@@ -71,9 +71,18 @@ class Settings:
     bytecode_cache: bool = True  # also time start-up with a warm bytecode cache
 
 
-QUICK = Settings("quick", image_size=32, n_images=96, workers=(0, 2), data_seconds=0.5,
-                 train_batches=2, train_epochs=2, dag_sizes=(10, 100),
-                 gpu_epochs=2, bytecode_cache=False)
+QUICK = Settings(
+    "quick",
+    image_size=32,
+    n_images=96,
+    workers=(0, 2),
+    data_seconds=0.5,
+    train_batches=2,
+    train_epochs=2,
+    dag_sizes=(10, 100),
+    gpu_epochs=2,
+    bytecode_cache=False,
+)
 
 
 def bottleneck_image_size(default: int = 256) -> int:
@@ -94,18 +103,26 @@ class Table:
     def __init__(self):
         self.rows: list[dict] = []
 
-    def add(self, section: str, case: str, metric: str, value, unit: str = "",
-            note: str = "") -> None:
+    def add(
+        self, section: str, case: str, metric: str, value, unit: str = "", note: str = ""
+    ) -> None:
         if isinstance(value, float) and math.isfinite(value):
             value = float(f"{value:.4g}")
         row = dict(zip(FIELDS, (section, case, metric, value, unit, note), strict=True))
         self.rows.append(row)
-        print(f"  {section:8s} {case:28s} {metric:26s} {value!s:>10s} {unit} {note}",
-              file=sys.stderr, flush=True)
+        print(
+            f"  {section:8s} {case:28s} {metric:26s} {value!s:>10s} {unit} {note}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def markdown(self, header: str) -> str:
-        lines = [header, "", "| section | case | metric | value | unit | note |",
-                 "|---|---|---|---:|---|---|"]
+        lines = [
+            header,
+            "",
+            "| section | case | metric | value | unit | note |",
+            "|---|---|---|---:|---|---|",
+        ]
         for r in self.rows:
             lines.append("| " + " | ".join(str(r[f]) for f in FIELDS) + " |")
         return "\n".join(lines) + "\n"
@@ -128,8 +145,11 @@ def make_prepared(work: Path, s: Settings) -> Path:
     from hpstudy.prepare import prepare
 
     raw = generate(work / "raw", n_images=s.n_images, size=s.image_size, seed=0, progress=False)
-    spec = {"name": "microbeads", "image_size": s.image_size,
-            "split": {"method": "random", "train": 0.7, "val": 0.15, "test": 0.15, "seed": 42}}
+    spec = {
+        "name": "microbeads",
+        "image_size": s.image_size,
+        "split": {"method": "random", "train": 0.7, "val": 0.15, "test": 0.15, "seed": 42},
+    }
     out = work / "prepared.pt"
     prepare(spec, raw, out, work / "manifest.json")
     return out
@@ -138,15 +158,22 @@ def make_prepared(work: Path, s: Settings) -> Path:
 def base_config(s: Settings, **overrides):
     from hpstudy.config import TrainConfig
 
-    values = {"model": "resnet_shallow", "batch_size": s.batch_size, "augment": s.augment,
-              "patience": None, "seed": 0, **overrides}
+    values = {
+        "model": "resnet_shallow",
+        "batch_size": s.batch_size,
+        "augment": s.augment,
+        "patience": None,
+        "seed": 0,
+        **overrides,
+    }
     return TrainConfig.from_dict(values)
 
 
 def path_cases(s: Settings) -> list[tuple[str, dict]]:
     cases = [("device", {"data_path": "device"})]
-    cases += [(f"dataloader_w{w}", {"data_path": "dataloader", "num_workers": w})
-              for w in s.workers]
+    cases += [
+        (f"dataloader_w{w}", {"data_path": "dataloader", "num_workers": w}) for w in s.workers
+    ]
     return cases
 
 
@@ -161,8 +188,10 @@ def train_steps(s: Settings, prepared: Path) -> int:
     n_train = manifest["split_sizes"]["train"]
     steps = min(s.train_batches, n_train // s.batch_size)
     if steps < 1:
-        raise SystemExit(f"benchmark: {n_train} training images make no batch of "
-                         f"{s.batch_size}; raise --n-images or lower --batch-size")
+        raise SystemExit(
+            f"benchmark: {n_train} training images make no batch of "
+            f"{s.batch_size}; raise --n-images or lower --batch-size"
+        )
     return steps
 
 
@@ -178,8 +207,9 @@ def bench_data(table: Table, s: Settings, prepared: Path, work: Path) -> None:
     trainers = {}
     for case, over in path_cases(s):
         cfg = base_config(s, epochs=1, **over)
-        trainers[case] = Trainer(cfg, prepared, work / f"data-{case}", work / f"data-{case}.pt",
-                                 quiet)
+        trainers[case] = Trainer(
+            cfg, prepared, work / f"data-{case}", work / f"data-{case}.pt", quiet
+        )
 
     def one_epoch(trainer, epoch):
         gen, n = trainer._epoch_generator(epoch), 0
@@ -203,17 +233,29 @@ def bench_data(table: Table, s: Settings, prepared: Path, work: Path) -> None:
             seconds[case] += time.perf_counter() - t0
         epoch += 1
     for case, trainer in trainers.items():
-        table.add("data", case, "data_only_images_per_s", images[case] / seconds[case], "img/s",
-                  f"{epoch - 1} epochs of {trainer.n_train} (load+normalise"
-                  f"{'+' + '+'.join(s.augment) if s.augment else ''}); "
-                  f"first epoch {first[case]:.2f} s")
+        table.add(
+            "data",
+            case,
+            "data_only_images_per_s",
+            images[case] / seconds[case],
+            "img/s",
+            f"{epoch - 1} epochs of {trainer.n_train} (load+normalise"
+            f"{'+' + '+'.join(s.augment) if s.augment else ''}); "
+            f"first epoch {first[case]:.2f} s",
+        )
     del trainers, trainer
 
     device_rate = _row_value(table, "data", "device", "data_only_images_per_s")
     for case, _ in path_cases(s)[1:]:
         other = _row_value(table, "data", case, "data_only_images_per_s")
-        table.add("data", f"device_vs_{case}", "data_only_speedup", device_rate / other, "x",
-                  "target >= 10 vs dataloader_w2 on CPU" if case == "dataloader_w2" else "")
+        table.add(
+            "data",
+            f"device_vs_{case}",
+            "data_only_speedup",
+            device_rate / other,
+            "x",
+            "target >= 10 vs dataloader_w2 on CPU" if case == "dataloader_w2" else "",
+        )
 
 
 def bench_train(table: Table, s: Settings, prepared: Path, work: Path) -> None:
@@ -227,8 +269,14 @@ def bench_train(table: Table, s: Settings, prepared: Path, work: Path) -> None:
         trainer = Trainer(cfg, prepared, out, out / "ck.pt", quiet)
         trainer.fit()
         steady = [r["samples_per_s"] for r in trainer.state.history[1:]]
-        table.add("train", case, "train_images_per_s", max(steady), "img/s",
-                  f"best of {len(steady)} epochs x {n_train} images after a warm-up epoch")
+        table.add(
+            "train",
+            case,
+            "train_images_per_s",
+            max(steady),
+            "img/s",
+            f"best of {len(steady)} epochs x {n_train} images after a warm-up epoch",
+        )
         del trainer
 
 
@@ -303,16 +351,34 @@ def bench_loop(table: Table, s: Settings, prepared: Path, work: Path) -> None:
     trainer.fit()
     loop = [r["epoch_time_s"] / steps for r in trainer.state.history]
     ratios = [(ideal[e] + ideal[e + 1]) / 2 / loop[e] for e in range(1, len(loop))]
-    table.add("loop", "ideal_step", "seconds_per_step", statistics.median(ideal), "s",
-              f"fwd+bwd+{cfg.optimizer} on one in-memory batch of {s.batch_size}; median of "
-              f"{len(ideal)} blocks of {steps} steps, one before and one after each epoch")
-    table.add("loop", "trainer_loop", "seconds_per_step", statistics.median(loop[1:]), "s",
-              f"median of {len(loop) - 1} epochs x {steps} steps after a warm-up epoch "
-              f"(device path, augment {'+'.join(s.augment) or 'none'}, diagnostics on)")
-    table.add("loop", "trainer_loop", "efficiency", statistics.median(ratios), "ratio",
-              "median over epochs of ideal (mean of the blocks around the epoch) / loop; "
-              f"per epoch {', '.join(f'{r:.3f}' for r in ratios)}; 1.0 = no loop overhead; "
-              "target >= 0.9 on CPU")
+    table.add(
+        "loop",
+        "ideal_step",
+        "seconds_per_step",
+        statistics.median(ideal),
+        "s",
+        f"fwd+bwd+{cfg.optimizer} on one in-memory batch of {s.batch_size}; median of "
+        f"{len(ideal)} blocks of {steps} steps, one before and one after each epoch",
+    )
+    table.add(
+        "loop",
+        "trainer_loop",
+        "seconds_per_step",
+        statistics.median(loop[1:]),
+        "s",
+        f"median of {len(loop) - 1} epochs x {steps} steps after a warm-up epoch "
+        f"(device path, augment {'+'.join(s.augment) or 'none'}, diagnostics on)",
+    )
+    table.add(
+        "loop",
+        "trainer_loop",
+        "efficiency",
+        statistics.median(ratios),
+        "ratio",
+        "median over epochs of ideal (mean of the blocks around the epoch) / loop; "
+        f"per epoch {', '.join(f'{r:.3f}' for r in ratios)}; 1.0 = no loop overhead; "
+        "target >= 0.9 on CPU",
+    )
 
 
 # -- 3. per-job overhead ---------------------------------------------------------------------
@@ -370,20 +436,33 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def _train_subprocess(cfg_file: Path, prepared: Path, out: Path, env: dict,
-                      ) -> tuple[float, float, float]:
+def _train_subprocess(
+    cfg_file: Path,
+    prepared: Path,
+    out: Path,
+    env: dict,
+) -> tuple[float, float, float]:
     """(seconds from process start to the first training step, total seconds, CPU seconds)
     of the real train script, the first step seen through a Trainer callback."""
     out.mkdir(parents=True, exist_ok=True)
     note = out / "first-step.json"
     note.unlink(missing_ok=True)
-    cmd = [sys.executable, "-c", FIRST_STEP_CHILD, str(note),
-           str(REPO / "workflow" / "scripts" / "train.py"), str(cfg_file), str(prepared),
-           str(out), str(out / "keep")]
+    cmd = [
+        sys.executable,
+        "-c",
+        FIRST_STEP_CHILD,
+        str(note),
+        str(REPO / "workflow" / "scripts" / "train.py"),
+        str(cfg_file),
+        str(prepared),
+        str(out),
+        str(out / "keep"),
+    ]
     cpu0 = children_cpu_seconds()
     start, t0 = time.time(), time.perf_counter()
-    proc = subprocess.run(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                          env=env, cwd=REPO)
+    proc = subprocess.run(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO
+    )
     total = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[3:])} failed:\n{proc.stderr[-3000:]}")
@@ -391,8 +470,9 @@ def _train_subprocess(cfg_file: Path, prepared: Path, out: Path, env: dict,
     return first_step, total, children_cpu_seconds() - cpu0
 
 
-def bench_overhead(table: Table, s: Settings, prepared: Path, work: Path,
-                   envs: dict[str, dict]) -> None:
+def bench_overhead(
+    table: Table, s: Settings, prepared: Path, work: Path, envs: dict[str, dict]
+) -> None:
     import yaml
 
     cfg = base_config(s, epochs=1, train_subset=s.batch_size)
@@ -404,27 +484,61 @@ def bench_overhead(table: Table, s: Settings, prepared: Path, work: Path,
         torch_s = _timed([py, "-c", "import torch"], env)
         tv_s = _timed([py, "-c", "import torch, torchvision"], env)
         # what the preamble of a `script:` job imports before the script itself runs
-        sm_s = _timed([py, "-c", "import snakemake.logging, snakemake.iocontainers, "
-                       "snakemake.shell"], env)
-        probe = subprocess.run([py, "-c", PROBE, str(prepared)], check=True, env=env,
-                               cwd=REPO, capture_output=True, text=True)
+        sm_s = _timed(
+            [py, "-c", "import snakemake.logging, snakemake.iocontainers, snakemake.shell"], env
+        )
+        probe = subprocess.run(
+            [py, "-c", PROBE, str(prepared)],
+            check=True,
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         parts = json.loads(probe.stdout.strip().splitlines()[-1])
         first, total, cpu = _train_subprocess(cfg_file, prepared, work / f"overhead-{label}", env)
-        table.add("overhead", label, "start_to_first_step", first, "s",
-                  "real workflow/scripts/train.py subprocess")
-        table.add("overhead", label, "train_script_total", total, "s",
-                  f"1 epoch of {s.batch_size} images + eval + outputs")
+        table.add(
+            "overhead",
+            label,
+            "start_to_first_step",
+            first,
+            "s",
+            "real workflow/scripts/train.py subprocess",
+        )
+        table.add(
+            "overhead",
+            label,
+            "train_script_total",
+            total,
+            "s",
+            f"1 epoch of {s.batch_size} images + eval + outputs",
+        )
         table.add("overhead", label, "train_script_cpu", cpu, "s", "user+sys CPU time")
         table.add("overhead", label, "python_start", interp, "s")
         table.add("overhead", label, "import_torch", torch_s - interp, "s")
-        table.add("overhead", label, "import_torchvision", tv_s - torch_s, "s",
-                  "after torch; hpstudy.train imports it: "
-                  f"{'yes' if parts['hpstudy_train_imports_torchvision'] else 'no'}")
-        table.add("overhead", label, "import_snakemake_preamble", sm_s - interp, "s",
-                  "paid by every job run through `script:` in the workflow")
-        notes = {"load_prepared": "memory-mapped, checksum verified",
-                 "build_model": "resnet_shallow; includes importing torchvision (its "
-                 "BasicBlock)" if parts["build_imports_torchvision"] else "resnet_shallow"}
+        table.add(
+            "overhead",
+            label,
+            "import_torchvision",
+            tv_s - torch_s,
+            "s",
+            "after torch; hpstudy.train imports it: "
+            f"{'yes' if parts['hpstudy_train_imports_torchvision'] else 'no'}",
+        )
+        table.add(
+            "overhead",
+            label,
+            "import_snakemake_preamble",
+            sm_s - interp,
+            "s",
+            "paid by every job run through `script:` in the workflow",
+        )
+        notes = {
+            "load_prepared": "memory-mapped, checksum verified",
+            "build_model": "resnet_shallow; includes importing torchvision (its BasicBlock)"
+            if parts["build_imports_torchvision"]
+            else "resnet_shallow",
+        }
         for name in ("import_hpstudy_train", "load_prepared", "build_model", "count_flops"):
             table.add("overhead", label, name, parts[name], "s", notes.get(name, ""))
 
@@ -433,14 +547,21 @@ def subprocess_envs(work: Path, s: Settings) -> dict[str, dict]:
     """The environment as given, and (when it disables bytecode caching, as some sandboxes
     do) one with a warm bytecode cache in a private folder, as an ordinary install has."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
-                                                      env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
     envs = {"as_configured": env}
     if s.bytecode_cache and env.get("PYTHONDONTWRITEBYTECODE"):
         warm = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
         warm["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-        subprocess.run([sys.executable, "-c", "import torch, torchvision, snakemake.api, "
-                        "hpstudy.train, pandas, scipy.stats"], env=warm, cwd=REPO, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import torch, torchvision, snakemake.api, hpstudy.train, pandas, scipy.stats",
+            ],
+            env=warm,
+            cwd=REPO,
+            check=True,
+        )
         envs["bytecode_cache"] = warm
     return envs
 
@@ -454,17 +575,30 @@ def write_scale_study(folder: Path, n: int) -> Path:
     groups = {}
     for g in range((n + 99) // 100):
         k = min(100, n - g * 100)
-        groups[f"g{g}"] = {"list": [{"batch_size": 16 * (1 + i % 5), "epochs": 10 + i}
-                                    for i in range(k)]}
+        groups[f"g{g}"] = {
+            "list": [{"batch_size": 16 * (1 + i % 5), "epochs": 10 + i} for i in range(k)]
+        }
     name = f"scale{n}"
-    study = {"name": name, "seeds": 1, "base": {"model": "resnet_shallow"}, "groups": groups,
-             "dataset": {"name": "microbeads", "data_percentage": 50, "image_size": 128,
-                         "split": {"method": "random", "train": 0.7, "val": 0.15,
-                                   "test": 0.15, "seed": 42}}}
+    study = {
+        "name": name,
+        "seeds": 1,
+        "base": {"model": "resnet_shallow"},
+        "groups": groups,
+        "dataset": {
+            "name": "microbeads",
+            "data_percentage": 50,
+            "image_size": 128,
+            "split": {"method": "random", "train": 0.7, "val": 0.15, "test": 0.15, "seed": 42},
+        },
+    }
     (folder / "studies" / f"{name}.yaml").write_text(yaml.safe_dump(study))
-    config = {"study": name, "studies_dir": str(folder / "studies"),
-              "results_dir": str(folder / "results"), "reports_dir": str(folder / "reports"),
-              "synthetic": {"n_images": 60, "image_size": 64, "seed": 0}}
+    config = {
+        "study": name,
+        "studies_dir": str(folder / "studies"),
+        "results_dir": str(folder / "results"),
+        "reports_dir": str(folder / "reports"),
+        "synthetic": {"n_images": 60, "image_size": 64, "seed": 0},
+    }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     return folder
 
@@ -480,9 +614,17 @@ def dry_run_seconds(folder: Path, env: dict, *extra: str) -> tuple[float, float,
     """(wall seconds, CPU seconds, jobs) of `snakemake -n`: on a host shared with other
     work the CPU time is the steadier number."""
     exe = Path(sys.executable).parent / "snakemake"
-    cmd = [str(exe) if exe.exists() else "snakemake", "-n", "--directory", str(folder),
-           "--snakefile", str(REPO / "Snakefile"), "--configfile", str(folder / "config.yaml"),
-           *extra]
+    cmd = [
+        str(exe) if exe.exists() else "snakemake",
+        "-n",
+        "--directory",
+        str(folder),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(folder / "config.yaml"),
+        *extra,
+    ]
     t0, cpu0 = time.perf_counter(), children_cpu_seconds()
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     seconds, cpu = time.perf_counter() - t0, children_cpu_seconds() - cpu0
@@ -503,14 +645,27 @@ def bench_dag(table: Table, s: Settings, work: Path, env: dict, env_label: str) 
         folder = write_scale_study(work / f"dag-{n}", n)
         # -n lists every job; -n --quiet rules prints only the job counts (the way to
         # check a large study)
-        for metric, extra in (("snakemake_dry_run", ()),
-                              ("snakemake_dry_run_quiet", ("--quiet", "rules"))):
+        for metric, extra in (
+            ("snakemake_dry_run", ()),
+            ("snakemake_dry_run_quiet", ("--quiet", "rules")),
+        ):
             seconds, cpu, jobs = dry_run_seconds(folder, env, *extra)
-            table.add("dag", f"{n}_experiments", metric, seconds, "s",
-                      f"{jobs} jobs; wall time; {env_label}"
-                      + ("; target < 60 s" if n == 10_000 else ""))
-            table.add("dag", f"{n}_experiments", f"{metric}_cpu", cpu, "s",
-                      "user+sys CPU time of the snakemake process")
+            table.add(
+                "dag",
+                f"{n}_experiments",
+                metric,
+                seconds,
+                "s",
+                f"{jobs} jobs; wall time; {env_label}" + ("; target < 60 s" if n == 10_000 else ""),
+            )
+            table.add(
+                "dag",
+                f"{n}_experiments",
+                f"{metric}_cpu",
+                cpu,
+                "s",
+                "user+sys CPU time of the snakemake process",
+            )
 
 
 # -- 5. GPU ----------------------------------------------------------------------------------
@@ -526,15 +681,33 @@ def bench_gpu(table: Table, s: Settings, prepared: Path, work: Path, overhead_s:
     cfg = base_config(s, epochs=s.gpu_epochs, augment=(), mixed_precision=True)
     trainer = Trainer(cfg, prepared, work / "gpu-exp", work / "gpu-exp" / "ck.pt", quiet)
     metrics = trainer.fit()
-    table.add("gpu", "bottleneck_experiment", "train_time", metrics["train_time_s"], "s",
-              f"{name}; batch {s.batch_size} x {s.gpu_epochs} epochs x {trainer.n_train} "
-              "train images; bf16; target < 5 s on H100")
-    table.add("gpu", "bottleneck_experiment", "wall_time", metrics["wall_time_s"], "s",
-              "train + per-epoch eval + checkpoints")
+    table.add(
+        "gpu",
+        "bottleneck_experiment",
+        "train_time",
+        metrics["train_time_s"],
+        "s",
+        f"{name}; batch {s.batch_size} x {s.gpu_epochs} epochs x {trainer.n_train} "
+        "train images; bf16; target < 5 s on H100",
+    )
+    table.add(
+        "gpu",
+        "bottleneck_experiment",
+        "wall_time",
+        metrics["wall_time_s"],
+        "s",
+        "train + per-epoch eval + checkpoints",
+    )
     runs = s.gpu_study_experiments * s.gpu_seeds
     estimate = runs * (metrics["wall_time_s"] + overhead_s)
-    table.add("gpu", "bottleneck_study", "estimate_one_at_a_time", estimate, "s",
-              f"{runs} runs x (wall + {overhead_s:.1f} s start-up); target < 600 s on H100")
+    table.add(
+        "gpu",
+        "bottleneck_study",
+        "estimate_one_at_a_time",
+        estimate,
+        "s",
+        f"{runs} runs x (wall + {overhead_s:.1f} s start-up); target < 600 s on H100",
+    )
     _gpu_sharing(table, s, prepared, work)
     _resnet18_epoch(table, s)
 
@@ -547,8 +720,11 @@ def _gpu_sharing(table: Table, s: Settings, prepared: Path, work: Path) -> None:
     cfg = base_config(s, epochs=max(s.gpu_epochs // 5, 1), augment=(), mixed_precision=True)
     cfg_file = work / "share-config.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg.to_dict()))
-    env = {**os.environ, "HPSTUDY_DEVICE": "cuda", "CUDA_VISIBLE_DEVICES":
-           os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]}
+    env = {
+        **os.environ,
+        "HPSTUDY_DEVICE": "cuda",
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0],
+    }
     script = REPO / "workflow" / "scripts" / "train.py"
     base_rate = math.nan
     for k in (1, 2, 4):
@@ -556,19 +732,38 @@ def _gpu_sharing(table: Table, s: Settings, prepared: Path, work: Path) -> None:
         procs = []
         for i in range(k):
             out = work / f"share-{k}-{i}"
-            procs.append(subprocess.Popen(
-                [sys.executable, str(script), str(cfg_file), str(prepared), str(out),
-                 str(out / "keep")], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, text=True))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(script),
+                        str(cfg_file),
+                        str(prepared),
+                        str(out),
+                        str(out / "keep"),
+                    ],
+                    env=env,
+                    cwd=REPO,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         for proc in procs:
             _, err = proc.communicate()
             if proc.returncode != 0:
                 raise RuntimeError(f"train job failed while sharing the GPU:\n{err[-2000:]}")
         rate = k / (time.perf_counter() - t0) * 60
         base_rate = rate if k == 1 else base_rate
-        table.add("gpu", f"jobs_per_gpu_{k}", "runs_per_minute", rate, "runs/min",
-                  f"{cfg.epochs}-epoch bottleneck runs incl. start-up; "
-                  f"{rate / base_rate:.2f}x one at a time")
+        table.add(
+            "gpu",
+            f"jobs_per_gpu_{k}",
+            "runs_per_minute",
+            rate,
+            "runs/min",
+            f"{cfg.epochs}-epoch bottleneck runs incl. start-up; "
+            f"{rate / base_rate:.2f}x one at a time",
+        )
 
 
 def _resnet18_epoch(table: Table, s: Settings) -> None:
@@ -589,9 +784,9 @@ def _resnet18_epoch(table: Table, s: Settings) -> None:
 
     def epoch():
         for i in range(0, n, batch):
-            x = (x_all[i:i + batch].float() / 255).contiguous(memory_format=torch.channels_last)
+            x = (x_all[i : i + batch].float() / 255).contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y_all[i:i + batch])
+                loss = torch.nn.functional.cross_entropy(model(x).float(), y_all[i : i + batch])
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -600,8 +795,14 @@ def _resnet18_epoch(table: Table, s: Settings) -> None:
     epoch()  # warm-up (cudnn autotuning)
     t0 = time.perf_counter()
     epoch()
-    table.add("gpu", "resnet18_cifar10", "epoch_time", time.perf_counter() - t0, "s",
-              f"{n} random 3x32x32 images, batch {batch}, bf16, channels_last")
+    table.add(
+        "gpu",
+        "resnet18_cifar10",
+        "epoch_time",
+        time.perf_counter() - t0,
+        "s",
+        f"{n} random 3x32x32 images, batch {batch}, bf16, channels_last",
+    )
 
 
 # -- driver ----------------------------------------------------------------------------------
@@ -613,9 +814,12 @@ def bench_main(table: Table, work: Path, study: str = "quick") -> None:
     from hpstudy.study import load_study
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config.update(study=study, studies_dir=str(REPO / "config" / "studies"),
-                  results_dir=str(work / "main" / "results"),
-                  reports_dir=str(work / "main" / "reports"))
+    config.update(
+        study=study,
+        studies_dir=str(REPO / "config" / "studies"),
+        results_dir=str(work / "main" / "results"),
+        reports_dir=str(work / "main" / "reports"),
+    )
     (work / "main").mkdir(parents=True, exist_ok=True)
     (work / "main" / "config.yaml").write_text(yaml.safe_dump(config))
     loaded = load_study(REPO / "config" / "studies" / f"{study}.yaml")
@@ -625,17 +829,38 @@ def bench_main(table: Table, work: Path, study: str = "quick") -> None:
     estimate = sum(r.wall_s for r in runs) * len(loaded.seeds) / parallel
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(work / "main"), "--configfile", str(work / "main" / "config.yaml"),
-         "--cores", "all"], cwd=REPO, capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(work / "main"),
+            "--configfile",
+            str(work / "main" / "config.yaml"),
+            "--cores",
+            "all",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     elapsed = time.perf_counter() - t0
     note = f"snakemake --cores all ({parallel} CPUs), study {study}, empty results folder"
     if proc.returncode:
         note += f"; FAILED (exit {proc.returncode})"
     table.add("main", study, "wall_time", elapsed, "s", note)
-    table.add("main", study, "estimate_training", estimate, "s",
-              f"hpstudy.cost: {len(runs) * len(loaded.seeds)} runs, {parallel} at once "
-              f"(training only; {cal.machine})")
+    table.add(
+        "main",
+        study,
+        "estimate_training",
+        estimate,
+        "s",
+        f"hpstudy.cost: {len(runs) * len(loaded.seeds)} runs, {parallel} at once "
+        f"(training only; {cal.machine})",
+    )
 
 
 def machine_header(s: Settings, command: str) -> str:
@@ -643,13 +868,15 @@ def machine_header(s: Settings, command: str) -> str:
 
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
-    return (f"# hpstudy benchmark ({s.mode})\n\n"
-            f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {platform.node()}; "
-            f"{os.cpu_count()} CPUs (load {load:.1f}); torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads); CUDA: {cuda}; images {s.image_size} px, "
-            f"{s.n_images} prepared, batch {s.batch_size}, augment "
-            f"{'+'.join(s.augment) or 'none'}.\n"
-            f"Command: `{command}`")
+    return (
+        f"# hpstudy benchmark ({s.mode})\n\n"
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {platform.node()}; "
+        f"{os.cpu_count()} CPUs (load {load:.1f}); torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads); CUDA: {cuda}; images {s.image_size} px, "
+        f"{s.n_images} prepared, batch {s.batch_size}, augment "
+        f"{'+'.join(s.augment) or 'none'}.\n"
+        f"Command: `{command}`"
+    )
 
 
 # -- 6. the workflow end to end -------------------------------------------------------------
@@ -661,35 +888,57 @@ def workflow_numbers(folder: Path, study: str) -> dict[str, float]:
     jobs = sorted((results / "benchmarks" / "train" / study).rglob("*.tsv"))
     job_wall = sum(float(f.read_text().splitlines()[-1].split("\t")[0]) for f in jobs)
     runs = [json.loads(m.read_text()) for m in (results / study / "runs").rglob("metrics.json")]
-    return {"train_jobs": len(jobs), "runs": len(runs), "job_wall_s": job_wall,
-            "fit_wall_s": sum(r["wall_time_s"] for r in runs),
-            "epochs_s": sum(r["train_time_s"] for r in runs)}
+    return {
+        "train_jobs": len(jobs),
+        "runs": len(runs),
+        "job_wall_s": job_wall,
+        "fit_wall_s": sum(r["wall_time_s"] for r in runs),
+        "epochs_s": sum(r["train_time_s"] for r in runs),
+    }
 
 
-def bench_workflow(table: Table, work: Path, base: str, cores: int, study: str = "quick"
-                   ) -> None:
+def bench_workflow(table: Table, work: Path, base: str, cores: int, study: str = "quick") -> None:
     """The quick study end to end, this tree and `base` side by side (same machine, one after
     the other, each in a fresh folder with its own generated data)."""
     import yaml
 
     trees = {"this_tree": REPO}
     base_tree = work / "base-tree"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base_tree),
-                    base], check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(base_tree), base],
+        check=True,
+        capture_output=True,
+    )
     trees[f"base_{base[:10]}"] = base_tree
     try:
         for label, tree in trees.items():
             folder = work / f"workflow-{label}"
             (folder / "studies").mkdir(parents=True)
             (folder / "studies" / f"{study}.yaml").write_text(
-                (tree / "config" / "studies" / f"{study}.yaml").read_text())
-            (folder / "config.yaml").write_text(yaml.safe_dump({
-                "study": study, "studies_dir": str(folder / "studies"),
-                "results_dir": str(folder / "results"), "reports_dir": str(folder / "reports")}))
+                (tree / "config" / "studies" / f"{study}.yaml").read_text()
+            )
+            (folder / "config.yaml").write_text(
+                yaml.safe_dump(
+                    {
+                        "study": study,
+                        "studies_dir": str(folder / "studies"),
+                        "results_dir": str(folder / "results"),
+                        "reports_dir": str(folder / "reports"),
+                    }
+                )
+            )
             exe = Path(sys.executable).with_name("snakemake")
-            cmd = [str(exe) if exe.exists() else "snakemake", "--snakefile",
-                   str(tree / "Snakefile"), "--directory", str(folder), "--configfile",
-                   str(folder / "config.yaml"), "--cores", str(cores)]
+            cmd = [
+                str(exe) if exe.exists() else "snakemake",
+                "--snakefile",
+                str(tree / "Snakefile"),
+                "--directory",
+                str(folder),
+                "--configfile",
+                str(folder / "config.yaml"),
+                "--cores",
+                str(cores),
+            ]
             env = {**os.environ, "PYTHONPATH": str(tree / "src")}  # each tree its own package
             load0 = os.getloadavg()[0]
             t0 = time.perf_counter()
@@ -700,32 +949,65 @@ def bench_workflow(table: Table, work: Path, base: str, cores: int, study: str =
             n = workflow_numbers(folder, study)
             note = f"{study} study, --cores {cores}; load average {load0:.1f} at the start"
             table.add("workflow", label, "end_to_end", wall, "s", note)
-            table.add("workflow", label, "train_jobs", n["train_jobs"], "jobs",
-                      f"{n['runs']} runs")
-            table.add("workflow", label, "train_jobs_wall", n["job_wall_s"], "s",
-                      "sum over the train jobs (Snakemake benchmark files)")
-            table.add("workflow", label, "runs_fit_wall", n["fit_wall_s"], "s",
-                      "sum over the runs of the Trainer's wall time (metrics.json wall_time_s)")
-            table.add("workflow", label, "overhead_per_run",
-                      (n["job_wall_s"] - n["fit_wall_s"]) / max(n["runs"], 1), "s",
-                      "(train jobs' wall - runs' fit wall) / runs; target <= 2 s")
-            table.add("workflow", label, "overhead_per_run_vs_epochs",
-                      (n["job_wall_s"] - n["epochs_s"]) / max(n["runs"], 1), "s",
-                      "(train jobs' wall - runs' epoch-loop time) / runs: also counts "
-                      "evaluation, checkpoints and model set-up")
-        rows = {r["case"]: float(r["value"]) for r in table.rows
-                if r["section"] == "workflow" and r["metric"] == "end_to_end"}
+            table.add("workflow", label, "train_jobs", n["train_jobs"], "jobs", f"{n['runs']} runs")
+            table.add(
+                "workflow",
+                label,
+                "train_jobs_wall",
+                n["job_wall_s"],
+                "s",
+                "sum over the train jobs (Snakemake benchmark files)",
+            )
+            table.add(
+                "workflow",
+                label,
+                "runs_fit_wall",
+                n["fit_wall_s"],
+                "s",
+                "sum over the runs of the Trainer's wall time (metrics.json wall_time_s)",
+            )
+            table.add(
+                "workflow",
+                label,
+                "overhead_per_run",
+                (n["job_wall_s"] - n["fit_wall_s"]) / max(n["runs"], 1),
+                "s",
+                "(train jobs' wall - runs' fit wall) / runs; target <= 2 s",
+            )
+            table.add(
+                "workflow",
+                label,
+                "overhead_per_run_vs_epochs",
+                (n["job_wall_s"] - n["epochs_s"]) / max(n["runs"], 1),
+                "s",
+                "(train jobs' wall - runs' epoch-loop time) / runs: also counts "
+                "evaluation, checkpoints and model set-up",
+            )
+        rows = {
+            r["case"]: float(r["value"])
+            for r in table.rows
+            if r["section"] == "workflow" and r["metric"] == "end_to_end"
+        }
         this, other = rows["this_tree"], rows[f"base_{base[:10]}"]
-        table.add("workflow", "this_vs_base", "end_to_end_ratio", this / other, "x",
-                  "target <= 0.6")
+        table.add(
+            "workflow", "this_vs_base", "end_to_end_ratio", this / other, "x", "target <= 0.6"
+        )
     finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                        str(base_tree)], capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(base_tree)],
+            capture_output=True,
+        )
 
 
-def run(s: Settings, out_dir: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS,
-        work_dir: Path | None = None, command: str = "", base: str = "HEAD~1",
-        cores: int = 2) -> Table:
+def run(
+    s: Settings,
+    out_dir: Path,
+    sections: tuple[str, ...] = DEFAULT_SECTIONS,
+    work_dir: Path | None = None,
+    command: str = "",
+    base: str = "HEAD~1",
+    cores: int = 2,
+) -> Table:
     table = Table()
     with tempfile.TemporaryDirectory(prefix="hpstudy-bench-", dir=work_dir) as tmp:
         work = Path(tmp)
@@ -744,8 +1026,7 @@ def run(s: Settings, out_dir: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS
             label = "bytecode_cache" if "bytecode_cache" in envs else "as_configured"
             bench_dag(table, s, work, envs[label], label)
         if "gpu" in sections:
-            first = [float(r["value"]) for r in table.rows
-                     if r["metric"] == "start_to_first_step"]
+            first = [float(r["value"]) for r in table.rows if r["metric"] == "start_to_first_step"]
             bench_gpu(table, s, prepared, work, min(first) if first else 0.0)
         if "workflow" in sections:
             bench_workflow(table, work, base, cores)
@@ -759,40 +1040,67 @@ def run(s: Settings, out_dir: Path, sections: tuple[str, ...] = DEFAULT_SECTIONS
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python benchmarks/benchmark.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/benchmark.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_const", dest="mode", const="quick",
-                      help="reduced sizes (CI; the default)")
-    mode.add_argument("--full", action="store_const", dest="mode", const="full",
-                      help="the bottleneck study's settings")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks",
-                        help="folder for benchmark-<mode>.csv/.md (default reports/benchmarks)")
-    parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
-                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all "
-                        "but workflow and main, which run whole studies)")
-    parser.add_argument("--base", default="HEAD~1",
-                        help="workflow section: the git revision to compare with")
-    parser.add_argument("--cores", type=int, default=2,
-                        help="workflow section: snakemake --cores (default 2)")
+    mode.add_argument(
+        "--quick",
+        action="store_const",
+        dest="mode",
+        const="quick",
+        help="reduced sizes (CI; the default)",
+    )
+    mode.add_argument(
+        "--full",
+        action="store_const",
+        dest="mode",
+        const="full",
+        help="the bottleneck study's settings",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "reports" / "benchmarks",
+        help="folder for benchmark-<mode>.csv/.md (default reports/benchmarks)",
+    )
+    parser.add_argument(
+        "--sections",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all "
+        "but workflow and main, which run whole studies)",
+    )
+    parser.add_argument(
+        "--base", default="HEAD~1", help="workflow section: the git revision to compare with"
+    )
+    parser.add_argument(
+        "--cores", type=int, default=2, help="workflow section: snakemake --cores (default 2)"
+    )
     parser.add_argument("--image-size", type=int, help="override the image size (px)")
     parser.add_argument("--n-images", type=int, help="override the number of images")
     parser.add_argument("--batch-size", type=int, help="override the batch size")
     parser.add_argument("--workers", help="DataLoader worker counts, e.g. 0,2,4")
     parser.add_argument("--dag-sizes", help="experiment counts for snakemake -n, e.g. 100,1000")
-    parser.add_argument("--augment", help="augmentations in the data and loop sections, "
-                        "e.g. dihedral or hflip,crop (default: none, as the bottleneck study)")
-    parser.add_argument("--threads", type=int,
-                        help="torch CPU threads, here and in the subprocesses (default: "
-                        "torch's; use 1 on a host oversubscribed by other work)")
+    parser.add_argument(
+        "--augment",
+        help="augmentations in the data and loop sections, "
+        "e.g. dihedral or hflip,crop (default: none, as the bottleneck study)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads, here and in the subprocesses (default: "
+        "torch's; use 1 on a host oversubscribed by other work)",
+    )
     parser.add_argument("--work-dir", type=Path, help="parent of the temporary work folder")
     args = parser.parse_args(argv)
     s = FULL if args.mode == "full" else QUICK
     sections = tuple(x.strip() for x in args.sections.split(",") if x.strip())
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
-        parser.error(f"--sections: unknown {unknown}; choose from "
-                     f"{list(SECTIONS)}")
+        parser.error(f"--sections: unknown {unknown}; choose from {list(SECTIONS)}")
     changes: dict = {}
     if args.image_size:
         changes["image_size"] = args.image_size
@@ -813,8 +1121,15 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the subprocesses
     argv = sys.argv[1:] if argv is None else argv
-    run(s, args.out, sections, args.work_dir, " ".join(["python benchmarks/benchmark.py", *argv]),
-        args.base, args.cores)
+    run(
+        s,
+        args.out,
+        sections,
+        args.work_dir,
+        " ".join(["python benchmarks/benchmark.py", *argv]),
+        args.base,
+        args.cores,
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ def pixel_pattern(index: int, channels: int, side: int) -> np.ndarray:
 
 def _cifar_rows(start: int, n: int) -> np.ndarray:
     # the official rows are channel-planar: 1024 R values, then 1024 G, then 1024 B
-    return np.stack([pixel_pattern(start + i, 3, 32).transpose(2, 0, 1).reshape(-1)
-                     for i in range(n)])
+    return np.stack(
+        [pixel_pattern(start + i, 3, 32).transpose(2, 0, 1).reshape(-1) for i in range(n)]
+    )
 
 
 def _dump(path: Path, data: dict) -> None:
@@ -38,13 +39,25 @@ def write_cifar10(root: Path, per_batch: int = 3, n_test: int = 4) -> dict:
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         n = n_test if name == "test_batch" else per_batch
         batch_labels = [(start + i) % 10 for i in range(n)]
-        _dump(folder / name, {b"batch_label": name.encode(), b"labels": batch_labels,
-                              b"data": _cifar_rows(start, n),
-                              b"filenames": [f"img{start + i}.png".encode() for i in range(n)]})
+        _dump(
+            folder / name,
+            {
+                b"batch_label": name.encode(),
+                b"labels": batch_labels,
+                b"data": _cifar_rows(start, n),
+                b"filenames": [f"img{start + i}.png".encode() for i in range(n)],
+            },
+        )
         labels += batch_labels
         start += n
-    _dump(folder / "batches.meta", {b"label_names": [f"class{i}".encode() for i in range(10)],
-                                    b"num_cases_per_batch": per_batch, b"num_vis": 3072})
+    _dump(
+        folder / "batches.meta",
+        {
+            b"label_names": [f"class{i}".encode() for i in range(10)],
+            b"num_cases_per_batch": per_batch,
+            b"num_vis": 3072,
+        },
+    )
     return {"n_train": 5 * per_batch, "n_test": n_test, "labels": labels}
 
 
@@ -55,9 +68,16 @@ def write_cifar100(root: Path, n_train: int = 6, n_test: int = 3) -> dict:
     labels, start = [], 0
     for name, n in (("train", n_train), ("test", n_test)):
         fine = [(start + i) * 13 % 100 for i in range(n)]
-        _dump(folder / name, {b"filenames": [b"x.png"] * n, b"batch_label": name.encode(),
-                              b"fine_labels": fine, b"coarse_labels": [f // 5 for f in fine],
-                              b"data": _cifar_rows(start, n)})
+        _dump(
+            folder / name,
+            {
+                b"filenames": [b"x.png"] * n,
+                b"batch_label": name.encode(),
+                b"fine_labels": fine,
+                b"coarse_labels": [f // 5 for f in fine],
+                b"data": _cifar_rows(start, n),
+            },
+        )
         labels += fine
         start += n
     _dump(folder / "meta", {b"fine_label_names": [b"f"] * 100, b"coarse_label_names": [b"c"] * 20})
@@ -66,7 +86,8 @@ def write_cifar100(root: Path, n_train: int = 6, n_test: int = 3) -> dict:
 
 def _idx(path: Path, array: np.ndarray, compress: bool) -> None:
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + b"".join(
-        struct.pack(">I", d) for d in array.shape)
+        struct.pack(">I", d) for d in array.shape
+    )
     blob = header + array.astype(np.uint8).tobytes()
     if compress:
         with gzip.open(f"{path}.gz", "wb") as fh:

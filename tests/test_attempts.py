@@ -38,7 +38,12 @@ def attempt(tmp_path, how, job_id=None):
         env["PBS_JOBID"] = job_id
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path / "ck" / "seed0.pt"), str(job_log), how],
-        capture_output=True, text=True, env=env, timeout=60, check=False)
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     return proc, job_log
 
 

@@ -23,8 +23,9 @@ def test_rotation_geometry_matches_exact_quarter_turns():
     torch.testing.assert_close(out[0], torch.rot90(x[0], 1, dims=(1, 2)), atol=1e-5, rtol=0)
     torch.testing.assert_close(out[1], torch.rot90(x[1], -1, dims=(1, 2)), atol=1e-5, rtol=0)
     wide = torch.rand(1, 1, 4, 6)  # non-square images stay rigid: 180 degrees = both flips
-    torch.testing.assert_close(rotate_by(wide, torch.tensor([180.0])), wide.flip(2).flip(3),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        rotate_by(wide, torch.tensor([180.0])), wide.flip(2).flip(3), atol=1e-5, rtol=0
+    )
 
 
 def test_random_rotation_stays_within_the_configured_angle():
@@ -135,14 +136,26 @@ def test_cifar_run_with_every_augmentation_and_mixing_trains(tmp_path):
     from hpstudy.train import run
 
     write_cifar10(tmp_path / "root", per_batch=6, n_test=8)
-    spec = {"name": "cifar10", "image_size": 16,
-            "split": {"method": "predefined", "val": 0.2, "seed": 0}}
+    spec = {
+        "name": "cifar10",
+        "image_size": 16,
+        "split": {"method": "predefined", "val": 0.2, "seed": 0},
+    }
     prepare(spec, tmp_path / "root", tmp_path / "p.pt", tmp_path / "m.json")
-    cfg = TrainConfig(model="lenet", epochs=2, batch_size=8, lr=0.01, optimizer="sgd",
-                      augment=("crop", "hflip", "rotate", "jitter"), mix="cutmix_mixup",
-                      patience=None, diagnostics_every=0)
-    metrics = run(cfg, tmp_path / "p.pt", tmp_path / "out", tmp_path / "ck.pt",
-                  log=lambda msg: None)
+    cfg = TrainConfig(
+        model="lenet",
+        epochs=2,
+        batch_size=8,
+        lr=0.01,
+        optimizer="sgd",
+        augment=("crop", "hflip", "rotate", "jitter"),
+        mix="cutmix_mixup",
+        patience=None,
+        diagnostics_every=0,
+    )
+    metrics = run(
+        cfg, tmp_path / "p.pt", tmp_path / "out", tmp_path / "ck.pt", log=lambda msg: None
+    )
     assert metrics["status"] == "ok" and metrics["epochs_run"] == 2
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["test_loss"] > 0
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())

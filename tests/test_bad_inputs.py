@@ -253,14 +253,19 @@ STUDY_CASES = [
     ),
     (
         "trend_on_two_factors",
-        _group({"grid": {"lr": [1e-3, 1e-2], "batch_size": [4, 8]},
-                "expect": {"trend": "decreasing"}}),
+        _group(
+            {"grid": {"lr": [1e-3, 1e-2], "batch_size": [4, 8]}, "expect": {"trend": "decreasing"}}
+        ),
         ["groups.g.expect.trend", "exactly one varying grid factor", "['lr', 'batch_size']"],
     ),
     (
         "trend_log2_of_zero",
-        _group({"grid": {"weight_decay": [0.0, 0.1]},
-                "expect": {"trend": "decreasing", "scale": "log2"}}),
+        _group(
+            {
+                "grid": {"weight_decay": [0.0, 0.1]},
+                "expect": {"trend": "decreasing", "scale": "log2"},
+            }
+        ),
         ["groups.g.expect.scale", "log2 needs positive values", "scale: linear"],
     ),
     (
@@ -713,9 +718,15 @@ def test_workflow_refuses_before_any_job(tmp_path, case_id, settings, expected):
 
 
 # -- a failing job's reason reaches the console (profiles/default: show-failed-logs) ---------
-CONSOLE_CASES = ["density_negative", "row_with_three_cells", "density_not_a_number",
-                 "row_without_image", "truncated_image", "mixed_bit_depth",
-                 "same_image_two_labels"]
+CONSOLE_CASES = [
+    "density_negative",
+    "row_with_three_cells",
+    "density_not_a_number",
+    "row_without_image",
+    "truncated_image",
+    "mixed_bit_depth",
+    "same_image_two_labels",
+]
 
 
 @pytest.mark.slow

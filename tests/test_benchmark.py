@@ -20,14 +20,33 @@ from hpstudy.study import load_study
 sys.path.insert(0, str(REPO / "benchmarks"))
 import benchmark  # noqa: E402 - benchmarks/benchmark.py, outside the runtime package
 
-TINY = ["--quick", "--image-size", "16", "--n-images", "40", "--batch-size", "8", "--threads", "1",
-        "--workers", "0,2"]
+TINY = [
+    "--quick",
+    "--image-size",
+    "16",
+    "--n-images",
+    "40",
+    "--batch-size",
+    "8",
+    "--threads",
+    "1",
+    "--workers",
+    "0,2",
+]
 
 
 def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
     out = tmp_path / "bench"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "benchmark.py"), *TINY, "--out", str(out),
-           "--work-dir", str(tmp_path), *args]
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "benchmark.py"),
+        *TINY,
+        "--out",
+        str(out),
+        "--work-dir",
+        str(tmp_path),
+        *args,
+    ]
     env = {**os.environ, "HPSTUDY_DEVICE": os.environ.get("HPSTUDY_DEVICE", "cpu")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -54,8 +73,9 @@ def test_data_train_loop_and_gpu_sections(tmp_path):
     proc = run_cli(tmp_path, "--sections", "data,train,loop,gpu")
     printed = printed_rows(proc.stdout)
     rows = written_rows(tmp_path / "bench")
-    assert [[r["section"], r["case"], r["metric"], r["value"]] for r in rows] == \
-        [p[:4] for p in printed]
+    assert [[r["section"], r["case"], r["metric"], r["value"]] for r in rows] == [
+        p[:4] for p in printed
+    ]
     md = (tmp_path / "bench" / "benchmark-quick.md").read_text()
     assert md.startswith("# hpstudy benchmark (quick)") and "| data | device |" in md
     found = {(r["section"], r["case"], r["metric"]): r["value"] for r in rows}
@@ -64,16 +84,19 @@ def test_data_train_loop_and_gpu_sections(tmp_path):
         assert positive(found["train", case, "train_images_per_s"])
     for case in ("device_vs_dataloader_w0", "device_vs_dataloader_w2"):
         assert positive(found["data", case, "data_only_speedup"])
-    for key in (("loop", "ideal_step", "seconds_per_step"),
-                ("loop", "trainer_loop", "seconds_per_step"),
-                ("loop", "trainer_loop", "efficiency")):
+    for key in (
+        ("loop", "ideal_step", "seconds_per_step"),
+        ("loop", "trainer_loop", "seconds_per_step"),
+        ("loop", "trainer_loop", "efficiency"),
+    ):
         assert positive(found[key])
     # the efficiency is the median of the per-epoch ratios its note lists
     note = next(r["note"] for r in rows if r["metric"] == "efficiency")
     per_epoch = [float(v) for v in note.split("per epoch ")[1].split(";")[0].split(", ")]
     assert all(v > 0 for v in per_epoch)
     assert float(found["loop", "trainer_loop", "efficiency"]) == pytest.approx(
-        statistics.median(per_epoch), rel=0.01)
+        statistics.median(per_epoch), rel=0.01
+    )
     gpu = {k: v for k, v in found.items() if k[0] == "gpu"}
     if os.environ.get("HPSTUDY_DEVICE", "cpu") == "cpu":
         assert gpu == {("gpu", "all", "status"): "skipped: no CUDA device"}
@@ -87,11 +110,20 @@ def test_overhead_and_dag_sections(tmp_path):
     rows = written_rows(tmp_path / "bench")
     assert len(printed_rows(proc.stdout)) == len(rows)
     found = {(r["section"], r["case"], r["metric"]): r for r in rows}
-    for metric in ("start_to_first_step", "train_script_total", "python_start",
-                   "import_torch", "load_prepared", "build_model", "count_flops"):
+    for metric in (
+        "start_to_first_step",
+        "train_script_total",
+        "python_start",
+        "import_torch",
+        "load_prepared",
+        "build_model",
+        "count_flops",
+    ):
         assert positive(found["overhead", "as_configured", metric]["value"]), metric
-    assert "hpstudy.train imports it: no" in \
-        found["overhead", "as_configured", "import_torchvision"]["note"]
+    assert (
+        "hpstudy.train imports it: no"
+        in found["overhead", "as_configured", "import_torchvision"]["note"]
+    )
     for n in (3, 7):
         row = found["dag", f"{n}_experiments", "snakemake_dry_run"]
         assert positive(row["value"])

@@ -62,8 +62,12 @@ def test_every_schema_range_is_what_the_dataclass_enforces(repo):
             continue
         integer = "integer" in str(spec.get("type"))
         step = 1 if integer else 1e-9
-        for name, outside in (("minimum", -step), ("maximum", step),
-                              ("exclusiveMinimum", 0), ("exclusiveMaximum", 0)):
+        for name, outside in (
+            ("minimum", -step),
+            ("maximum", step),
+            ("exclusiveMinimum", 0),
+            ("exclusiveMaximum", 0),
+        ):
             if name not in spec:
                 continue
             value = spec[name] + outside

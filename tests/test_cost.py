@@ -24,8 +24,10 @@ def fake_calibration(tmp_path: Path, seconds_per_sample: float = 0.01) -> cost.C
     study = load_study(QUICK)
     for exp in study.experiments:
         shape = cost.run_shape(exp.config, study.dataset)
-        cal.entries[shape.key()] = {"seconds_per_step": seconds_per_sample * shape.batch_size,
-                                    "flops_per_sample": 1e8}
+        cal.entries[shape.key()] = {
+            "seconds_per_step": seconds_per_sample * shape.batch_size,
+            "flops_per_sample": 1e8,
+        }
     cal.entries[cost.STARTUP_KEY] = {"seconds": 5.0}
     return cal
 
@@ -98,28 +100,50 @@ def test_device_profile_is_used_and_scaled_by_flops(tmp_path):
     profile = tmp_path / "gpu.json"
     shape = cost.Shape("resnet_shallow", 1, 64, 1, 32, "regression")
     machine = "gpunode | NVIDIA H100 | cuda | 1 threads"
-    profile.write_text(json.dumps({"format": cost.FORMAT, "flops": {},
-                                   "machines": {machine: {shape.key(): {
-                                       "seconds_per_step": 0.004, "flops_per_sample": 1e9}}}}))
+    profile.write_text(
+        json.dumps(
+            {
+                "format": cost.FORMAT,
+                "flops": {},
+                "machines": {
+                    machine: {shape.key(): {"seconds_per_step": 0.004, "flops_per_sample": 1e9}}
+                },
+            }
+        )
+    )
     cal = cost.Calibration(device_profile=profile)
     assert cal.device == "cuda" and cal.step(shape)["seconds_per_step"] == 0.004
     bigger = cost.Shape("resnet_shallow", 1, 64, 1, 64, "regression")  # not in the profile
     scaled = cal.step(bigger)
     assert scaled["from_flop_rate"] and scaled["seconds_per_step"] == pytest.approx(
-        0.004 * 2 * scaled["flops_per_sample"] / 1e9)
+        0.004 * 2 * scaled["flops_per_sample"] / 1e9
+    )
     assert cal.measured == []  # a device profile is never measured here
 
 
 def test_study_checker_prints_the_cost(tmp_path):
     env = {**os.environ, "HPSTUDY_CACHE_DIR": str(tmp_path)}
     study = tmp_path / "s.yaml"
-    study.write_text(yaml.safe_dump({
-        "name": "s", "seeds": 2,
-        "dataset": {"name": "microbeads", "image_size": 16, "data_percentage": 5},
-        "base": {"epochs": 2, "batch_size": 8},
-        "groups": {"g": {"grid": {"lr": [1e-3, 1e-2]}}}}))
-    proc = subprocess.run(["python", "-m", "hpstudy.study", str(study)], capture_output=True,
-                          text=True, timeout=300, env=env, cwd=REPO, check=False)
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "s",
+                "seeds": 2,
+                "dataset": {"name": "microbeads", "image_size": 16, "data_percentage": 5},
+                "base": {"epochs": 2, "batch_size": 8},
+                "groups": {"g": {"grid": {"lr": [1e-3, 1e-2]}}},
+            }
+        )
+    )
+    proc = subprocess.run(
+        ["python", "-m", "hpstudy.study", str(study)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "s: cost estimate on" in proc.stdout
     assert re.search(r"^  g\s+4\s+\S+ \S*FLOP", proc.stdout, re.M), proc.stdout
@@ -136,18 +160,36 @@ def test_pbs_train_jobs_of_the_quick_study_request_walltimes_from_their_estimate
     policy_file.write_text("factor: 40\nmin_minutes: 0\nmax_minutes: 2880\n")
     env = {**os.environ, "HPSTUDY_WALLTIME": str(policy_file)}
     proc = subprocess.run(
-        snakemake_cmd("-n", "--profile", "profiles/pbs", "--config", "study=quick",
-                      f"results_dir={tmp_path}/results", f"reports_dir={tmp_path}/reports"),
-        capture_output=True, text=True, timeout=900, env=env, cwd=REPO, check=False)
+        snakemake_cmd(
+            "-n",
+            "--profile",
+            "profiles/pbs",
+            "--config",
+            "study=quick",
+            f"results_dir={tmp_path}/results",
+            f"reports_dir={tmp_path}/reports",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     quick = load_study(REPO / "config/studies/quick.yaml")
     assert f"hpstudy: quick: {len(quick.configs()) * len(quick.seeds)} runs" in out
-    jobs = re.findall(r"rule train:.*?wildcards: study=quick, cfg=(\S+)\n\s*"
-                      r"(?:\s*threads: \d+\n)?\s*resources: (.*?)\n", out, re.S)
+    jobs = re.findall(
+        r"rule train:.*?wildcards: study=quick, cfg=(\S+)\n\s*"
+        r"(?:\s*threads: \d+\n)?\s*resources: (.*?)\n",
+        out,
+        re.S,
+    )
     assert len(jobs) == len(quick.configs()), out[-3000:]  # one job per configuration
-    threads = yaml.safe_load((REPO / "profiles/pbs/config.v8+.yaml").read_text())[
-        "set-threads"]["train"]
+    threads = yaml.safe_load((REPO / "profiles/pbs/config.v8+.yaml").read_text())["set-threads"][
+        "train"
+    ]
     cal = cost.Calibration(threads=1)  # the calibration the dry run made (cached)
     policy = cost.load_policy(policy_file)
     seen = set()
@@ -157,10 +199,16 @@ def test_pbs_train_jobs_of_the_quick_study_request_walltimes_from_their_estimate
         est = cost.estimate_run(config, quick.dataset, cal, 1948)
         # the job trains every seed of its configuration
         assert runtime == cost.walltime_minutes(est.wall_s, len(quick.seeds), 1, policy), (
-            cfg_id, resources)
-        props = {"type": "single", "rule": "train", "threads": threads,
-                 "wildcards": {"study": "quick", "cfg": cfg_id},
-                 "resources": {"mem_mb": 16000, "runtime": runtime, "ngpus": 1}}
+            cfg_id,
+            resources,
+        )
+        props = {
+            "type": "single",
+            "rule": "train",
+            "threads": threads,
+            "wildcards": {"study": "quick", "cfg": cfg_id},
+            "resources": {"mem_mb": 16000, "runtime": runtime, "ngpus": 1},
+        }
         line = pbs.build_qsub_args(props, pbs.Site(), "job.sh", workdir="/w", stamp="T")
         assert f"walltime={pbs.walltime(runtime)}" in line
         seen.add(runtime)
@@ -171,12 +219,25 @@ def test_pbs_train_jobs_of_the_quick_study_request_walltimes_from_their_estimate
 def test_runtime_override_without_attempt_warns(tmp_path):
     """`--set-resources train:runtime=480` replaces the estimate x attempt: retries would get
     no more time, so the workflow says so at the start; with `attempt` it does not."""
+
     def dry_run(value):
         return subprocess.run(
-            snakemake_cmd("-n", "--cores", "1", "--config", f"results_dir={tmp_path}/r",
-                          f"reports_dir={tmp_path}/p", "--set-resources",
-                          f"train:runtime={value}"),
-            capture_output=True, text=True, timeout=900, cwd=REPO, check=False)
+            snakemake_cmd(
+                "-n",
+                "--cores",
+                "1",
+                "--config",
+                f"results_dir={tmp_path}/r",
+                f"reports_dir={tmp_path}/p",
+                "--set-resources",
+                f"train:runtime={value}",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=REPO,
+            check=False,
+        )
 
     proc = dry_run("480")
     assert proc.returncode == 0, proc.stderr[-3000:]

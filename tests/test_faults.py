@@ -180,8 +180,15 @@ def _aggregate_fixture(tmp_path: Path, finished_run: Path):
     study_dir = tmp_path / "results" / "s"
     shutil.copytree(finished_run, study_dir / "runs" / cfg_id / "seed0")
     record = study_dir / "records" / f"{cfg_id}.json"
-    write_extract(study_dir / "runs" / cfg_id, cfg_id, [0], None, record,
-                  record.with_suffix(".curves.csv"), record.with_suffix(".layers.csv.gz"))
+    write_extract(
+        study_dir / "runs" / cfg_id,
+        cfg_id,
+        [0],
+        None,
+        record,
+        record.with_suffix(".curves.csv"),
+        record.with_suffix(".layers.csv.gz"),
+    )
     note = failure_note_path(study_dir / f"checkpoints/{cfg_id}/seed1.pt")
     note.parent.mkdir(parents=True)
     note.write_text(json.dumps({"status": "failed", "reason": "out of memory at epoch 2 (test)"}))
@@ -361,8 +368,9 @@ def test_killed_workflow_leaves_nothing_that_looks_complete(tmp_path):
     folder = _workflow(tmp_path, {"g": {"grid": {"lr": [1e-3]}}}, epochs=10000)
     cfg_id = _config_ids(folder)["g-lr1e-3"]
     log = folder / f"results/logs/train/f/{cfg_id}.log"
-    cmd = snakemake_cmd("--cores", "2", "--directory", str(folder), "--configfile",
-                        str(folder / "config.yaml"))
+    cmd = snakemake_cmd(
+        "--cores", "2", "--directory", str(folder), "--configfile", str(folder / "config.yaml")
+    )
     proc = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

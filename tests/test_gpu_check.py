@@ -18,8 +18,14 @@ def run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     # a bare environment: the script must find src/ itself, without the installed package
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HPSTUDY_DEVICE")}
     env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd="/")
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd="/",
+    )
 
 
 def test_help_names_every_section():

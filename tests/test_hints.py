@@ -29,16 +29,27 @@ groups:
 
 
 def study_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpstudy.study", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "hpstudy.study", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_config_key_suggests_the_nearest():
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['batchsize'\]; did you mean "
-                                          r"`batch_size`\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key\(s\) \['batchsize'\]; did you mean "
+        r"`batch_size`\?",
+    ):
         TrainConfig.from_dict({"batchsize": 16})
-    with pytest.raises(ConfigError, match=r"did you mean `batch_size` for `batchsize`, "
-                                          r"`weight_decay` for `weightdecay`\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"did you mean `batch_size` for `batchsize`, "
+        r"`weight_decay` for `weightdecay`\?",
+    ):
         TrainConfig.from_dict({"batchsize": 16, "weightdecay": 0.1, "zzz": 1})
 
 
@@ -48,17 +59,32 @@ def test_far_off_key_gets_no_suggestion():
     assert "did you mean" not in str(err.value)
 
 
-@pytest.mark.parametrize(("old", "new", "expected"), [
-    ("base: {epochs: 2}", "base: {epochs: 2, batchsize: 8}",
-     "base: unknown key(s) ['batchsize']; did you mean `batch_size`?"),
-    ("grid: {batch_size: [16, 32]}", "grid: {batch_sise: [16, 32]}",
-     "groups.bs.grid: unknown key(s) ['batch_sise']; did you mean `batch_size`?"),
-    ("{scheduler: cosine}", "{sheduler: cosine}",
-     "groups.sched.list[0]: unknown key(s) ['sheduler']; did you mean `scheduler`?"),
-    ("seeds: 2", "seed: 2", "unknown key(s) ['seed']; did you mean `seeds`?"),
-    ("    baseline: bs16", "    basline: bs16",
-     "groups.bs: unknown key(s) ['basline']; did you mean `baseline`?"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "base: {epochs: 2}",
+            "base: {epochs: 2, batchsize: 8}",
+            "base: unknown key(s) ['batchsize']; did you mean `batch_size`?",
+        ),
+        (
+            "grid: {batch_size: [16, 32]}",
+            "grid: {batch_sise: [16, 32]}",
+            "groups.bs.grid: unknown key(s) ['batch_sise']; did you mean `batch_size`?",
+        ),
+        (
+            "{scheduler: cosine}",
+            "{sheduler: cosine}",
+            "groups.sched.list[0]: unknown key(s) ['sheduler']; did you mean `scheduler`?",
+        ),
+        ("seeds: 2", "seed: 2", "unknown key(s) ['seed']; did you mean `seeds`?"),
+        (
+            "    baseline: bs16",
+            "    basline: bs16",
+            "groups.bs: unknown key(s) ['basline']; did you mean `baseline`?",
+        ),
+    ],
+)
 def test_study_key_suggests_the_nearest(tmp_path, old, new, expected):
     path = tmp_path / "s1.yaml"
     path.write_text(STUDY.replace(old, new))
@@ -70,8 +96,11 @@ def test_study_key_suggests_the_nearest(tmp_path, old, new, expected):
 def test_missing_study_lists_the_others_and_the_nearest(tmp_path):
     (tmp_path / "s1.yaml").write_text(STUDY)
     (tmp_path / "tiny.yaml").write_text(STUDY)
-    with pytest.raises(StudyError, match=r"tiny2.yaml: no such study file; studies in .*: "
-                                         r"s1, tiny; did you mean `tiny`\?"):
+    with pytest.raises(
+        StudyError,
+        match=r"tiny2.yaml: no such study file; studies in .*: "
+        r"s1, tiny; did you mean `tiny`\?",
+    ):
         load_study(tmp_path / "tiny2.yaml")
 
 
@@ -95,8 +124,10 @@ def test_study_cli_prints_groups_by_experiments_by_seeds(tmp_path):
     proc = study_cli(str(tmp_path / "s1.yaml"), "--no-cost")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].endswith("ok: 2 groups, 4 experiments, 2 seeds, 8 runs (seeds 0, 1); "
-                             "4 distinct configurations, 8 runs trained")
+    assert lines[0].endswith(
+        "ok: 2 groups, 4 experiments, 2 seeds, 8 runs (seeds 0, 1); "
+        "4 distinct configurations, 8 runs trained"
+    )
     assert lines[1].split() == ["group", "experiments", "seeds", "runs", "factors", "labels"]
     assert lines[2].split()[:5] == ["bs", "2", "2", "4", "batch_size"]
     assert lines[2].endswith("bs16, bs32")

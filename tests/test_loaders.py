@@ -112,14 +112,23 @@ def test_training_is_identical_on_both_paths(prepared, tmp_path):
     torch.set_num_threads(1)  # tiny tensors: threads only add contention on a busy host
     try:
         for path, workers in (("device", 0), ("dataloader", 2)):
-            cfg = TrainConfig(epochs=2, batch_size=16, data_path=path, num_workers=workers,
-                              augment=("dihedral",), seed=4, diagnostics_every=0)
+            cfg = TrainConfig(
+                epochs=2,
+                batch_size=16,
+                data_path=path,
+                num_workers=workers,
+                augment=("dihedral",),
+                seed=4,
+                diagnostics_every=0,
+            )
             out = tmp_path / path
             trainer = Trainer(cfg, prepared, out, out / "ck.pt", log=lambda msg: None)
             metrics = trainer.fit()
             results[path] = (
-                [r["train_loss"] for r in trainer.state.history], metrics["best_val_loss"],
-                torch.cat([p.detach().flatten() for p in trainer.model.parameters()]))
+                [r["train_loss"] for r in trainer.state.history],
+                metrics["best_val_loss"],
+                torch.cat([p.detach().flatten() for p in trainer.model.parameters()]),
+            )
     finally:
         torch.set_num_threads(threads)
     (loss_a, val_a, w_a), (loss_b, val_b, w_b) = results["device"], results["dataloader"]

@@ -12,9 +12,12 @@ torch.set_num_threads(1)  # 2 shared cores: a second thread only oversubscribes 
 
 def record_shape(store: dict, key: str):
     """A forward hook that notes an input or output shape and leaves the output alone."""
+
     def hook(module, inputs, output):
         store[key] = (inputs[0] if key == "in" else output).shape
+
     return hook
+
 
 # name -> (in_channels, image side); tiny inputs keep the step cheap on 2 shared cores
 SHAPES = {

@@ -450,8 +450,10 @@ def test_job_that_can_never_run_fails_at_once_and_is_deleted(tmp_path):
 
 
 def test_not_running_now_is_not_never(tmp_path):
-    attrs = {**only_job("queued.json"), "comment": "Not Running: Insufficient amount of "
-             "resource: ncpus (R: 4 A: 0 T: 8)"}
+    attrs = {
+        **only_job("queued.json"),
+        "comment": "Not Running: Insufficient amount of resource: ncpus (R: 4 A: 0 T: 8)",
+    }
     assert pbs.classify(attrs)[0] == "running"
 
 

@@ -157,9 +157,7 @@ def test_walltime_kill_resumes_from_checkpoint(workdir):
     assert text.count("=== attempt ") >= 2 * len(train) - 1
     assert "epoch 1/120" in text and "interrupted by a signal" in text
     record = json.loads(kept.with_name("seed0.attempts.json").read_text())
-    assert [r["job_id"].split(".")[0] for r in record] == [
-        j["jobid"].split(".")[0] for j in train
-    ]
+    assert [r["job_id"].split(".")[0] for r in record] == [j["jobid"].split(".")[0] for j in train]
     assert metrics["attempts"] == len(train)
     assert metrics["wall_time_s"] > metrics["wall_time_last_attempt_s"]
     assert str(kept) in status_log
@@ -174,8 +172,9 @@ def _largest_node_cpus() -> int:
 def test_packed_run_fits_the_node(workdir):
     """--groups train=runs --group-components runs=2: 4 runs in 2 PBS jobs, each holding
     2 runs' resources (1 cpu, 1.5 GB, 1 GPU each), named runs.<group id>."""
-    snakemake(workdir, "pbs_tiny", *resources(), "--groups", "train=runs",
-              "--group-components", "runs=2")
+    snakemake(
+        workdir, "pbs_tiny", *resources(), "--groups", "train=runs", "--group-components", "runs=2"
+    )
     metrics = sorted((workdir / "results" / "pbs_tiny" / "runs").glob("*/seed*/metrics.json"))
     assert len(metrics) == 4
     groups = [job for job in pbs_jobs(workdir) if job["rule"] == "runs"]
@@ -191,8 +190,18 @@ def test_packed_job_that_can_never_run_fails_at_once(workdir):
     workflow fails that job at once with the reason instead of waiting forever."""
     cpus = _largest_node_cpus()
     start = time.time()
-    proc = snakemake(workdir, "pbs_tiny", *resources(), "--set-threads", f"train={cpus}",
-                     "--groups", "train=runs", "--group-components", "runs=2", check=False)
+    proc = snakemake(
+        workdir,
+        "pbs_tiny",
+        *resources(),
+        "--set-threads",
+        f"train={cpus}",
+        "--groups",
+        "train=runs",
+        "--group-components",
+        "runs=2",
+        check=False,
+    )
     assert proc.returncode != 0
     assert time.time() - start < 600
     status_log = (workdir / "logs" / "pbs" / "status.log").read_text()

@@ -14,8 +14,10 @@ from hpstudy.prepare import load_prepared, prepare
 VGG_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "vgg_cells"
 
 
-@pytest.mark.parametrize("name, write, classes", [("cifar10", fake.write_cifar10, 10),
-                                                   ("cifar100", fake.write_cifar100, 100)])
+@pytest.mark.parametrize(
+    "name, write, classes",
+    [("cifar10", fake.write_cifar10, 10), ("cifar100", fake.write_cifar100, 100)],
+)
 def test_cifar_reader_decodes_layout_labels_and_split(tmp_path, name, write, classes):
     truth = write(tmp_path)
     raw = read_dataset({"name": name}, tmp_path)
@@ -40,10 +42,15 @@ def test_mnist_reader_reads_idx_files_gz_or_not(tmp_path, compress):
     assert raw.predefined_split["test"].tolist() == [5, 6, 7]
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("cifar10", "cifar-10-batches-py/data_batch_1"), ("cifar100", "cifar-100-python/train"),
-    ("mnist", "MNIST/raw/train-images-idx3-ubyte"), ("vgg_cells", "NNNcell.png"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("cifar10", "cifar-10-batches-py/data_batch_1"),
+        ("cifar100", "cifar-100-python/train"),
+        ("mnist", "MNIST/raw/train-images-idx3-ubyte"),
+        ("vgg_cells", "NNNcell.png"),
+    ],
+)
 def test_missing_files_are_named_and_nothing_is_downloaded(tmp_path, name, expected):
     assert any(expected in m for m in missing_files(name, tmp_path))
     with pytest.raises(DatasetError) as err:
@@ -96,8 +103,10 @@ def test_vgg_cells_reader_on_real_files_counts_red_dots(tmp_path):
             shutil.copy(VGG_DIR / f"{i:03d}{kind}.png", tmp_path)
     raw = read_dataset({"name": "vgg_cells"}, tmp_path)
     # SOURCE.md: count = sum(R)/255, since every annotated pixel is pure red (255, 0, 0)
-    expected = [np.asarray(Image.open(tmp_path / f"{i:03d}dots.png"))[..., 0].sum() / 255
-                for i in range(1, 5)]
+    expected = [
+        np.asarray(Image.open(tmp_path / f"{i:03d}dots.png"))[..., 0].sum() / 255
+        for i in range(1, 5)
+    ]
     assert raw.targets.tolist() == expected
     assert raw.images[0].shape == (256, 256, 1) and not raw.warnings
     cell = np.asarray(Image.open(tmp_path / "001cell.png"))

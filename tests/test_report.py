@@ -241,9 +241,15 @@ def build_study(
                 "s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t790.1\t3500.0\n"
             )
         record = res / "records" / f"{cfg_id}.json"
-        write_extract(res / "runs" / cfg_id, cfg_id, study.seeds, bench / f"{cfg_id}.tsv",
-                      record, record.with_suffix(".curves.csv"),
-                      record.with_suffix(".layers.csv.gz"))
+        write_extract(
+            res / "runs" / cfg_id,
+            cfg_id,
+            study.seeds,
+            bench / f"{cfg_id}.tsv",
+            record,
+            record.with_suffix(".curves.csv"),
+            record.with_suffix(".layers.csv.gz"),
+        )
         records.append(record)
     stems = [str(r).removesuffix(".json") for r in records]
     aggregate_study(
@@ -313,8 +319,11 @@ def check_figures(paths: dict[str, Path]) -> list[str]:
         assert extrema[0] < extrema[1], f"{ref} is blank"
     # report.html is self-contained: the same figures, in the same order, as data URIs
     sources = re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', html)
-    assert sources == ["data:image/png;base64," + base64.b64encode(
-        (paths["report"].parent / ref).read_bytes()).decode() for ref in refs]
+    assert sources == [
+        "data:image/png;base64,"
+        + base64.b64encode((paths["report"].parent / ref).read_bytes()).decode()
+        for ref in refs
+    ]
     return files
 
 
@@ -362,9 +371,9 @@ def test_verdicts_csv_matches_the_report(synth):
     verdicts = pd.read_csv(synth["results"] / "verdicts.csv", keep_default_na=False)
     text = synth["report"].read_text()
     in_report = report_verdicts(text)
-    assert in_report == {
-        (r.group, r.contrast): r.verdict for r in verdicts.itertuples()
-    }, "the report's verdict table is not verdicts.csv"
+    assert in_report == {(r.group, r.contrast): r.verdict for r in verdicts.itertuples()}, (
+        "the report's verdict table is not verdicts.csv"
+    )
     for r in verdicts.itertuples():
         if r.estimate != "":
             assert fmt_signed(float(r.estimate)) in text

@@ -13,10 +13,12 @@ import pytest
 from PIL import Image
 from test_report import DIVERGED, LEVELS, STUDY, build_study
 
-CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
-                                                "google-chrome"))), None)
+CHROMIUM = next(
+    filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
+)
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium on PATH (.ci/run installs it: apt-get install chromium)")
+    CHROMIUM is None, reason="no chromium on PATH (.ci/run installs it: apt-get install chromium)"
+)
 
 # Run in the page once everything has loaded: one line per image, written into the DOM.
 CHECK = """<script>
@@ -32,10 +34,22 @@ window.addEventListener("load", () => {
 
 
 def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", "--hide-scrollbars", f"--user-data-dir={tmp / 'profile'}",
-           "--run-all-compositor-stages-before-draw", "--virtual-time-budget=5000", *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp / 'profile'}",
+        "--run-all-compositor-stages-before-draw",
+        "--virtual-time-budget=5000",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -62,8 +76,10 @@ def loaded_images(html: str, tmp_path: Path) -> list[dict]:
 
 def test_the_check_sees_a_broken_image(tmp_path):
     """The control: a missing file is reported, an embedded one is not."""
-    pixel = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
-             "nGNgYPj/HwADAgH/eL9GtQAAAABJRU5ErkJggg==")
+    pixel = (
+        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
+        "nGNgYPj/HwADAgH/eL9GtQAAAABJRU5ErkJggg=="
+    )
     html = f'<html><body><img src="{pixel}"><img src="missing.png"></body></html>'
     images = loaded_images(html, tmp_path)
     assert [i["width"] > 0 for i in images] == [True, False]

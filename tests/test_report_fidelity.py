@@ -36,33 +36,56 @@ def test_bottleneck_tables_and_snippets():
     s = study("bottleneck")
     for cfg in (e.config for e in s.experiments):
         assert (cfg.optimizer, cfg.lr if cfg.lr == 3e-4 else 3e-4, cfg.weight_decay) == (
-            "adamw", 3e-4, 1e-4)  # AdamW(lr=3e-4, weight_decay=1e-4)
+            "adamw",
+            3e-4,
+            1e-4,
+        )  # AdamW(lr=3e-4, weight_decay=1e-4)
         assert (cfg.epochs, cfg.patience) == (50, 15)
     assert s.base.get("scheduler", "none") == "none" and "base.scheduler" in deviations_text(
-        "bottleneck")
+        "bottleneck"
+    )
     # the report's scheduler snippets
-    sched = {c.scheduler: c for c in group_configs("bottleneck", "scheduler").values()
-             if c.batch_size == 32}
-    assert (sched["cosine"].t_max or sched["cosine"].epochs, sched["cosine"].eta_min) == (
-        50, 1e-6)
-    assert (sched["plateau"].plateau_factor, sched["plateau"].plateau_patience,
-            sched["plateau"].min_lr) == (0.5, 10, 1e-6)
+    sched = {
+        c.scheduler: c
+        for c in group_configs("bottleneck", "scheduler").values()
+        if c.batch_size == 32
+    }
+    assert (sched["cosine"].t_max or sched["cosine"].epochs, sched["cosine"].eta_min) == (50, 1e-6)
+    assert (
+        sched["plateau"].plateau_factor,
+        sched["plateau"].plateau_patience,
+        sched["plateau"].min_lr,
+    ) == (0.5, 10, 1e-6)
     assert (sched["step"].step_size, sched["step"].gamma) == (15, 0.5)
     assert sched["exponential"].gamma == 0.95
 
 
-@pytest.mark.parametrize("group, report_pairs, key", [
-    ("grad_accumulation", {(32, 1), (16, 2), (8, 4), (64, 1), (32, 2), (16, 4)},
-     ("batch_size", "grad_accum_steps")),
-    ("data_loading", {(0, 3), (2, 3), (6, 3), (6, 5), (6, 10), (12, 5), (18, 5)},
-     ("num_workers", "cleanup_every")),
-    ("lr_scaling", {(32, 3e-4), (64, 6e-4), (128, 1.2e-3), (32, 1e-4), (32, 1e-3),
-                    (128, 3e-4)}, ("batch_size", "lr")),
-    ("batch_size", {(b,) for b in (16, 32, 64, 96, 128, 192, 256)}, ("batch_size",)),
-])
+@pytest.mark.parametrize(
+    "group, report_pairs, key",
+    [
+        (
+            "grad_accumulation",
+            {(32, 1), (16, 2), (8, 4), (64, 1), (32, 2), (16, 4)},
+            ("batch_size", "grad_accum_steps"),
+        ),
+        (
+            "data_loading",
+            {(0, 3), (2, 3), (6, 3), (6, 5), (6, 10), (12, 5), (18, 5)},
+            ("num_workers", "cleanup_every"),
+        ),
+        (
+            "lr_scaling",
+            {(32, 3e-4), (64, 6e-4), (128, 1.2e-3), (32, 1e-4), (32, 1e-3), (128, 3e-4)},
+            ("batch_size", "lr"),
+        ),
+        ("batch_size", {(b,) for b in (16, 32, 64, 96, 128, 192, 256)}, ("batch_size",)),
+    ],
+)
 def test_bottleneck_has_every_reported_level_and_marks_its_additions(group, report_pairs, key):
-    ours = {label: tuple(getattr(c, k) for k in key)
-            for label, c in group_configs("bottleneck", group).items()}
+    ours = {
+        label: tuple(getattr(c, k) for k in key)
+        for label, c in group_configs("bottleneck", group).items()
+    }
     assert report_pairs <= set(ours.values())
     added = [label for label, value in ours.items() if value not in report_pairs]
     text = deviations_text("bottleneck")
@@ -70,8 +93,9 @@ def test_bottleneck_has_every_reported_level_and_marks_its_additions(group, repo
         assert label in text, f"{group}-{label} is not in the report but not marked as added"
     source = (STUDIES / "bottleneck.yaml").read_text().splitlines()
     for value in (v for label, v in ours.items() if label in added):
-        line = next(ln for ln in source if all(f"{k}: {x}" in ln for k, x in
-                                               zip(key, value, strict=True)))
+        line = next(
+            ln for ln in source if all(f"{k}: {x}" in ln for k, x in zip(key, value, strict=True))
+        )
         assert "added" in line  # and the study file says so at the value
 
 
@@ -98,7 +122,12 @@ def test_cifar100_followup_says_what_could_not_be_reproduced():
     assert extended["ep100_tmax100_pat15"].patience == 15
     up = group_configs("cifar100_followup", "upsampling")["resnet18_imagenet_up224"]
     assert (up.optimizer, up.lr, up.weight_decay, up.patience, up.t_max) == (
-        "adam", 1e-3, 1e-4, 15, 50)
+        "adam",
+        1e-3,
+        1e-4,
+        15,
+        50,
+    )
 
 
 # -- CIFAR-10 worksheet (report 004) ----------------------------------------------------------
@@ -133,8 +162,9 @@ def test_drop_last_drops_only_the_partial_batch_on_both_paths(n, batch):
 def test_plateau_min_lr_is_a_floor():
     model = torch.nn.Linear(2, 1)
     for floor in (0.0, 1e-4):
-        cfg = TrainConfig(scheduler="plateau", plateau_patience=1, plateau_factor=0.1,
-                          lr=1e-2, min_lr=floor)
+        cfg = TrainConfig(
+            scheduler="plateau", plateau_patience=1, plateau_factor=0.1, lr=1e-2, min_lr=floor
+        )
         opt = make_optimizer(cfg, model)
         sched = make_scheduler(cfg, opt)
         for _ in range(20):
@@ -172,23 +202,38 @@ def test_fixed_normalisation_replaces_the_computed_statistics():
 
 def test_fixed_normalisation_changes_training(prepared, tmp_path):
     common = {"epochs": 1, "batch_size": 16, "diagnostics_every": 0}
-    a = run(TrainConfig.from_dict(common), prepared, tmp_path / "a", tmp_path / "a.ckpt",
-            log=lambda m: None)
-    b = run(TrainConfig.from_dict({**common, "norm_mean": [0.9], "norm_std": [0.05]}),
-            prepared, tmp_path / "b", tmp_path / "b.ckpt", log=lambda m: None)
+    a = run(
+        TrainConfig.from_dict(common),
+        prepared,
+        tmp_path / "a",
+        tmp_path / "a.ckpt",
+        log=lambda m: None,
+    )
+    b = run(
+        TrainConfig.from_dict({**common, "norm_mean": [0.9], "norm_std": [0.05]}),
+        prepared,
+        tmp_path / "b",
+        tmp_path / "b.ckpt",
+        log=lambda m: None,
+    )
     assert a["test_mse"] != b["test_mse"]
 
 
 def test_no_validation_hold_out_tests_the_final_weights(microbead_dir, tmp_path):
     from hpstudy.prepare import prepare
 
-    spec = {"name": "microbeads", "image_size": 32,
-            "split": {"method": "random", "train": 0.8, "val": 0, "test": 0.2, "seed": 1}}
+    spec = {
+        "name": "microbeads",
+        "image_size": 32,
+        "split": {"method": "random", "train": 0.8, "val": 0, "test": 0.2, "seed": 1},
+    }
     prepare(spec, microbead_dir, tmp_path / "p.pt", tmp_path / "manifest.json")
-    cfg = TrainConfig.from_dict({"epochs": 2, "batch_size": 16, "patience": None,
-                                 "diagnostics_every": 0, "drop_last": True})
-    metrics = run(cfg, tmp_path / "p.pt", tmp_path / "run", tmp_path / "run.ckpt",
-                  log=lambda m: None)
+    cfg = TrainConfig.from_dict(
+        {"epochs": 2, "batch_size": 16, "patience": None, "diagnostics_every": 0, "drop_last": True}
+    )
+    metrics = run(
+        cfg, tmp_path / "p.pt", tmp_path / "run", tmp_path / "run.ckpt", log=lambda m: None
+    )
     assert metrics["tested_weights"] == "final" and math.isfinite(metrics["test_r2"])
     assert metrics["optimizer_steps"] == 2 * (metrics["n_train"] // 16)  # drop_last
 
@@ -198,6 +243,7 @@ def test_patience_without_validation_split_is_refused_at_load_time(tmp_path):
     path.write_text(
         "name: noval\ndataset:\n  name: microbeads\n"
         "  split: {method: random, train: 0.8, val: 0, test: 0.2}\n"
-        "base: {epochs: 1, patience: 5}\ngroups:\n  g:\n    grid: {lr: [0.001]}\n")
+        "base: {epochs: 1, patience: 5}\ngroups:\n  g:\n    grid: {lr: [0.001]}\n"
+    )
     with pytest.raises(StudyError, match=r"patience=5.*split.val is 0.*patience: null"):
         load_study(path)

@@ -63,14 +63,22 @@ def open_and_clear(n: int, seed: int = 0):
     one seed SD, which 3 seeds cannot decide at an O'Brien-Fleming first look."""
     rng = np.random.default_rng(seed)
     groups = {
-        "clear": {"kind": "list", "factors": ["lr"], "levels": {"lr1e-4": {"lr": 1e-4},
-                                                                "lr1e-3": {"lr": 1e-3}},
-                  "contrasts": [{"name": "low_vs_high", "a": "lr1e-3", "b": "lr1e-4",
-                                 "expect": "a_better"}]},
-        "open": {"kind": "list", "factors": ["bs"], "levels": {"bs32": {"bs": 32},
-                                                               "bs16": {"bs": 16}},
-                 "contrasts": [{"name": "true_vs_accum", "a": "bs32", "b": "bs16",
-                                "expect": "a_better"}]},
+        "clear": {
+            "kind": "list",
+            "factors": ["lr"],
+            "levels": {"lr1e-4": {"lr": 1e-4}, "lr1e-3": {"lr": 1e-3}},
+            "contrasts": [
+                {"name": "low_vs_high", "a": "lr1e-3", "b": "lr1e-4", "expect": "a_better"}
+            ],
+        },
+        "open": {
+            "kind": "list",
+            "factors": ["bs"],
+            "levels": {"bs32": {"bs": 32}, "bs16": {"bs": 16}},
+            "contrasts": [
+                {"name": "true_vs_accum", "a": "bs32", "b": "bs16", "expect": "a_better"}
+            ],
+        },
     }
     block = rng.normal(0, 0.01, n)
     values = {
@@ -106,8 +114,7 @@ def test_a_clear_effect_stops_after_round_1_an_open_question_gets_seeds():
     added = {a["experiment"]: a for a in r1["added"]}
     assert set(added) == {"open-bs32", "open-bs16"}
     assert added["open-bs32"]["seeds_to"] == 5
-    assert any("open / true_vs_accum: inconclusive" in why
-               for why in added["open-bs32"]["because"])
+    assert any("open / true_vs_accum: inconclusive" in why for why in added["open-bs32"]["because"])
     assert r1["seeds_next"]["clear-lr1e-3"] == 3 and not r1["done"]
     assert r1["level"] == pytest.approx(sequential.nominal_levels([3, 5, 7])[0])
 
@@ -133,9 +140,14 @@ def test_futility_stops_a_question_max_seeds_cannot_decide():
     # noise 10x sesoi, estimate near 0: even 7 seeds could not decide it
     plan = SeedPlan(initial=3, max=7, step=2, futility=True)
     rng = np.random.default_rng(1)
-    groups = {"g": {"kind": "list", "factors": ["x"],
-                    "levels": {"a": {"x": 1}, "b": {"x": 2}},
-                    "contrasts": [{"name": "ab", "a": "a", "b": "b", "expect": "a_better"}]}}
+    groups = {
+        "g": {
+            "kind": "list",
+            "factors": ["x"],
+            "levels": {"a": {"x": 1}, "b": {"x": 2}},
+            "contrasts": [{"name": "ab", "a": "a", "b": "b", "expect": "a_better"}],
+        }
+    }
     values = {("g", "a"): list(rng.normal(0, 1, 5)), ("g", "b"): list(rng.normal(0, 1, 5))}
     summary, doc = make_study(groups, values, sesoi=0.05)
     r2 = sequential.decide_round(summary, doc, plan, 2)
@@ -149,9 +161,12 @@ def test_simulated_false_claims_stay_at_alpha_despite_repeated_looks():
     """Under no effect, 400 simulated studies with 5 looks: the sequential design claims an
     effect at about alpha, the naive design (alpha at every look) clearly more often."""
     n = 400
-    rows = sequential.simulate(n, SeedPlan(initial=3, max=10, step=2), seed=11,
-                               scenarios={"none": (0.0, 1.0, 1.0),
-                                          "collapse": (30.0, 1.0, 1.0)})
+    rows = sequential.simulate(
+        n,
+        SeedPlan(initial=3, max=10, step=2),
+        seed=11,
+        scenarios={"none": (0.0, 1.0, 1.0), "collapse": (30.0, 1.0, 1.0)},
+    )
     none, collapse = rows
     mc = 3 * math.sqrt(0.05 * 0.95 / n)
     assert none["seq_claim"] <= analysis.ALPHA + mc

@@ -46,8 +46,9 @@ def test_dry_run_shows_round_1_of_the_shipped_sequential_study(tmp_path):
 
 @pytest.mark.slow
 def test_a_decided_group_stops_an_open_one_gets_seeds_and_a_stopped_study_resumes(tmp_path):
-    work = write_workdir(tmp_path, TINY_SEQ, "tinyseq",
-                         synthetic={"n_images": 40, "image_size": 48, "seed": 2})
+    work = write_workdir(
+        tmp_path, TINY_SEQ, "tinyseq", synthetic={"n_images": 40, "image_size": 48, "seed": 2}
+    )
     results = work / "results/tinyseq"
     # stop after round 1 (as a killed study would be), then run the whole study
     run_snakemake(work, "--cores", "2", str(results / "rounds/round1.yaml"))

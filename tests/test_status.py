@@ -61,23 +61,46 @@ def tree(tmp_path):
     host = __import__("socket").gethostname()
     put(results, "metrics", "bs-bs4", 0, {"status": "ok", "wall_time_s": 100.0})
     put(results, "metrics", "bs-bs4", 1, {"status": "ok", "wall_time_s": 300.0})
-    put(results, "metrics", "bs-bs8", 0, {"status": "diverged", "diverged_epoch": 3,
-                                          "wall_time_s": 50.0})
-    put(results, "progress", "bs-bs8", 1, {
-        "epoch": 2, "epochs": 5, "val_metric": 0.51234, "resumes": 1, "pid": os.getpid(),
-        "hostname": host, "job_id": "77.pbs", "epoch_s": 20.0, "eta_s": 60.0,
-        "updated": time.time()})
+    put(
+        results,
+        "metrics",
+        "bs-bs8",
+        0,
+        {"status": "diverged", "diverged_epoch": 3, "wall_time_s": 50.0},
+    )
+    put(
+        results,
+        "progress",
+        "bs-bs8",
+        1,
+        {
+            "epoch": 2,
+            "epochs": 5,
+            "val_metric": 0.51234,
+            "resumes": 1,
+            "pid": os.getpid(),
+            "hostname": host,
+            "job_id": "77.pbs",
+            "epoch_s": 20.0,
+            "eta_s": 60.0,
+            "updated": time.time(),
+        },
+    )
     put(results, "failure", "bs-bs16", 0, {"reason": "out of memory at epoch 1 (CPU)"})
-    put(results, "progress", "bs-bs16", 1, {"epoch": 3, "epochs": 5, "pid": dead_pid(),
-                                            "hostname": host, "updated": time.time()})
+    put(
+        results,
+        "progress",
+        "bs-bs16",
+        1,
+        {"epoch": 3, "epochs": 5, "pid": dead_pid(), "hostname": host, "updated": time.time()},
+    )
     return studies, results
 
 
 def test_each_state_is_counted_with_its_detail(tree):
     studies, results = tree
     status = study_status("tiny", results, studies, workdirs=[])
-    assert status.counts == {"finished": 2, "running": 1, "waiting": 1, "failed": 1,
-                             "diverged": 1}
+    assert status.counts == {"finished": 2, "running": 1, "waiting": 1, "failed": 1, "diverged": 1}
     text = render(status)
     assert "bs-bs8 seed1: epoch 2 of 5, val 0.5123, resumes 1, ETA 1m00s; job 77.pbs" in text
     assert "bs-bs16 seed0: out of memory at epoch 1 (CPU)" in text
@@ -90,12 +113,24 @@ def test_each_state_is_counted_with_its_detail(tree):
 
 def test_another_hosts_progress_counts_until_it_is_stale(tree):
     studies, results = tree
-    path = put(results, "progress", "bs-bs16", 1, {"epoch": 3, "epochs": 5, "pid": 1,
-                                                   "hostname": "node7", "epoch_s": 10,
-                                                   "updated": time.time() - 60})
+    path = put(
+        results,
+        "progress",
+        "bs-bs16",
+        1,
+        {
+            "epoch": 3,
+            "epochs": 5,
+            "pid": 1,
+            "hostname": "node7",
+            "epoch_s": 10,
+            "updated": time.time() - 60,
+        },
+    )
     assert study_status("tiny", results, studies, workdirs=[]).counts["running"] == 2
-    path.write_text(json.dumps({"epoch": 3, "hostname": "node7", "pid": 1,
-                                "updated": time.time() - 7200}))
+    path.write_text(
+        json.dumps({"epoch": 3, "hostname": "node7", "pid": 1, "updated": time.time() - 7200})
+    )
     assert study_status("tiny", results, studies, workdirs=[]).counts["running"] == 1
 
 
@@ -104,14 +139,27 @@ def test_pbs_jobs_give_queued_and_failed_states(tree, tmp_path):
     state = tmp_path / ".snakemake" / "pbs"
     state.mkdir(parents=True)
     # one train job per configuration (all its seeds)
-    jobs = [{"jobid": "101.srv", "rule": "train", "wildcards": {"study": "tiny",
-             "cfg": cfg_of("bs-bs16")}},
-            {"jobid": "102.srv", "rule": "train", "wildcards": {"study": "tiny",
-             "cfg": cfg_of("bs-bs4")}}]
+    jobs = [
+        {
+            "jobid": "101.srv",
+            "rule": "train",
+            "wildcards": {"study": "tiny", "cfg": cfg_of("bs-bs16")},
+        },
+        {
+            "jobid": "102.srv",
+            "rule": "train",
+            "wildcards": {"study": "tiny", "cfg": cfg_of("bs-bs4")},
+        },
+    ]
     (state / "jobs.jsonl").write_text("".join(json.dumps(j) + "\n" for j in jobs))
-    (state / "status.json").write_text(json.dumps({
-        "live": {"101": ["running", "job_state Q: queued"]},
-        "final": {"102": ["failed", "walltime exceeded"]}}))
+    (state / "status.json").write_text(
+        json.dumps(
+            {
+                "live": {"101": ["running", "job_state Q: queued"]},
+                "final": {"102": ["failed", "walltime exceeded"]},
+            }
+        )
+    )
     status = study_status("tiny", results, studies, workdirs=[tmp_path])
     run = next(r for r in status.runs if (r.exp, r.seed) == ("bs-bs16", 1))
     # its job is queued: the seed waits, and says for which job
@@ -127,16 +175,19 @@ def test_slurm_logs_name_the_job_of_a_failed_run(tree, tmp_path):
     for job in ("998", "1002"):  # a retry: the newest job id wins
         (logs / f"{job}.log").write_text("")
     text = render(study_status("tiny", results, studies, workdirs=[tmp_path]))
-    assert ("bs-bs16 seed0: out of memory at epoch 1 (CPU); Slurm job 1002 (log "
-            f".snakemake/slurm_logs/rule_train/tiny_{cfg_of('bs-bs16')}/1002.log)") in text
+    assert (
+        "bs-bs16 seed0: out of memory at epoch 1 (CPU); Slurm job 1002 (log "
+        f".snakemake/slurm_logs/rule_train/tiny_{cfg_of('bs-bs16')}/1002.log)"
+    ) in text
 
 
 def test_command_prints_the_counts_and_runs(tree, capsys):
     studies, results = tree
     assert main(["tiny", "--results", str(results), "--studies", str(studies)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("study tiny: 6 runs  finished 2  running 1  waiting 1  failed 1  "
-                          "diverged 1\n")
+    assert out.startswith(
+        "study tiny: 6 runs  finished 2  running 1  waiting 1  failed 1  diverged 1\n"
+    )
     assert "ETA 3m30s (mean run 2m30s, 1 running at once)" in out
 
 
@@ -144,8 +195,9 @@ def test_watch_stops_when_nothing_is_left(tree, capsys):
     studies, results = tree
     for exp, seed in (("bs-bs8", 1), ("bs-bs16", 0), ("bs-bs16", 1)):
         put(results, "metrics", exp, seed, {"status": "ok", "wall_time_s": 10.0})
-    assert main(["tiny", "--watch", "0.1", "--results", str(results), "--studies",
-                 str(studies)]) == 0
+    assert (
+        main(["tiny", "--watch", "0.1", "--results", str(results), "--studies", str(studies)]) == 0
+    )
     assert "nothing left to run" in capsys.readouterr().out
 
 
@@ -159,26 +211,44 @@ def write_big_tree(root: Path, n_exp: int = 3334, seeds: int = 3) -> tuple[Path,
     (1% diverged), 20 running, 50 failed, the rest waiting."""
     studies, results = root / "studies", root / "results"
     studies.mkdir(parents=True)
-    groups = "\n".join(f"  g{g}:\n    grid: {{batch_size: [{', '.join(str(i + 1) for i in range(min(100, n_exp - g * 100)))}]}}"  # noqa: E501
-                       for g in range((n_exp + 99) // 100))
+    groups = "\n".join(
+        f"  g{g}:\n    grid: {{batch_size: [{', '.join(str(i + 1) for i in range(min(100, n_exp - g * 100)))}]}}"  # noqa: E501
+        for g in range((n_exp + 99) // 100)
+    )
     (studies / "big.yaml").write_text(
         f"name: big\nseeds: {seeds}\ndataset: {{name: microbeads, image_size: 32}}\n"
-        f"base: {{epochs: 10}}\ngroups:\n{groups}\n")
-    exps = [f"g{g}-bs{i + 1}" for g in range((n_exp + 99) // 100)
-            for i in range(min(100, n_exp - g * 100))]
+        f"base: {{epochs: 10}}\ngroups:\n{groups}\n"
+    )
+    exps = [
+        f"g{g}-bs{i + 1}"
+        for g in range((n_exp + 99) // 100)
+        for i in range(min(100, n_exp - g * 100))
+    ]
     (results / "big").mkdir(parents=True)
     (results / "big" / "experiments.tsv").write_text(
-        "experiment\tconfig_hash\tepochs\n" + "".join(f"{e}\tc{e}\t10\n" for e in exps))
+        "experiment\tconfig_hash\tepochs\n" + "".join(f"{e}\tc{e}\t10\n" for e in exps)
+    )
     runs = [(e, s) for e in exps for s in range(seeds)]
     host = __import__("socket").gethostname()
     for i, (exp, seed) in enumerate(runs):
         fields = {"study": "big", "exp": exp, "cfg": f"c{exp}", "seed": seed}
         if i < 0.7 * len(runs):
-            kind, payload = "metrics", {"status": "diverged" if i % 100 == 0 else "ok",
-                                        "wall_time_s": 60.0 + i % 7}
+            kind, payload = (
+                "metrics",
+                {"status": "diverged" if i % 100 == 0 else "ok", "wall_time_s": 60.0 + i % 7},
+            )
         elif i < 0.7 * len(runs) + 20:
-            kind, payload = "progress", {"epoch": 4, "epochs": 10, "pid": os.getpid(),
-                                         "hostname": host, "eta_s": 30.0, "epoch_s": 6.0}
+            kind, payload = (
+                "progress",
+                {
+                    "epoch": 4,
+                    "epochs": 10,
+                    "pid": os.getpid(),
+                    "hostname": host,
+                    "eta_s": 30.0,
+                    "epoch_s": 6.0,
+                },
+            )
         elif i < 0.7 * len(runs) + 70:
             kind, payload = "failure", {"reason": "out of memory"}
         else:
@@ -216,17 +286,16 @@ groups:
     baseline: bs8
     grid: {batch_size: [4, 8]}
 """
-    work = write_workdir(tmp_path, study, synthetic={"n_images": 40, "image_size": 48,
-                                                     "seed": 2})
-    cmd = snakemake_cmd("--directory", str(work), "--configfile", str(work / "config.yaml"),
-                        "--cores", "2")
+    work = write_workdir(tmp_path, study, synthetic={"n_images": 40, "image_size": 48, "seed": 2})
+    cmd = snakemake_cmd(
+        "--directory", str(work), "--configfile", str(work / "config.yaml"), "--cores", "2"
+    )
     log = open(tmp_path / "snakemake.out", "w")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     seen, deadline = [], time.time() + 900
     try:
         while proc.poll() is None and time.time() < deadline:
-            status = study_status("tiny", work / "results", work / "studies",
-                                  workdirs=[work])
+            status = study_status("tiny", work / "results", work / "studies", workdirs=[work])
             seen.append(status.counts)
             for run in status.runs:
                 if run.state == "running" and run.detail.get("epoch") is not None:
@@ -239,8 +308,7 @@ groups:
         log.close()
     assert proc.returncode == 0, (tmp_path / "snakemake.out").read_text()[-3000:]
     final = study_status("tiny", work / "results", work / "studies", workdirs=[work])
-    assert final.counts == {"finished": 4, "running": 0, "waiting": 0, "failed": 0,
-                            "diverged": 0}
+    assert final.counts == {"finished": 4, "running": 0, "waiting": 0, "failed": 0, "diverged": 0}
     assert all(sum(c.values()) == 4 for c in seen)
     assert all(c["failed"] == 0 and c["diverged"] == 0 for c in seen)
     assert any(c["running"] > 0 for c in seen), seen  # a run was seen in training

@@ -12,8 +12,15 @@ from fake_datasets import write_cifar10, write_cifar100, write_vgg_cells
 from hpstudy.study import load_study, make_label
 
 STUDIES = REPO / "config" / "studies"
-SHIPPED = ["bottleneck", "bottleneck_quick", "cifar100_grid", "cifar100_followup",
-           "cifar10_resnet18", "vgg_cells", "vgg_cells_ci"]
+SHIPPED = [
+    "bottleneck",
+    "bottleneck_quick",
+    "cifar100_grid",
+    "cifar100_followup",
+    "cifar10_resnet18",
+    "vgg_cells",
+    "vgg_cells_ci",
+]
 
 
 def study(name):
@@ -48,23 +55,58 @@ def test_bottleneck_is_the_reports_35_experiments():
         assert (cfg.epochs, cfg.patience, cfg.mixed_precision) == (50, 15, True)
     assert s.dataset["data_percentage"] == 50 and s.dataset["image_size"] == 256
     assert [c.batch_size for c in configs("bottleneck", "batch_size")] == [
-        16, 32, 64, 96, 128, 192, 256]
+        16,
+        32,
+        64,
+        96,
+        128,
+        192,
+        256,
+    ]
     assert all(c.lr == 3e-4 for c in configs("bottleneck", "batch_size"))
     assert [(c.batch_size, c.lr) for c in configs("bottleneck", "lr_scaling")] == [
-        (32, 3e-4), (64, 6e-4), (128, 1.2e-3), (32, 1e-4), (32, 1e-3), (128, 3e-4)]
-    accumulation = [(c.batch_size, c.grad_accum_steps)
-                    for c in configs("bottleneck", "grad_accumulation")]
-    assert accumulation == [(32, 1), (16, 2), (8, 4), (64, 1), (32, 2), (16, 4), (128, 1),
-                            (32, 4)]
+        (32, 3e-4),
+        (64, 6e-4),
+        (128, 1.2e-3),
+        (32, 1e-4),
+        (32, 1e-3),
+        (128, 3e-4),
+    ]
+    accumulation = [
+        (c.batch_size, c.grad_accum_steps) for c in configs("bottleneck", "grad_accumulation")
+    ]
+    assert accumulation == [(32, 1), (16, 2), (8, 4), (64, 1), (32, 2), (16, 4), (128, 1), (32, 4)]
     assert [c.effective_batch_size for c in configs("bottleneck", "grad_accumulation")] == [
-        32, 32, 32, 64, 64, 64, 128, 128]
+        32,
+        32,
+        32,
+        64,
+        64,
+        64,
+        128,
+        128,
+    ]
     loading = configs("bottleneck", "data_loading")
     assert [(c.num_workers, c.cleanup_every) for c in loading] == [
-        (0, 3), (2, 3), (6, 3), (6, 5), (6, 10), (12, 5), (18, 5), (18, 10)]
+        (0, 3),
+        (2, 3),
+        (6, 3),
+        (6, 5),
+        (6, 10),
+        (12, 5),
+        (18, 5),
+        (18, 10),
+    ]
     assert {c.data_path for c in loading} == {"dataloader"}  # workers only exist there
     schedules = [(c.batch_size, c.scheduler) for c in configs("bottleneck", "scheduler")]
-    assert schedules == [(32, "cosine"), (32, "step"), (32, "exponential"), (32, "plateau"),
-                         (128, "cosine"), (128, "step")]
+    assert schedules == [
+        (32, "cosine"),
+        (32, "step"),
+        (32, "exponential"),
+        (32, "plateau"),
+        (128, "cosine"),
+        (128, "step"),
+    ]
     by_kind = {c.scheduler: c for c in configs("bottleneck", "scheduler")}
     assert (by_kind["step"].step_size, by_kind["step"].gamma) == (15, 0.5)
     assert by_kind["exponential"].gamma == 0.95
@@ -76,20 +118,30 @@ def test_bottleneck_quick_is_a_shorter_10_experiment_subset():
     assert len(quick.experiments) == 10
     assert quick.dataset == full.dataset
     assert all(e.config.epochs < 50 for e in quick.experiments)
-    full_settings = {(c.batch_size, c.lr, c.grad_accum_steps) for c in
-                     (e.config for e in full.experiments)}
-    assert {(c.batch_size, c.lr, c.grad_accum_steps) for c in
-            (e.config for e in quick.experiments)} <= full_settings
+    full_settings = {
+        (c.batch_size, c.lr, c.grad_accum_steps) for c in (e.config for e in full.experiments)
+    }
+    assert {
+        (c.batch_size, c.lr, c.grad_accum_steps) for c in (e.config for e in quick.experiments)
+    } <= full_settings
 
 
 def test_cifar100_grid_is_the_full_2x2x2x2x2_product():
     s = study("cifar100_grid")
-    cells = {(c.model, c.mix != "none", c.optimizer, c.lr, c.scheduler)
-             for c in (e.config for e in s.experiments)}
+    cells = {
+        (c.model, c.mix != "none", c.optimizer, c.lr, c.scheduler)
+        for c in (e.config for e in s.experiments)
+    }
     assert len(s.experiments) == 32
-    assert cells == set(itertools.product(["resnet18_imagenet", "preact_resnet18"], [False, True],
-                                          ["sgd", "adam"], [1e-4, 1e-2],
-                                          ["plateau", "cosine"]))
+    assert cells == set(
+        itertools.product(
+            ["resnet18_imagenet", "preact_resnet18"],
+            [False, True],
+            ["sgd", "adam"],
+            [1e-4, 1e-2],
+            ["plateau", "cosine"],
+        )
+    )
     for c in (e.config for e in s.experiments):
         assert (c.epochs, c.patience, c.min_delta, c.batch_size) == (50, 3, 0.01, 256)
         assert (c.weight_decay, c.momentum, c.nesterov) == (1e-3, 0.9, True)
@@ -107,11 +159,17 @@ def test_cifar100_followups():
     assert best_sgd == {("preact_resnet18", "cutmix_mixup", "sgd", 1e-2, "cosine", True)}
     assert [(c.epochs, c.t_max) for c in extended] == [(50, 50), (100, 100)]
     assert extended[1].patience > extended[0].patience
-    upsampled = [c for c in configs("cifar100_followup", "upsampling")
-                 if c.model == "resnet18_imagenet" and c.upsample_size == 224]
+    upsampled = [
+        c
+        for c in configs("cifar100_followup", "upsampling")
+        if c.model == "resnet18_imagenet" and c.upsample_size == 224
+    ]
     assert len(upsampled) == 1
     assert (upsampled[0].optimizer, upsampled[0].lr, upsampled[0].weight_decay) == (
-        "adam", 1e-3, 1e-4)
+        "adam",
+        1e-3,
+        1e-4,
+    )
     assert s.dataset["name"] == "cifar100"
 
 
@@ -119,8 +177,7 @@ def test_cifar10_resnet18_two_settings():
     cfgs = configs("cifar10_resnet18", "batch_lr")
     assert [(c.batch_size, c.lr) for c in cfgs] == [(64, 0.15), (128, 0.2)]
     for c in cfgs:
-        assert (c.model, c.optimizer, c.momentum, c.weight_decay) == ("resnet18", "sgd", 0.9,
-                                                                      5e-4)
+        assert (c.model, c.optimizer, c.momentum, c.weight_decay) == ("resnet18", "sgd", 0.9, 5e-4)
         assert (c.scheduler, c.epochs) == ("cosine", 25)
         assert set(c.augment) == {"crop", "hflip", "jitter"}
         assert (c.crop_padding, c.color_jitter) == (4, 0.2)
@@ -142,6 +199,7 @@ def test_vgg_cells_follows_the_counting_protocol(name):
 
 # -- dry runs: the real workflow plans exactly the study's runs ------------------------------
 
+
 def _data_config(name: str, tmp_path: Path) -> dict:
     dataset = study(name).dataset["name"]
     if dataset in ("cifar10", "cifar100"):
@@ -160,8 +218,9 @@ def _planned_configs(output: str) -> set[str]:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_dry_run_plans_one_train_job_per_distinct_configuration(tmp_path, name):
     s = study(name)
-    workdir = write_workdir(tmp_path / "w", "", study=name, studies_dir=str(STUDIES),
-                            **_data_config(name, tmp_path))
+    workdir = write_workdir(
+        tmp_path / "w", "", study=name, studies_dir=str(STUDIES), **_data_config(name, tmp_path)
+    )
     proc = run_snakemake(workdir, "-n", "--cores", "1", timeout=300)
     output = proc.stdout + proc.stderr
     trains = re.search(r"^train\s+(\d+)\s*$", output, re.M)
@@ -170,14 +229,18 @@ def test_dry_run_plans_one_train_job_per_distinct_configuration(tmp_path, name):
 
 
 def test_missing_or_empty_data_root_is_a_clear_error_before_any_job(tmp_path):
-    workdir = write_workdir(tmp_path / "w", "", study="cifar10_resnet18",
-                            studies_dir=str(STUDIES))
+    workdir = write_workdir(tmp_path / "w", "", study="cifar10_resnet18", studies_dir=str(STUDIES))
     proc = run_snakemake(workdir, "-n", "--cores", "1", check=False, timeout=300)
     assert proc.returncode != 0
     assert "dataset cifar10 needs --config data_root=PATH" in proc.stdout + proc.stderr
     (tmp_path / "empty").mkdir()
-    workdir = write_workdir(tmp_path / "w", "", study="cifar10_resnet18",
-                            studies_dir=str(STUDIES), data_root=str(tmp_path / "empty"))
+    workdir = write_workdir(
+        tmp_path / "w",
+        "",
+        study="cifar10_resnet18",
+        studies_dir=str(STUDIES),
+        data_root=str(tmp_path / "empty"),
+    )
     proc = run_snakemake(workdir, "-n", "--cores", "1", check=False, timeout=300)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -199,8 +262,9 @@ def test_vgg_cells_ci_runs_end_to_end(tmp_path):
     from hpstudy.prepare import load_prepared
 
     s = study("vgg_cells_ci")
-    workdir = write_workdir(tmp_path, "", study="vgg_cells_ci", studies_dir=str(STUDIES),
-                            vgg_cells_dir=str(VGG_DIR))
+    workdir = write_workdir(
+        tmp_path, "", study="vgg_cells_ci", studies_dir=str(STUDIES), vgg_cells_dir=str(VGG_DIR)
+    )
     run_snakemake(workdir, "--cores", "2")
     results = tmp_path / "results" / "vgg_cells_ci"
     summary = pd.read_csv(results / "summary.csv")

@@ -28,16 +28,32 @@ def test_events_hold_every_epoch_and_the_hparams(prepared, tmp_path):
     pytest.importorskip("tensorboard")
     lines = []
     cfg = TrainConfig.from_dict(FAST)
-    metrics = run(cfg, prepared, tmp_path / "run", tmp_path / "run.pt", log=lines.append,
-                  tensorboard=tmp_path / "tb")
+    metrics = run(
+        cfg,
+        prepared,
+        tmp_path / "run",
+        tmp_path / "run.pt",
+        log=lines.append,
+        tensorboard=tmp_path / "tb",
+    )
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     acc = load_events(tmp_path / "tb")
     tags = set(acc.Tags()["scalars"])
-    assert {"loss/train", "loss/val", "val/r2", "optim/lr", "gradients/norm_mean",
-            "gradients/norm_cv"} <= tags
-    for tag, column in (("loss/train", "train_loss"), ("loss/val", "val_loss"),
-                        ("val/r2", "val_r2"), ("optim/lr", "lr"),
-                        ("gradients/norm_mean", "grad_norm_mean")):
+    assert {
+        "loss/train",
+        "loss/val",
+        "val/r2",
+        "optim/lr",
+        "gradients/norm_mean",
+        "gradients/norm_cv",
+    } <= tags
+    for tag, column in (
+        ("loss/train", "train_loss"),
+        ("loss/val", "val_loss"),
+        ("val/r2", "val_r2"),
+        ("optim/lr", "lr"),
+        ("gradients/norm_mean", "grad_norm_mean"),
+    ):
         events = acc.Scalars(tag)
         assert [e.step for e in events] == [1, 2, 3], tag
         assert [e.value for e in events] == pytest.approx(list(history[column]), rel=1e-6)
@@ -46,7 +62,8 @@ def test_events_hold_every_epoch_and_the_hparams(prepared, tmp_path):
 
     content = acc.PluginTagToContent("hparams")
     start = plugin_data_pb2.HParamsPluginData.FromString(
-        content["_hparams_/session_start_info"]).session_start_info
+        content["_hparams_/session_start_info"]
+    ).session_start_info
     assert start.hparams["batch_size"].number_value == 16
     assert start.hparams["optimizer"].string_value == "adamw"
     assert start.hparams["augment"].string_value == "none"
@@ -82,8 +99,16 @@ def test_writer_is_a_no_op_when_disabled(tmp_path):
 def test_writer_skips_missing_and_non_finite_values(tmp_path):
     pytest.importorskip("tensorboard")
     writer = RunWriter(tmp_path)
-    writer.epoch({"epoch": 1, "train_loss": 1.0, "val_loss": math.nan, "val_r2": None,
-                  "grad_noise_scale": math.inf, "val_accuracy": 0.5})
+    writer.epoch(
+        {
+            "epoch": 1,
+            "train_loss": 1.0,
+            "val_loss": math.nan,
+            "val_r2": None,
+            "grad_noise_scale": math.inf,
+            "val_accuracy": 0.5,
+        }
+    )
     writer.close()
     acc = load_events(tmp_path)
     assert set(acc.Tags()["scalars"]) == {"loss/train", "val/accuracy"}

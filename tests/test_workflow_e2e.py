@@ -54,8 +54,9 @@ def test_dry_run_lists_one_train_job_per_distinct_configuration(tmp_path, study)
 
 
 def test_lint_is_clean():
-    proc = subprocess.run(snakemake_cmd("--lint"), cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        snakemake_cmd("--lint"), cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr
 
@@ -85,14 +86,17 @@ def test_outputs_exist(finished):
     assert experiments["config_hash"].nunique() == 3
     assert experiments.loc[1, "shared_with"] == "scheduler-none"
     assert sorted(p.name for p in (results / "runs").iterdir()) == sorted(
-        experiments["config_hash"].unique())
+        experiments["config_hash"].unique()
+    )
     summary = pd.read_csv(results / "summary.csv")
     assert len(summary) == 8 and set(summary["seed"]) == {0, 1}
     assert (summary["status"] == "ok").all()
     shared = summary[summary["shared"]]
     assert set(shared["experiment"]) == {"batch_size-bs8", "scheduler-none"}
-    first, second = (shared[shared["experiment"] == e].set_index("seed")["test_r2"]
-                     for e in ("batch_size-bs8", "scheduler-none"))
+    first, second = (
+        shared[shared["experiment"] == e].set_index("seed")["test_r2"]
+        for e in ("batch_size-bs8", "scheduler-none")
+    )
     assert first.equals(second)  # the same runs, not two trainings
     assert {"converged", "optimizer_steps", "best_epoch", "job_wall_s"} <= set(summary)
     study = json.loads((results / "study.json").read_text())
@@ -128,8 +132,13 @@ def test_verdicts_csv_matches_the_report(finished):
     ]
     assert list(table["contrast"]) == ["(group)", "(group)", "cosine_vs_none"]
     assert set(table["verdict"]) <= {
-        "supported", "contradicted", "differs", "no relevant effect", "inconclusive",
-        "identical by construction", "not testable",
+        "supported",
+        "contradicted",
+        "differs",
+        "no relevant effect",
+        "inconclusive",
+        "identical by construction",
+        "not testable",
     }
     rec = yaml.safe_load((finished / "results/tiny/recommended.yaml").read_text())
     assert rec["recommended"] is None or rec["recommended"]["experiment"] in report
@@ -151,8 +160,9 @@ def test_editing_a_question_reruns_aggregate_and_report(finished):
     study_file = finished / "studies/tiny.yaml"
     original = study_file.read_text()
     try:
-        study_file.write_text(original.replace("Do smaller batches help?",
-                                               "Do smaller batches help at all?"))
+        study_file.write_text(
+            original.replace("Do smaller batches help?", "Do smaller batches help at all?")
+        )
         counts = job_counts(run_snakemake(finished, "-n", "--cores", "1").stdout)
         assert counts.get("aggregate") == counts.get("report") == 1
         assert "train" not in counts and "extract" not in counts

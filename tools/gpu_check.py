@@ -31,10 +31,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-FULL = {"n_images": 974, "sizes": (128, 256), "epochs": 50, "batch_size": 32,
-        "sharing": (1, 2, 4, 8), "sharing_epochs": 10, "compile_epochs": 8, "study_runs": 35 * 3}
-DRY = {"n_images": 40, "sizes": (32,), "epochs": 2, "batch_size": 8,
-       "sharing": (1, 2), "sharing_epochs": 1, "compile_epochs": 3, "study_runs": 35 * 3}
+FULL = {
+    "n_images": 974,
+    "sizes": (128, 256),
+    "epochs": 50,
+    "batch_size": 32,
+    "sharing": (1, 2, 4, 8),
+    "sharing_epochs": 10,
+    "compile_epochs": 8,
+    "study_runs": 35 * 3,
+}
+DRY = {
+    "n_images": 40,
+    "sizes": (32,),
+    "epochs": 2,
+    "batch_size": 8,
+    "sharing": (1, 2),
+    "sharing_epochs": 1,
+    "compile_epochs": 3,
+    "study_runs": 35 * 3,
+}
 
 
 def say(*parts) -> None:
@@ -51,13 +67,22 @@ def synthetic_data(n: int, size: int, seed: int = 0) -> dict:
     targets = images.float().mean(dim=(1, 2, 3))
     order = torch.randperm(n, generator=gen).numpy()
     n_train, n_val = int(0.7 * n), int(0.15 * n)
-    split = {"train": np.sort(order[:n_train]), "val": np.sort(order[n_train:n_train + n_val]),
-             "test": np.sort(order[n_train + n_val:])}
+    split = {
+        "train": np.sort(order[:n_train]),
+        "val": np.sort(order[n_train : n_train + n_val]),
+        "test": np.sort(order[n_train + n_val :]),
+    }
     pixels = images.float() / 255
-    manifest = {"task": "regression", "num_classes": 0, "image_shape": [1, size, size],
-                "target_mean": float(targets.mean()), "target_std": float(targets.std()),
-                "mean": [float(pixels.mean())], "std": [float(pixels.std())],
-                "content_sha256": f"gpu-check-{n}-{size}-{seed}"}
+    manifest = {
+        "task": "regression",
+        "num_classes": 0,
+        "image_shape": [1, size, size],
+        "target_mean": float(targets.mean()),
+        "target_std": float(targets.std()),
+        "mean": [float(pixels.mean())],
+        "std": [float(pixels.std())],
+        "content_sha256": f"gpu-check-{n}-{size}-{seed}",
+    }
     return {"images": images, "targets": targets, "split": split, "manifest": manifest}
 
 
@@ -65,10 +90,19 @@ def bottleneck_config(sizes: dict, **over):
     from hpstudy.config import TrainConfig
 
     # the bottleneck study's base; no early stopping, so that every run is 50 epochs long
-    return TrainConfig.from_dict({"model": "resnet_shallow", "optimizer": "adamw", "lr": 3e-4,
-                                  "batch_size": sizes["batch_size"], "epochs": sizes["epochs"],
-                                  "patience": None, "mixed_precision": True,
-                                  "amp_dtype": "bf16", **over})
+    return TrainConfig.from_dict(
+        {
+            "model": "resnet_shallow",
+            "optimizer": "adamw",
+            "lr": 3e-4,
+            "batch_size": sizes["batch_size"],
+            "epochs": sizes["epochs"],
+            "patience": None,
+            "mixed_precision": True,
+            "amp_dtype": "bf16",
+            **over,
+        }
+    )
 
 
 def train_once(cfg, data, work: Path, forward=None) -> dict:
@@ -91,12 +125,27 @@ def section_tests(budget_s: float) -> None:
     except ImportError:
         say("tests: skipped (pytest is not installed)")
         return
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-           str(REPO / "tests")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "gpu",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        str(REPO / "tests"),
+    ]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=budget_s,
-                              env={**os.environ, "HPSTUDY_DEVICE": "cuda"})
+        proc = subprocess.run(
+            cmd,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=budget_s,
+            env={**os.environ, "HPSTUDY_DEVICE": "cuda"},
+        )
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
         say(f"tests: pytest -m gpu exit {proc.returncode} in {time.perf_counter() - t0:.1f} s")
     except subprocess.TimeoutExpired:
@@ -115,13 +164,17 @@ def section_experiment(sizes: dict, work: Path) -> dict[int, dict]:
         times = m["epoch_times"]
         steady = sorted(times[1:] or times)[len(times[1:] or times) // 2]
         out[size] = m
-        say(f"experiment {size}px: {m['epochs_run']} epochs, {m['optimizer_steps']} steps, "
+        say(
+            f"experiment {size}px: {m['epochs_run']} epochs, {m['optimizer_steps']} steps, "
             f"run wall {m['run_wall_s']:.2f} s, train {m['train_time_s']:.2f} s, first epoch "
             f"{times[0]:.3f} s, median epoch {steady:.3f} s, "
-            f"{m['throughput_samples_per_s']:.0f} img/s, peak {m['peak_memory_mb']:.0f} MiB")
-        say(f"study estimate {size}px: {sizes['study_runs']} runs x {m['run_wall_s']:.2f} s = "
+            f"{m['throughput_samples_per_s']:.0f} img/s, peak {m['peak_memory_mb']:.0f} MiB"
+        )
+        say(
+            f"study estimate {size}px: {sizes['study_runs']} runs x {m['run_wall_s']:.2f} s = "
             f"{sizes['study_runs'] * m['run_wall_s'] / 60:.1f} min one at a time in one process "
-            "(plus one process start per configuration; see sharing)")
+            "(plus one process start per configuration; see sharing)"
+        )
     return out
 
 
@@ -140,11 +193,21 @@ def section_sharing(sizes: dict, size: int) -> None:
     base = None
     for k in sizes["sharing"]:
         t0 = time.perf_counter()
-        procs = [subprocess.Popen(
-            [sys.executable, __file__, "--child",
-             json.dumps({**sizes, "size": size, "seed": i, "sizes": None})]
-            + (["--dry-run"] if sizes is DRY else []),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(k)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    json.dumps({**sizes, "size": size, "seed": i, "sizes": None}),
+                ]
+                + (["--dry-run"] if sizes is DRY else []),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(k)
+        ]
         results = []
         for proc in procs:
             out, err = proc.communicate()
@@ -155,10 +218,13 @@ def section_sharing(sizes: dict, size: int) -> None:
         wall = time.perf_counter() - t0
         rate = k / wall * 60
         base = rate if base is None else base
-        say(f"sharing k={k} at {size}px: {k} runs of {sizes['sharing_epochs']} epochs in "
+        say(
+            f"sharing k={k} at {size}px: {k} runs of {sizes['sharing_epochs']} epochs in "
             f"{wall:.2f} s (process start included): {rate:.1f} runs/min, "
             f"{rate / base:.2f}x one at a time; train time per run "
-            + ", ".join(f"{r['train_time_s']:.2f}" for r in results) + " s")
+            + ", ".join(f"{r['train_time_s']:.2f}" for r in results)
+            + " s"
+        )
 
 
 def section_compile(sizes: dict, size: int, work: Path, device: str) -> None:
@@ -166,9 +232,11 @@ def section_compile(sizes: dict, size: int, work: Path, device: str) -> None:
 
     data = synthetic_data(sizes["n_images"], size)
     cfg = bottleneck_config(sizes, epochs=sizes["compile_epochs"])
-    variants = {"eager": None,
-                "compile": lambda model: torch.compile(model),
-                "cuda_graphs": lambda model: torch.compile(model, mode="reduce-overhead")}
+    variants = {
+        "eager": None,
+        "compile": lambda model: torch.compile(model),
+        "cuda_graphs": lambda model: torch.compile(model, mode="reduce-overhead"),
+    }
     if device != "cuda":
         variants.pop("cuda_graphs")  # CUDA graphs need CUDA
     results = {}
@@ -181,8 +249,10 @@ def section_compile(sizes: dict, size: int, work: Path, device: str) -> None:
         times = m["epoch_times"]
         steady = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
         results[name] = (steady, times[0] - steady)
-        say(f"compile {name} {size}px: median steady epoch {steady:.4f} s, first epoch "
-            f"{times[0]:.3f} s (compile/warm-up cost {times[0] - steady:.3f} s)")
+        say(
+            f"compile {name} {size}px: median steady epoch {steady:.4f} s, first epoch "
+            f"{times[0]:.3f} s (compile/warm-up cost {times[0] - steady:.3f} s)"
+        )
     if "eager" not in results:
         return
     eager_epoch, eager_warm = results["eager"]
@@ -191,20 +261,35 @@ def section_compile(sizes: dict, size: int, work: Path, device: str) -> None:
             continue
         epoch, warm = results[name]
         gain = (eager_epoch - epoch) * FULL["epochs"] - (warm - eager_warm)
-        say(f"decision {name}: {'USE' if gain > 0 else 'do not use'} "
+        say(
+            f"decision {name}: {'USE' if gain > 0 else 'do not use'} "
             f"(a {FULL['epochs']}-epoch run saves {gain:+.2f} s: "
-            f"{eager_epoch - epoch:+.4f} s/epoch, {warm - eager_warm:+.2f} s more warm-up)")
+            f"{eager_epoch - epoch:+.4f} s/epoch, {warm - eager_warm:+.2f} s more warm-up)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/gpu_check.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dry-run", action="store_true",
-                        help="every section at toy sizes on the CPU (checks the script itself)")
-    parser.add_argument("--sections", default="tests,experiment,sharing,compile",
-                        help="comma-separated subset of tests,experiment,sharing,compile")
-    parser.add_argument("--tests-budget", type=float, default=120.0,
-                        help="seconds the gpu-marked tests may take (default 120)")
+    parser = argparse.ArgumentParser(
+        prog="python tools/gpu_check.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="every section at toy sizes on the CPU (checks the script itself)",
+    )
+    parser.add_argument(
+        "--sections",
+        default="tests,experiment,sharing,compile",
+        help="comma-separated subset of tests,experiment,sharing,compile",
+    )
+    parser.add_argument(
+        "--tests-budget",
+        type=float,
+        default=120.0,
+        help="seconds the gpu-marked tests may take (default 120)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     import torch
@@ -215,14 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torchvision  # noqa: F401 - ResNet_Shallow is built from its BasicBlock
     except ImportError:
-        say("gpu_check: torchvision is not installed; ResNet_Shallow needs it (pip install "
-            "torchvision matching this torch)")
+        say(
+            "gpu_check: torchvision is not installed; ResNet_Shallow needs it (pip install "
+            "torchvision matching this torch)"
+        )
         return 2
     cuda = torch.cuda.is_available()
     if not cuda and not args.dry_run:
-        say(f"gpu_check: no CUDA device (torch {torch.__version__}, "
+        say(
+            f"gpu_check: no CUDA device (torch {torch.__version__}, "
             f"torch.cuda.is_available() is False): nothing to measure; run it on a GPU "
-            "machine, or with --dry-run to exercise it on the CPU")
+            "machine, or with --dry-run to exercise it on the CPU"
+        )
         return 0
     device = "cuda" if cuda and not args.dry_run else "cpu"
     os.environ["HPSTUDY_DEVICE"] = device
@@ -230,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     started = time.perf_counter()
     name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu (dry run)"
-    say(f"gpu_check: {name}, torch {torch.__version__}, python {sys.version.split()[0]}, "
-        f"sizes {'dry run' if args.dry_run else 'full'}")
+    say(
+        f"gpu_check: {name}, torch {torch.__version__}, python {sys.version.split()[0]}, "
+        f"sizes {'dry run' if args.dry_run else 'full'}"
+    )
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

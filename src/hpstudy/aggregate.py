@@ -16,8 +16,16 @@ from hpstudy.metrics import primary_metric as task_primary_metric
 from hpstudy.stats import mean_ci
 from hpstudy.study import Study
 
-COST_METRICS = ["epochs_run", "best_epoch", "optimizer_steps", "train_time_s", "time_per_epoch_s",
-                "throughput_samples_per_s", "peak_memory_mb", "memory_efficiency"]
+COST_METRICS = [
+    "epochs_run",
+    "best_epoch",
+    "optimizer_steps",
+    "train_time_s",
+    "time_per_epoch_s",
+    "throughput_samples_per_s",
+    "peak_memory_mb",
+    "memory_efficiency",
+]
 __all__ = ["LOWER_IS_BETTER", "mean_ci", "metric_columns"]  # re-exported for older callers
 
 
@@ -25,23 +33,34 @@ def primary_metric(study: Study, task: str) -> str:
     return task_primary_metric(task, study.metric)
 
 
-def group_table(runs: pd.DataFrame, metrics: list[str],
-                factors: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+def group_table(
+    runs: pd.DataFrame, metrics: list[str], factors: dict[str, dict[str, Any]] | None = None
+) -> pd.DataFrame:
     """One row per experiment: its factor values (`factors[experiment]`), n runs, n ok, and
     mean/SD/95% CI over seeds per metric."""
     rows = []
     for exp, frame in runs.groupby("experiment", sort=False):
         ok = frame[frame["status"] == "ok"]
-        row: dict[str, Any] = {"experiment": exp, "label": frame["label"].iloc[0],
-                               **(factors or {}).get(exp, {}),
-                               "n_runs": len(frame), "n_ok": len(ok),
-                               "n_diverged": int((frame["status"] == "diverged").sum())}
+        row: dict[str, Any] = {
+            "experiment": exp,
+            "label": frame["label"].iloc[0],
+            **(factors or {}).get(exp, {}),
+            "n_runs": len(frame),
+            "n_ok": len(ok),
+            "n_diverged": int((frame["status"] == "diverged").sum()),
+        }
         for metric in metrics:
             if metric not in ok:
                 continue
             mean, sd, lo, hi = mean_ci(ok[metric].to_numpy(dtype=float))
-            row.update({f"{metric}_mean": mean, f"{metric}_sd": sd,
-                        f"{metric}_ci_low": lo, f"{metric}_ci_high": hi})
+            row.update(
+                {
+                    f"{metric}_mean": mean,
+                    f"{metric}_sd": sd,
+                    f"{metric}_ci_low": lo,
+                    f"{metric}_ci_high": hi,
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -90,8 +109,13 @@ def _read_tables(paths: list[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def study_tables(study: Study, curve_files: list[str | Path], layer_files: list[str | Path],
-                 out_curves: str | Path | None, out_layers: str | Path | None) -> None:
+def study_tables(
+    study: Study,
+    curve_files: list[str | Path],
+    layer_files: list[str | Path],
+    out_curves: str | Path | None,
+    out_layers: str | Path | None,
+) -> None:
     """curves.csv.gz (per experiment x seed x epoch) and layers.csv.gz (per experiment x seed
     x step x layer, from the diagnostics) from the extract tables of every configuration."""
     from hpstudy.atomic import write_csv
@@ -105,9 +129,12 @@ def study_tables(study: Study, curve_files: list[str | Path], layer_files: list[
         write_csv(out, table)
 
 
-def study_document(study: Study, manifest: dict[str, Any],
-                   missing: list[str], reasons: dict[str, str] | None = None,
-                   ) -> dict[str, Any]:
+def study_document(
+    study: Study,
+    manifest: dict[str, Any],
+    missing: list[str],
+    reasons: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The study's questions, design and data; the tables live in experiments.tsv and
     summary.csv, not here."""
     return {
@@ -122,20 +149,38 @@ def study_document(study: Study, manifest: dict[str, Any],
         "sesoi": study.sesoi,
         "deviations": study.deviations,
         "groups": {
-            g.name: {"question": g.question, "hypothesis": g.hypothesis, "factors": g.factors,
-                     "baseline": f"{g.name}-{g.baseline}" if g.baseline else None,
-                     "experiments": [e.id for e in g.experiments],
-                     "kind": g.kind, "expect": g.expect, "contrasts": g.contrasts}
+            g.name: {
+                "question": g.question,
+                "hypothesis": g.hypothesis,
+                "factors": g.factors,
+                "baseline": f"{g.name}-{g.baseline}" if g.baseline else None,
+                "experiments": [e.id for e in g.experiments],
+                "kind": g.kind,
+                "expect": g.expect,
+                "contrasts": g.contrasts,
+            }
             for g in study.groups.values()
         },
-        "prepared": {k: manifest[k] for k in ("content_sha256", "source_sha256", "n_samples",
-                                                "split_sizes", "image_shape", "source",
-                                                "data_quality", "task", "num_classes")},
+        "prepared": {
+            k: manifest[k]
+            for k in (
+                "content_sha256",
+                "source_sha256",
+                "n_samples",
+                "split_sizes",
+                "image_shape",
+                "source",
+                "data_quality",
+                "task",
+                "num_classes",
+            )
+        },
         "partial": bool(missing),
         "missing_runs": missing,
         "missing_reasons": reasons or {},  # run -> why it failed, where a note says
-        "shared": {cfg: [e.id for e in exps] for cfg, exps in study.configs().items()
-                   if len(exps) > 1},  # config id -> the experiments that share its runs
+        "shared": {
+            cfg: [e.id for e in exps] for cfg, exps in study.configs().items() if len(exps) > 1
+        },  # config id -> the experiments that share its runs
     }
 
 
@@ -143,15 +188,20 @@ class MissingRunsError(RuntimeError):
     """Some runs of the study have no results; aggregation refuses unless partial is allowed."""
 
 
-def failure_reasons(study_dir: str | Path, runs: list[str],
-                    config_ids: dict[str, str] | None = None) -> dict[str, str]:
+def failure_reasons(
+    study_dir: str | Path, runs: list[str], config_ids: dict[str, str] | None = None
+) -> dict[str, str]:
     """Why missing runs (`{exp}/seed{N}`) failed, from the notes training leaves beside the
     checkpoints (`checkpoints/{config id}/seed{N}.failed.json`, train.failure_note_path)."""
     reasons = {}
     for run in runs:
         exp, seed = run.split("/")
-        note = (Path(study_dir) / "checkpoints" / (config_ids or {}).get(exp, exp)
-                / f"{seed}.failed.json")
+        note = (
+            Path(study_dir)
+            / "checkpoints"
+            / (config_ids or {}).get(exp, exp)
+            / f"{seed}.failed.json"
+        )
         try:
             reasons[run] = json.loads(note.read_text())["reason"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -159,15 +209,24 @@ def failure_reasons(study_dir: str | Path, runs: list[str],
     return reasons
 
 
-def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[str | Path],
-                    out_summary: str | Path, out_study: str | Path, out_groups: str | Path,
-                    all_runs: list[str] | None = None, allow_partial: bool = False,
-                    out_stats: str | Path | None = None, curves: list[str | Path] = (),
-                    layers: list[str | Path] = (), out_curves: str | Path | None = None,
-                    out_layers: str | Path | None = None,
-                    out_verdicts: str | Path | None = None,
-                    out_recommended: str | Path | None = None,
-                    rounds: str | Path | None = None) -> pd.DataFrame:
+def aggregate_study(
+    study_file: str | Path,
+    prepared: str | Path,
+    records: list[str | Path],
+    out_summary: str | Path,
+    out_study: str | Path,
+    out_groups: str | Path,
+    all_runs: list[str] | None = None,
+    allow_partial: bool = False,
+    out_stats: str | Path | None = None,
+    curves: list[str | Path] = (),
+    layers: list[str | Path] = (),
+    out_curves: str | Path | None = None,
+    out_layers: str | Path | None = None,
+    out_verdicts: str | Path | None = None,
+    out_recommended: str | Path | None = None,
+    rounds: str | Path | None = None,
+) -> pd.DataFrame:
     """Write summary.csv (one row per experiment x seed, in study order), study.json,
     groups/*.csv, (given out_curves/out_layers) the study's per-epoch and per-layer tables,
     and the analysis (hpstudy.analysis): stats.json, verdicts.csv and recommended.yaml.
@@ -183,38 +242,52 @@ def aggregate_study(study_file: str | Path, prepared: str | Path, records: list[
     manifest = json.loads(manifest_file.read_text())
     summary = per_experiment(study, load_records(records))
     expected = all_runs or [f"{e}/seed{s}" for e, s in study.runs()]
-    found = set() if summary.empty else {f"{r.experiment}/seed{r.seed}"
-                                         for r in summary.itertuples()}
+    found = (
+        set() if summary.empty else {f"{r.experiment}/seed{r.seed}" for r in summary.itertuples()}
+    )
     missing = [run for run in expected if run not in found]
-    reasons = failure_reasons(Path(out_summary).parent, missing,
-                              {e.id: e.config_id for e in study.experiments})
+    reasons = failure_reasons(
+        Path(out_summary).parent, missing, {e.id: e.config_id for e in study.experiments}
+    )
     if missing and not allow_partial:
         known = "".join(f"\n  {run}: {why}" for run, why in list(reasons.items())[:10])
         raise MissingRunsError(
             f"study {study.name}: {len(missing)} of {len(expected)} runs have no results: "
             f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; rerun them, or pass "
             "--config allow_partial=true for a report marked as partial"
-            + (f"\nknown failures:{known}" if known else ""))
+            + (f"\nknown failures:{known}" if known else "")
+        )
     if summary.empty:
         raise MissingRunsError(
             f"study {study.name}: no finished runs to aggregate; allow_partial=true reports "
-            "only runs that have finished, so run the study first (e.g. with --keep-going)")
+            "only runs that have finished, so run the study first (e.g. with --keep-going)"
+        )
     order = {e.id: i for i, e in enumerate(study.experiments)}
-    summary = summary.sort_values(["experiment", "seed"], key=lambda c: c.map(order)
-                                  if c.name == "experiment" else c, kind="stable")
+    summary = summary.sort_values(
+        ["experiment", "seed"],
+        key=lambda c: c.map(order) if c.name == "experiment" else c,
+        kind="stable",
+    )
     if rounds is not None and study.plan is not None:
         looks = study.plan.looks
-        summary.insert(5, "round", [next((k for k, n in enumerate(looks, 1)
-                                          if study.seeds.index(s) < n), len(looks))
-                                    for s in summary["seed"]])
+        summary.insert(
+            5,
+            "round",
+            [
+                next((k for k, n in enumerate(looks, 1) if study.seeds.index(s) < n), len(looks))
+                for s in summary["seed"]
+            ],
+        )
     write_csv(out_summary, summary)
     metrics = metric_columns(manifest["task"]) + COST_METRICS
     out_groups = Path(out_groups)
     out_groups.mkdir(parents=True, exist_ok=True)
     for name, group in study.groups.items():
         runs = summary[summary["group"] == name]
-        factors = {e.id: {f: _plain(getattr(e.config, f, None)) for f in group.factors}
-                   for e in group.experiments}
+        factors = {
+            e.id: {f: _plain(getattr(e.config, f, None)) for f in group.factors}
+            for e in group.experiments
+        }
         table = group_table(runs, metrics, factors) if not runs.empty else pd.DataFrame()
         write_csv(out_groups / f"{name}.csv", table)
     study_tables(study, list(curves), list(layers), out_curves, out_layers)
@@ -240,8 +313,9 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def round_inputs(study_file: str | Path, manifest: str | Path, records: list[str | Path]
-                 ) -> tuple[Study, pd.DataFrame, dict[str, Any]]:
+def round_inputs(
+    study_file: str | Path, manifest: str | Path, records: list[str | Path]
+) -> tuple[Study, pd.DataFrame, dict[str, Any]]:
     """What a sequential study's round decision reads: the study, the runs finished so far
     (one row per experiment x seed) and the design document analyse_study expects."""
     from hpstudy.study import load_study

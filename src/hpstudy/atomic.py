@@ -50,8 +50,12 @@ def write_csv(path: str | Path, frame) -> None:
     # compression follows the target's name (the temporary file's name would say none)
     compression = "gzip" if str(path).endswith(".gz") else None
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, sep="\t" if str(path).endswith(".tsv") else ",",
-                     compression=compression)
+        frame.to_csv(
+            tmp,
+            index=False,
+            sep="\t" if str(path).endswith(".tsv") else ",",
+            compression=compression,
+        )
 
 
 def _jsonable(value: Any) -> Any:

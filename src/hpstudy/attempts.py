@@ -74,9 +74,16 @@ def begin(checkpoint: str | os.PathLike, now: float | None = None) -> dict[str, 
     for entry in entries:
         if entry.get("ended") is None:
             entry["ended"] = KILLED
-    entry = {"attempt": len(entries) + 1, "start": now, "end": None, "wall_s": None,
-             "host": socket.gethostname(), "job_id": _job_id(os.environ), "pid": os.getpid(),
-             "ended": None}
+    entry = {
+        "attempt": len(entries) + 1,
+        "start": now,
+        "end": None,
+        "wall_s": None,
+        "host": socket.gethostname(),
+        "job_id": _job_id(os.environ),
+        "pid": os.getpid(),
+        "ended": None,
+    }
     entries.append(entry)
     record_path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
     write_json(record_path(checkpoint), entries)
@@ -189,8 +196,9 @@ def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> It
 
 
 @contextlib.contextmanager
-def track(checkpoint: str | os.PathLike, job_log: str | os.PathLike | None = None
-          ) -> Iterator[dict[str, Any]]:
+def track(
+    checkpoint: str | os.PathLike, job_log: str | os.PathLike | None = None
+) -> Iterator[dict[str, Any]]:
     """Run one attempt: its output goes, live, both to the attempts log beside the
     checkpoint and to `job_log` (Snakemake's log of the job, which Snakemake deletes before
     a retry) or, without one, to stderr as before; the attempt is recorded."""

@@ -72,8 +72,9 @@ def rotate_by(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     cos, sin = torch.cos(angle), torch.sin(angle)
     zero = torch.zeros_like(cos)
     # grid coordinates are normalised per axis; the h/w factors keep non-square images rigid
-    theta = torch.stack([torch.stack([cos, -sin * h / w, zero], 1),
-                         torch.stack([sin * w / h, cos, zero], 1)], 1).to(x.dtype)
+    theta = torch.stack(
+        [torch.stack([cos, -sin * h / w, zero], 1), torch.stack([sin * w / h, cos, zero], 1)], 1
+    ).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -86,11 +87,18 @@ def shift_hue(x01: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     minc, _ = x01.min(1)
     delta = maxc - minc
     safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    hue = torch.where(maxc == r, ((g - b) / safe) % 6,
-                      torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4)) / 6
+    hue = (
+        torch.where(
+            maxc == r,
+            ((g - b) / safe) % 6,
+            torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4),
+        )
+        / 6
+    )
     hue = torch.where(delta > 0, hue, torch.zeros_like(hue))
-    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)),
-                      torch.zeros_like(maxc))
+    sat = torch.where(
+        maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc)
+    )
     hue = (hue + shift.view(-1, 1, 1).to(hue.dtype)) % 1.0
     channels = []
     for n in (5.0, 3.0, 1.0):  # r, g, b from (h, s, v)
@@ -100,8 +108,9 @@ def shift_hue(x01: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return torch.stack(channels, 1)
 
 
-def color_jitter(x01: torch.Tensor, gen: torch.Generator, strength: float,
-                 hue: float = 0.0) -> torch.Tensor:
+def color_jitter(
+    x01: torch.Tensor, gen: torch.Generator, strength: float, hue: float = 0.0
+) -> torch.Tensor:
     """Per-image brightness, contrast and saturation factors drawn from
     [max(0, 1 - strength), 1 + strength] and a hue shift from [-hue, hue] turns
     (torchvision ColorJitter's ranges; applied in this fixed order). Works on [0, 1]
@@ -142,8 +151,9 @@ def make_mix(mode: str, num_classes: int, alpha: float):
         raise ValueError(f"mix_alpha={alpha} must be > 0 for mix={mode!r}")
     cutmix = v2.CutMix(num_classes=num_classes, alpha=alpha)
     mixup = v2.MixUp(num_classes=num_classes, alpha=alpha)
-    return {"cutmix": cutmix, "mixup": mixup,
-            "cutmix_mixup": v2.RandomChoice([cutmix, mixup])}[mode]
+    return {"cutmix": cutmix, "mixup": mixup, "cutmix_mixup": v2.RandomChoice([cutmix, mixup])}[
+        mode
+    ]
 
 
 class Augmenter:
@@ -158,8 +168,9 @@ class Augmenter:
         self.mix = None
         if cfg.mix != "none":
             if task != "classification":
-                raise ValueError(f"mix={cfg.mix!r} mixes class labels; the {task} task has "
-                                 "none: set mix: none")
+                raise ValueError(
+                    f"mix={cfg.mix!r} mixes class labels; the {task} task has none: set mix: none"
+                )
             self.mix = make_mix(cfg.mix, num_classes, cfg.mix_alpha)
 
     def _jitter(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -38,7 +38,8 @@ def payload(trainer: Trainer, gen: torch.Generator | None) -> dict[str, Any]:
         "diag_epoch": trainer.diag.epoch_state(),
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state(trainer.device)
-        if trainer.device.type == "cuda" else None,
+        if trainer.device.type == "cuda"
+        else None,
         "rng_aug": gen.get_state() if gen is not None else None,
     }
 
@@ -62,8 +63,10 @@ def resume(trainer: Trainer, path: str | Path) -> torch.ByteTensor | None:
         trainer.log(f"checkpoint {path} is unreadable ({err}); starting afresh")
         return None
     if ck.get("format") != FORMAT or ck.get("config_hash") != trainer.cfg.hash():
-        trainer.log(f"checkpoint {path} belongs to another config "
-                    f"({ck.get('config_hash')} != {trainer.cfg.hash()}); not resuming")
+        trainer.log(
+            f"checkpoint {path} belongs to another config "
+            f"({ck.get('config_hash')} != {trainer.cfg.hash()}); not resuming"
+        )
         return None
     if ck["prepared_sha256"] != trainer.manifest["content_sha256"]:
         trainer.log(f"checkpoint {path} was trained on other data; not resuming")
@@ -81,6 +84,7 @@ def resume(trainer: Trainer, path: str | Path) -> torch.ByteTensor | None:
     if ck["rng_cuda"] is not None and trainer.device.type == "cuda":
         torch.cuda.set_rng_state(ck["rng_cuda"].cpu(), trainer.device)
     trainer.state.resumed_at.append([trainer.state.epoch, trainer.state.batch])
-    trainer.log(f"resumed from {path} at epoch {trainer.state.epoch + 1}, "
-                f"batch {trainer.state.batch}")
+    trainer.log(
+        f"resumed from {path} at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch}"
+    )
     return ck["rng_aug"]

@@ -128,9 +128,11 @@ class TrainConfig:
 
 def did_you_mean(unknown: list[str], known) -> str:
     """'; did you mean `batch_size`?' for misspelt names close to a known one (difflib)."""
-    close = {str(key): m[0] for key in unknown
-             if (m := difflib.get_close_matches(str(key), sorted(map(str, known)), n=1,
-                                                cutoff=0.6))}
+    close = {
+        str(key): m[0]
+        for key in unknown
+        if (m := difflib.get_close_matches(str(key), sorted(map(str, known)), n=1, cutoff=0.6))
+    }
     if not close:
         return ""
     if len(unknown) == 1:
@@ -161,49 +163,102 @@ def check_config(c: TrainConfig) -> None:
     _require(not bad_aug, "augment", list(c.augment), f"a subset of {list(AUGMENTATIONS)}")
     for key in ("batch_size", "grad_accum_steps", "epochs", "step_size", "plateau_patience"):
         value = getattr(c, key)
-        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                 key, value, "an integer >= 1")
+        _require(
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+            key,
+            value,
+            "an integer >= 1",
+        )
     for key in ("num_workers", "cleanup_every", "diagnostics_every", "seed", "crop_padding"):
         value = getattr(c, key)
-        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-                 key, value, "an integer >= 0")
+        _require(
+            isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+            key,
+            value,
+            "an integer >= 0",
+        )
     for key in ("patience", "t_max", "train_subset", "upsample_size"):
         value = getattr(c, key)
-        _require(value is None or (isinstance(value, int) and not isinstance(value, bool)
-                                   and value >= 1), key, value, "null or an integer >= 1")
+        _require(
+            value is None
+            or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+            key,
+            value,
+            "null or an integer >= 1",
+        )
     _require(_num(c.lr) and 0 < c.lr <= 10, "lr", c.lr, "a number in (0, 10]")
-    _require(_num(c.weight_decay) and c.weight_decay >= 0, "weight_decay", c.weight_decay,
-             "a number >= 0")
+    _require(
+        _num(c.weight_decay) and c.weight_decay >= 0,
+        "weight_decay",
+        c.weight_decay,
+        "a number >= 0",
+    )
     _require(_num(c.momentum) and 0 <= c.momentum < 1, "momentum", c.momentum, "a number in [0, 1)")
     _require(_num(c.gamma) and 0 < c.gamma <= 1, "gamma", c.gamma, "a number in (0, 1]")
-    _require(_num(c.plateau_factor) and 0 < c.plateau_factor < 1, "plateau_factor",
-             c.plateau_factor, "a number in (0, 1)")
+    _require(
+        _num(c.plateau_factor) and 0 < c.plateau_factor < 1,
+        "plateau_factor",
+        c.plateau_factor,
+        "a number in (0, 1)",
+    )
     _require(_num(c.min_delta) and c.min_delta >= 0, "min_delta", c.min_delta, "a number >= 0")
     _require(_num(c.eta_min) and c.eta_min >= 0, "eta_min", c.eta_min, "a number >= 0")
-    _require(c.grad_clip is None or (_num(c.grad_clip) and c.grad_clip > 0), "grad_clip",
-             c.grad_clip, "null or a number > 0")
+    _require(
+        c.grad_clip is None or (_num(c.grad_clip) and c.grad_clip > 0),
+        "grad_clip",
+        c.grad_clip,
+        "null or a number > 0",
+    )
     # Only SGD reads `nesterov`; other optimizers ignore it, so a grid over optimizers can
     # keep one fixed value (the CIFAR-100 sweep fixed "momentum 0.9, nesterov true").
-    _require(c.nesterov is False or c.optimizer != "sgd" or c.momentum > 0, "nesterov",
-             c.nesterov, "false when optimizer is sgd with momentum 0")
-    _require(c.upsample_size is None or c.model == "resnet18_imagenet", "upsample_size",
-             c.upsample_size, "null unless model is resnet18_imagenet (the only model with an "
-             "upsampling layer)")
-    _require(c.mix == "none" or (_num(c.mix_alpha) and c.mix_alpha > 0), "mix_alpha",
-             c.mix_alpha, "a number > 0 when mix is on (the Beta distribution's parameter)")
+    _require(
+        c.nesterov is False or c.optimizer != "sgd" or c.momentum > 0,
+        "nesterov",
+        c.nesterov,
+        "false when optimizer is sgd with momentum 0",
+    )
+    _require(
+        c.upsample_size is None or c.model == "resnet18_imagenet",
+        "upsample_size",
+        c.upsample_size,
+        "null unless model is resnet18_imagenet (the only model with an upsampling layer)",
+    )
+    _require(
+        c.mix == "none" or (_num(c.mix_alpha) and c.mix_alpha > 0),
+        "mix_alpha",
+        c.mix_alpha,
+        "a number > 0 when mix is on (the Beta distribution's parameter)",
+    )
     _require(_num(c.min_lr) and c.min_lr >= 0, "min_lr", c.min_lr, "a number >= 0")
-    _require(_num(c.color_jitter_hue) and 0 <= c.color_jitter_hue <= 0.5, "color_jitter_hue",
-             c.color_jitter_hue, "a number in [0, 0.5] (a fraction of the hue circle)")
-    _require((c.norm_mean is None) == (c.norm_std is None), "norm_std", c.norm_std,
-             "set together with norm_mean (both or neither)")
+    _require(
+        _num(c.color_jitter_hue) and 0 <= c.color_jitter_hue <= 0.5,
+        "color_jitter_hue",
+        c.color_jitter_hue,
+        "a number in [0, 0.5] (a fraction of the hue circle)",
+    )
+    _require(
+        (c.norm_mean is None) == (c.norm_std is None),
+        "norm_std",
+        c.norm_std,
+        "set together with norm_mean (both or neither)",
+    )
     if c.norm_mean is not None:
-        _require(len(c.norm_mean) == len(c.norm_std) and all(_num(v) for v in c.norm_mean),
-                 "norm_mean", list(c.norm_mean), "one number per channel, as many as norm_std")
-        _require(all(_num(v) and v > 0 for v in c.norm_std), "norm_std", list(c.norm_std),
-                 "one number > 0 per channel")
+        _require(
+            len(c.norm_mean) == len(c.norm_std) and all(_num(v) for v in c.norm_mean),
+            "norm_mean",
+            list(c.norm_mean),
+            "one number per channel, as many as norm_std",
+        )
+        _require(
+            all(_num(v) and v > 0 for v in c.norm_std),
+            "norm_std",
+            list(c.norm_std),
+            "one number > 0 per channel",
+        )
     for key in ("rotation_degrees", "color_jitter", "mix_alpha"):
-        _require(_num(getattr(c, key)) and getattr(c, key) >= 0, key, getattr(c, key),
-                 "a number >= 0")
+        _require(
+            _num(getattr(c, key)) and getattr(c, key) >= 0, key, getattr(c, key), "a number >= 0"
+        )
     # every numeric range of train_config.schema.yaml, its one owner (a config built in
     # Python, from a checkpoint or a test, never escapes the study files' limits)
     for key, (op, bound, words) in _schema_bounds():
@@ -212,8 +267,12 @@ def check_config(c: TrainConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not allowed; expected {words}")
 
 
-_BOUNDS = {"minimum": (operator.ge, ">="), "maximum": (operator.le, "<="),
-           "exclusiveMinimum": (operator.gt, ">"), "exclusiveMaximum": (operator.lt, "<")}
+_BOUNDS = {
+    "minimum": (operator.ge, ">="),
+    "maximum": (operator.le, "<="),
+    "exclusiveMinimum": (operator.gt, ">"),
+    "exclusiveMaximum": (operator.lt, "<"),
+}
 
 
 @functools.cache
@@ -237,11 +296,12 @@ def _schema_bounds() -> tuple[tuple[str, tuple[Any, float, str]], ...]:
 
 def _num(value: Any) -> bool:
     """A real, finite number (YAML's .nan and .inf are not)."""
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-DEFAULTS = {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
-            for f in dataclasses.fields(TrainConfig)}
+DEFAULTS = {
+    f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
+    for f in dataclasses.fields(TrainConfig)
+}
 _ = field  # re-exported for callers building variants

@@ -52,12 +52,17 @@ FORMAT = "hpstudy-calibration/1"
 
 # Samples and image geometry of the datasets whose size is known without reading them.
 DATASET_SIZES = {  # name: (train, test) samples of the predefined split, or total
-    "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "mnist": (60_000, 10_000),
+    "cifar10": (50_000, 10_000),
+    "cifar100": (50_000, 10_000),
+    "mnist": (60_000, 10_000),
     "vgg_cells": (200, 0),
 }
 DATASET_GEOMETRY = {  # name: (channels, native image size, outputs)
-    "microbeads": (1, 256, 1), "vgg_cells": (3, 256, 1), "cifar10": (3, 32, 10),
-    "cifar100": (3, 32, 100), "mnist": (1, 28, 10),
+    "microbeads": (1, 256, 1),
+    "vgg_cells": (3, 256, 1),
+    "cifar10": (3, 32, 10),
+    "cifar100": (3, 32, 100),
+    "mnist": (1, 28, 10),
 }
 
 
@@ -76,8 +81,10 @@ class Shape:
     task: str
 
     def key(self) -> str:
-        return (f"{self.model}-c{self.channels}-px{self.size}-o{self.outputs}"
-                f"-bs{self.batch_size}-{self.task}")
+        return (
+            f"{self.model}-c{self.channels}-px{self.size}-o{self.outputs}"
+            f"-bs{self.batch_size}-{self.task}"
+        )
 
 
 @dataclass
@@ -119,8 +126,14 @@ def run_shape(cfg, dataset: dict[str, Any]) -> Shape:
     channels, native, outputs = DATASET_GEOMETRY[dataset["name"]]
     channels = int(dataset.get("channels") or channels)
     size = int(cfg.upsample_size or dataset.get("image_size") or native)
-    return Shape(cfg.model, channels, size, outputs, int(cfg.batch_size),
-                 DATASET_TASKS.get(dataset["name"], "classification"))
+    return Shape(
+        cfg.model,
+        channels,
+        size,
+        outputs,
+        int(cfg.batch_size),
+        DATASET_TASKS.get(dataset["name"], "classification"),
+    )
 
 
 # --------------------------------------------------------------------------- calibration
@@ -171,8 +184,9 @@ def _flops_key(shape: Shape) -> str:
     return f"{shape.model}-c{shape.channels}-px{shape.size}-o{shape.outputs}"
 
 
-def measure(shape: Shape, device: str, threads: int, mixed_precision: bool = False
-            ) -> dict[str, float]:
+def measure(
+    shape: Shape, device: str, threads: int, mixed_precision: bool = False
+) -> dict[str, float]:
     """A few real training steps of `shape` on `device`: seconds per step, FLOPs per sample."""
     import torch
     import torch.nn.functional as F
@@ -187,8 +201,9 @@ def measure(shape: Shape, device: str, threads: int, mixed_precision: bool = Fal
     try:
         torch.manual_seed(0)
         model = build_model(shape.model, shape.channels, shape.outputs, shape.size).to(dev)
-        cfg = TrainConfig.from_dict({"model": shape.model, "batch_size": shape.batch_size,
-                                     "seed": 0})
+        cfg = TrainConfig.from_dict(
+            {"model": shape.model, "batch_size": shape.batch_size, "seed": 0}
+        )
         optimizer = make_optimizer(cfg, model)
         x = torch.randn(shape.batch_size, shape.channels, shape.size, shape.size, device=dev)
         if shape.task == "regression":
@@ -201,8 +216,11 @@ def measure(shape: Shape, device: str, threads: int, mixed_precision: bool = Fal
         def step() -> None:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 out = model(x)
-            loss = F.mse_loss(out.float(), y) if shape.task == "regression" else \
-                F.cross_entropy(out.float(), y)
+            loss = (
+                F.mse_loss(out.float(), y)
+                if shape.task == "regression"
+                else F.cross_entropy(out.float(), y)
+            )
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -214,28 +232,40 @@ def measure(shape: Shape, device: str, threads: int, mixed_precision: bool = Fal
         times: list[float] = []
         start = time.perf_counter()
         while len(times) < CALIBRATION_STEPS and (
-                len(times) < 2 or time.perf_counter() - start < CALIBRATION_SECONDS):
+            len(times) < 2 or time.perf_counter() - start < CALIBRATION_SECONDS
+        ):
             t0 = time.perf_counter()
             step()
             times.append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(previous)
-    return {"seconds_per_step": statistics.median(times), "flops_per_sample": flops,
-            "steps_timed": len(times), "measured_at": time.time()}
+    return {
+        "seconds_per_step": statistics.median(times),
+        "flops_per_sample": flops,
+        "steps_timed": len(times),
+        "measured_at": time.time(),
+    }
 
 
 class Calibration:
     """Seconds per training step per shape: measured on this machine (and cached), or read
     from a device profile made elsewhere (never measured then)."""
 
-    def __init__(self, device: str | None = None, threads: int = 1,
-                 device_profile: str | os.PathLike | None = None, path: Path | None = None):
+    def __init__(
+        self,
+        device: str | None = None,
+        threads: int = 1,
+        device_profile: str | os.PathLike | None = None,
+        path: Path | None = None,
+    ):
         self.profile = Path(device_profile) if device_profile else None
         if self.profile is not None:
             data = _load(self.profile)
             if not data["machines"]:
-                raise ValueError(f"{self.profile}: no calibration in this device profile; make "
-                                 "one with python -m hpstudy.cost calibrate STUDY.yaml --out FILE")
+                raise ValueError(
+                    f"{self.profile}: no calibration in this device profile; make "
+                    "one with python -m hpstudy.cost calibrate STUDY.yaml --out FILE"
+                )
             self.path, self.data = self.profile, data
             self.machine = next(iter(data["machines"]))
             self.device = self.machine.split(" | ")[2] if " | " in self.machine else "cuda"
@@ -258,12 +288,17 @@ class Calibration:
     def step(self, shape: Shape, mixed_precision: bool = False) -> dict[str, float]:
         """Seconds per optimizer step (and FLOPs per sample) of `shape` on this device."""
         gpu = self.device.startswith("cuda")
-        ref = shape if gpu else replace(
-            shape, batch_size=min(shape.batch_size, CPU_CALIBRATION_BATCH))
+        ref = (
+            shape
+            if gpu
+            else replace(shape, batch_size=min(shape.batch_size, CPU_CALIBRATION_BATCH))
+        )
         entry = self._step(ref, mixed_precision and gpu)
         if ref.batch_size != shape.batch_size:
-            entry = {**entry, "seconds_per_step":
-                     entry["seconds_per_step"] * shape.batch_size / ref.batch_size}
+            entry = {
+                **entry,
+                "seconds_per_step": entry["seconds_per_step"] * shape.batch_size / ref.batch_size,
+            }
         return entry
 
     def _step(self, shape: Shape, amp: bool) -> dict[str, float]:
@@ -290,8 +325,12 @@ class Calibration:
             import subprocess
 
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import torch, torchvision, hpstudy.train"],
-                           check=False, capture_output=True, timeout=600)
+            subprocess.run(
+                [sys.executable, "-c", "import torch, torchvision, hpstudy.train"],
+                check=False,
+                capture_output=True,
+                timeout=600,
+            )
             entry = {"seconds": time.perf_counter() - t0, "measured_at": time.time()}
             fresh = _load(self.path)
             fresh["machines"].setdefault(self.machine, {})[STARTUP_KEY] = entry
@@ -303,15 +342,20 @@ class Calibration:
 
     def _from_flop_rate(self, shape: Shape) -> dict[str, float]:
         """A shape the device profile lacks: its FLOPs at the profile's median FLOP rate."""
-        rates = [e["flops_per_sample"] * _bs(k) / e["seconds_per_step"]
-                 for k, e in self.entries.items() if k != STARTUP_KEY
-                 and e.get("seconds_per_step")]
+        rates = [
+            e["flops_per_sample"] * _bs(k) / e["seconds_per_step"]
+            for k, e in self.entries.items()
+            if k != STARTUP_KEY and e.get("seconds_per_step")
+        ]
         flops = self.data["flops"].get(_flops_key(shape))
         if flops is None:
             flops = measure_flops(shape)
         rate = statistics.median(rates)
-        return {"seconds_per_step": flops * shape.batch_size / rate, "flops_per_sample": flops,
-                "from_flop_rate": True}
+        return {
+            "seconds_per_step": flops * shape.batch_size / rate,
+            "flops_per_sample": flops,
+            "from_flop_rate": True,
+        }
 
 
 def _bs(key: str) -> int:
@@ -345,9 +389,14 @@ class RunEstimate:
     shared: bool = False  # an earlier experiment has the same configuration: trained once
 
 
-def estimate_run(cfg, dataset: dict[str, Any], calibration: Calibration,
-                 n_images: int | None = None, experiment: str = "", group: str = ""
-                 ) -> RunEstimate:
+def estimate_run(
+    cfg,
+    dataset: dict[str, Any],
+    calibration: Calibration,
+    n_images: int | None = None,
+    experiment: str = "",
+    group: str = "",
+) -> RunEstimate:
     split = dataset_split(dataset, n_images)
     n_train = min(cfg.train_subset, split.train) if cfg.train_subset else split.train
     shape = run_shape(cfg, dataset)
@@ -357,12 +406,20 @@ def estimate_run(cfg, dataset: dict[str, Any], calibration: Calibration,
     per_sample = step["seconds_per_step"] / cfg.batch_size
     eval_s = (split.val * cfg.epochs + split.test) * per_sample * EVAL_COST
     flops = step["flops_per_sample"] * n_train * cfg.epochs
-    return RunEstimate(experiment, group, cfg.epochs, n_train, flops, train_s,
-                       train_s + eval_s + calibration.startup_s())
+    return RunEstimate(
+        experiment,
+        group,
+        cfg.epochs,
+        n_train,
+        flops,
+        train_s,
+        train_s + eval_s + calibration.startup_s(),
+    )
 
 
-def estimate_study(study, calibration: Calibration, n_images: int | None = None
-                   ) -> list[RunEstimate]:
+def estimate_study(
+    study, calibration: Calibration, n_images: int | None = None
+) -> list[RunEstimate]:
     """One estimate per experiment (every seed of it costs the same); an experiment whose
     configuration an earlier one already trains is marked `shared` and not counted in
     totals (each distinct configuration is trained once per study)."""
@@ -372,8 +429,7 @@ def estimate_study(study, calibration: Calibration, n_images: int | None = None
     for e in study.experiments:
         key = e.config_id
         if key in seen:
-            out.append(dataclasses.replace(seen[key], experiment=e.id, group=e.group,
-                                           shared=True))
+            out.append(dataclasses.replace(seen[key], experiment=e.id, group=e.group, shared=True))
             continue
         seen[key] = estimate_run(e.config, study.dataset, calibration, n_images, e.id, e.group)
         out.append(seen[key])
@@ -404,26 +460,30 @@ def where(calibration: Calibration) -> str:
     return calibration.machine
 
 
-def report(study, estimates: list[RunEstimate], calibration: Calibration,
-           parallel: int = 1) -> str:
+def report(study, estimates: list[RunEstimate], calibration: Calibration, parallel: int = 1) -> str:
     """Per group and in total: runs, training FLOPs, expected time."""
     seeds = len(study.seeds)
-    lines = [f"{study.name}: cost estimate on {where(calibration)} (upper bound: every epoch "
-             f"runs; {seeds} seed(s) per experiment)",
-             f"  {'group':<24} {'runs':>5} {'train FLOPs':>12} {'train time':>11} "
-             f"{'wall time':>10}"]
+    lines = [
+        f"{study.name}: cost estimate on {where(calibration)} (upper bound: every epoch "
+        f"runs; {seeds} seed(s) per experiment)",
+        f"  {'group':<24} {'runs':>5} {'train FLOPs':>12} {'train time':>11} {'wall time':>10}",
+    ]
     for group in study.groups:
         rows = [e for e in estimates if e.group == group]
-        lines.append(f"  {group:<24} {len(rows) * seeds:>5} "
-                     f"{flops_text(sum(e.flops for e in rows) * seeds):>12} "
-                     f"{duration(sum(e.train_s for e in rows) * seeds):>11} "
-                     f"{duration(sum(e.wall_s for e in rows) * seeds):>10}")
+        lines.append(
+            f"  {group:<24} {len(rows) * seeds:>5} "
+            f"{flops_text(sum(e.flops for e in rows) * seeds):>12} "
+            f"{duration(sum(e.train_s for e in rows) * seeds):>11} "
+            f"{duration(sum(e.wall_s for e in rows) * seeds):>10}"
+        )
     trained = distinct(estimates)
     total_wall = sum(e.wall_s for e in trained) * seeds
-    lines.append(f"  {'total (distinct configs)':<24} {len(trained) * seeds:>5} "
-                 f"{flops_text(sum(e.flops for e in trained) * seeds):>12} "
-                 f"{duration(sum(e.train_s for e in trained) * seeds):>11} "
-                 f"{duration(total_wall):>10}")
+    lines.append(
+        f"  {'total (distinct configs)':<24} {len(trained) * seeds:>5} "
+        f"{flops_text(sum(e.flops for e in trained) * seeds):>12} "
+        f"{duration(sum(e.train_s for e in trained) * seeds):>11} "
+        f"{duration(total_wall):>10}"
+    )
     if parallel > 1:
         lines.append(f"  with {parallel} runs at once: about {duration(total_wall / parallel)}")
     warning = long_warning(study, total_wall / max(parallel, 1), calibration)
@@ -435,23 +495,28 @@ def report(study, estimates: list[RunEstimate], calibration: Calibration,
 def long_warning(study, seconds: float, calibration: Calibration) -> str | None:
     if calibration.device.startswith("cuda") or seconds <= LONG_ON_CPU_S:
         return None
-    return (f"WARNING: {study.name} is expected to take {duration(seconds)} on this CPU-only "
-            "machine; run it on a GPU (profiles/local, pbs, slurm) or trim it (seeds, epochs, "
-            "data_percentage)")
+    return (
+        f"WARNING: {study.name} is expected to take {duration(seconds)} on this CPU-only "
+        "machine; run it on a GPU (profiles/local, pbs, slurm) or trim it (seeds, epochs, "
+        "data_percentage)"
+    )
 
 
-def one_line(study, calibration: Calibration, n_images: int | None = None,
-             parallel: int = 1) -> str:
+def one_line(
+    study, calibration: Calibration, n_images: int | None = None, parallel: int = 1
+) -> str:
     """The workflow's start line for one study."""
     estimates = distinct(estimate_study(study, calibration, n_images))
     seeds = len(study.seeds)
     wall = sum(e.wall_s for e in estimates) * seeds
-    line = (f"hpstudy: {study.name}: {len(estimates) * seeds} runs, "
-            f"{flops_text(sum(e.flops for e in estimates) * seeds)} of training, about "
-            f"{duration(wall / max(parallel, 1))} on {calibration.device}"
-            + (f" with {parallel} runs at once" if parallel > 1 else "")
-            + f" (estimate: {calibration.machine}; `python -m hpstudy.study {study.path}` "
-            "for the breakdown)")
+    line = (
+        f"hpstudy: {study.name}: {len(estimates) * seeds} runs, "
+        f"{flops_text(sum(e.flops for e in estimates) * seeds)} of training, about "
+        f"{duration(wall / max(parallel, 1))} on {calibration.device}"
+        + (f" with {parallel} runs at once" if parallel > 1 else "")
+        + f" (estimate: {calibration.machine}; `python -m hpstudy.study {study.path}` "
+        "for the breakdown)"
+    )
     warning = long_warning(study, wall / max(parallel, 1), calibration)
     return line + ("\nhpstudy: " + warning if warning else "")
 
@@ -486,8 +551,7 @@ def load_policy(path: str | os.PathLike | None) -> WalltimePolicy:
     return policy
 
 
-def walltime_minutes(run_wall_s: float, n_runs: int, attempt: int,
-                     policy: WalltimePolicy) -> int:
+def walltime_minutes(run_wall_s: float, n_runs: int, attempt: int, policy: WalltimePolicy) -> int:
     """A train job's walltime: its runs' estimate x the safety factor, at least the minimum,
     x attempt (a retry after a walltime kill asks for more), at most the site's maximum."""
     minutes = max(run_wall_s * n_runs / 60 * policy.factor, policy.min_minutes) * attempt
@@ -502,19 +566,25 @@ def walltime_minutes(run_wall_s: float, n_runs: int, attempt: int,
 def main(argv: list[str] | None = None) -> int:
     from hpstudy.study import StudyError, load_study
 
-    parser = argparse.ArgumentParser(prog="python -m hpstudy.cost", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m hpstudy.cost",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("estimate", "calibrate"):
         p = sub.add_parser(name)
         p.add_argument("studies", nargs="+")
         p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-        p.add_argument("--n-images", type=int, default=None,
-                       help="images of the microbead folder (default: the generated 1948)")
+        p.add_argument(
+            "--n-images",
+            type=int,
+            default=None,
+            help="images of the microbead folder (default: the generated 1948)",
+        )
     sub.choices["estimate"].add_argument("--device-profile", default=None)
     sub.choices["estimate"].add_argument("--parallel", type=int, default=1)
-    sub.choices["calibrate"].add_argument("--out", required=True,
-                                          help="device profile to write")
+    sub.choices["calibrate"].add_argument("--out", required=True, help="device profile to write")
     args = parser.parse_args(argv)
     try:
         studies = [load_study(s) for s in args.studies]

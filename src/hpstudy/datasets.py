@@ -90,12 +90,15 @@ def read_microbead_folder(root: str | Path) -> RawDataset:
     """A folder of images plus `density.csv` with columns `filename,density`."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: microbead folder not found; pass an existing folder "
-                           "with --config microbead_dir=PATH")
+        raise DatasetError(
+            f"{root}: microbead folder not found; pass an existing folder "
+            "with --config microbead_dir=PATH"
+        )
     table = root / "density.csv"
     if not table.is_file():
-        raise DatasetError(f"{table}: missing; the folder needs density.csv with columns "
-                           "filename,density")
+        raise DatasetError(
+            f"{table}: missing; the folder needs density.csv with columns filename,density"
+        )
     with open(table, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's BOM
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -107,41 +110,53 @@ def read_microbead_folder(root: str | Path) -> RawDataset:
                 f"{table}: header must be exactly 'filename,density', got {header!r}"
                 + (f"; missing column(s) {missing}" if missing else "")
                 + (f"; extra column(s) {extra}" if extra else "")
-                + "; fix the first line (and drop extra columns from every row)")
+                + "; fix the first line (and drop extra columns from every row)"
+            )
         rows = []
         for line_no, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != 2:
-                raise DatasetError(f"{table}:{line_no}: expected 2 columns (filename,density), "
-                                   f"got {len(row)}: {row!r}; fix the row")
+                raise DatasetError(
+                    f"{table}:{line_no}: expected 2 columns (filename,density), "
+                    f"got {len(row)}: {row!r}; fix the row"
+                )
             name, value = row[0].strip(), row[1].strip()
             try:
                 density = float(value)
             except ValueError:
-                raise DatasetError(f"{table}:{line_no}: density {value!r} is not a number")\
-                    from None
+                raise DatasetError(
+                    f"{table}:{line_no}: density {value!r} is not a number"
+                ) from None
             if not math.isfinite(density) or density < 0:
-                raise DatasetError(f"{table}:{line_no}: density {value!r} for {name} must be "
-                                   "a finite number >= 0; fix or remove the row")
+                raise DatasetError(
+                    f"{table}:{line_no}: density {value!r} for {name} must be "
+                    "a finite number >= 0; fix or remove the row"
+                )
             rows.append((line_no, name, density))
     if not rows:
         raise DatasetError(f"{table}: no rows; add one row per image")
     seen: dict[str, int] = {}
     for line_no, name, _ in rows:
         if name in seen:
-            raise DatasetError(f"{table}:{line_no}: duplicate filename {name!r} (first on line "
-                               f"{seen[name]}); keep one row per image")
+            raise DatasetError(
+                f"{table}:{line_no}: duplicate filename {name!r} (first on line "
+                f"{seen[name]}); keep one row per image"
+            )
         seen[name] = line_no
     on_disk = {p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     missing = [name for _, name, _ in rows if name not in on_disk]
     if missing:
-        raise DatasetError(f"{table}: {len(missing)} row(s) name images that do not exist, "
-                           f"e.g. {missing[:3]}; add the images or remove the rows")
+        raise DatasetError(
+            f"{table}: {len(missing)} row(s) name images that do not exist, "
+            f"e.g. {missing[:3]}; add the images or remove the rows"
+        )
     unlabelled = sorted(on_disk - set(seen))
     if unlabelled:
-        raise DatasetError(f"{root}: {len(unlabelled)} image(s) have no row in density.csv, e.g. "
-                           f"{unlabelled[:3]}; add rows or move the images out")
+        raise DatasetError(
+            f"{root}: {len(unlabelled)} image(s) have no row in density.csv, e.g. "
+            f"{unlabelled[:3]}; add rows or move the images out"
+        )
     images, files, kinds = [], {"density.csv": sha256_file(table)}, {}
     content: dict[str, tuple[str, float]] = {}
     for _, name, density in rows:
@@ -152,33 +167,52 @@ def read_microbead_folder(root: str | Path) -> RawDataset:
         digest = hashlib.sha256(array.tobytes()).hexdigest()
         if digest in content and content[digest][1] != density:
             other = content[digest][0]
-            raise DatasetError(f"{root}: {name} and {other} hold the same image but different "
-                               f"densities ({density} vs {content[digest][1]}); fix the label")
+            raise DatasetError(
+                f"{root}: {name} and {other} hold the same image but different "
+                f"densities ({density} vs {content[digest][1]}); fix the label"
+            )
         content.setdefault(digest, (name, density))
         images.append(array)
     if len(kinds) > 1:
         desc = {f"{np.dtype(k[0]).name}/{k[1]}ch": v for k, v in kinds.items()}
-        raise DatasetError(f"{root}: images mix bit depths or channel counts {desc}; convert "
-                           "them to one format")
+        raise DatasetError(
+            f"{root}: images mix bit depths or channel counts {desc}; convert them to one format"
+        )
     targets = np.array([d for _, _, d in rows], dtype=np.float64)
-    return RawDataset(images=images, targets=targets, task="regression",
-                      names=[n for _, n, _ in rows], files=files, target_name="density",
-                      source=str(root))
+    return RawDataset(
+        images=images,
+        targets=targets,
+        task="regression",
+        names=[n for _, n, _ in rows],
+        files=files,
+        target_name="density",
+        source=str(root),
+    )
 
 
 # -- standard benchmark datasets, read from torchvision's on-disk layout (never downloaded) --
 
 CIFAR_FILES = {
-    "cifar10": ("cifar-10-batches-py",
-                [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "batches.meta"),
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        "batches.meta",
+    ),
     "cifar100": ("cifar-100-python", ["train"], ["test"], "meta"),
 }
-MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 # What a dataset's task is, known before reading it (study files are checked against it).
-DATASET_TASKS = {"microbeads": "regression", "vgg_cells": "regression",
-                 "cifar10": "classification", "cifar100": "classification",
-                 "mnist": "classification"}
+DATASET_TASKS = {
+    "microbeads": "regression",
+    "vgg_cells": "regression",
+    "cifar10": "classification",
+    "cifar100": "classification",
+    "mnist": "classification",
+}
 
 
 def missing_files(name: str, location: str | Path) -> list[str]:
@@ -189,8 +223,12 @@ def missing_files(name: str, location: str | Path) -> list[str]:
         folder, train, test, meta = CIFAR_FILES[name]
         return [f"{folder}/{f}" for f in [*train, *test, meta] if not (root / folder / f).is_file()]
     if name == "mnist":
-        return [f"MNIST/raw/{f}" for pair in MNIST_FILES.values() for f in pair
-                if not _idx_path(root / "MNIST" / "raw", f)]
+        return [
+            f"MNIST/raw/{f}"
+            for pair in MNIST_FILES.values()
+            for f in pair
+            if not _idx_path(root / "MNIST" / "raw", f)
+        ]
     if name == "microbeads":  # images + density.csv; the reader checks the rest
         return [] if (root / "density.csv").is_file() else ["density.csv"]
     if name == "vgg_cells":
@@ -202,18 +240,26 @@ def missing_files(name: str, location: str | Path) -> list[str]:
 def _require_files(name: str, location: str | Path, fix: str) -> Path:
     missing = missing_files(name, location)
     if missing:
-        raise DatasetError(f"{location}: {name} files not found: {missing}; {fix} (nothing is "
-                           "downloaded at run time)")
+        raise DatasetError(
+            f"{location}: {name} files not found: {missing}; {fix} (nothing is "
+            "downloaded at run time)"
+        )
     return Path(location)
 
 
 # What the official CIFAR pickles (and numpy arrays pickled by any numpy) may reference;
 # anything else in a file is refused instead of run.
 _PICKLE_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("copy_reg", "_reconstructor"),
-    ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("copy_reg", "_reconstructor"),
+    ("copyreg", "_reconstructor"),
+    ("__builtin__", "object"),
+    ("builtins", "object"),
     ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell bytes
 }
 
@@ -235,8 +281,10 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as fh:
             data = _safe_unpickler(fh).load()
     except Exception as err:  # truncated or foreign files raise many types
-        raise DatasetError(f"{path}: not a readable CIFAR pickle ({type(err).__name__}: {err}); "
-                           "replace it with the file from the official archive") from None
+        raise DatasetError(
+            f"{path}: not a readable CIFAR pickle ({type(err).__name__}: {err}); "
+            "replace it with the file from the official archive"
+        ) from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a pickled dict, found {type(data).__name__}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
@@ -246,13 +294,17 @@ def _cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarr
     data = _unpickle(path)
     for key in ("data", label_key):
         if key not in data:
-            raise DatasetError(f"{path}: key {key!r} missing (found {sorted(data)}); is this "
-                               "the right CIFAR variant?")
+            raise DatasetError(
+                f"{path}: key {key!r} missing (found {sorted(data)}); is this "
+                "the right CIFAR variant?"
+            )
     images = np.asarray(data["data"], dtype=np.uint8)
     labels = np.asarray(data[label_key], dtype=np.int64)
     if images.ndim != 2 or images.shape[1] != 3 * 32 * 32 or len(images) != len(labels):
-        raise DatasetError(f"{path}: data has shape {images.shape} for {len(labels)} labels; "
-                           "expected (N, 3072) uint8 rows, one per label")
+        raise DatasetError(
+            f"{path}: data has shape {images.shape} for {len(labels)} labels; "
+            "expected (N, 3072) uint8 rows, one per label"
+        )
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise DatasetError(f"{path}: {label_key} outside 0..{num_classes - 1}")
     # rows are channel-planar (R plane, G plane, B plane); readers return HxWxC
@@ -263,8 +315,9 @@ def read_cifar(name: str, root: str | Path) -> RawDataset:
     """CIFAR-10 (`cifar-10-batches-py/`: data_batch_1..5, test_batch, batches.meta) or
     CIFAR-100 (`cifar-100-python/`: train, test, meta; the 100 fine labels) under `root`,
     as torchvision lays them out. The official train/test split is kept (predefined)."""
-    root = _require_files(name, root, "unpack the official python archive under data_root "
-                                      "(--config data_root=PATH)")
+    root = _require_files(
+        name, root, "unpack the official python archive under data_root (--config data_root=PATH)"
+    )
     folder, train_files, test_files, meta_file = CIFAR_FILES[name]
     num_classes = 10 if name == "cifar10" else 100
     label_key = "labels" if name == "cifar10" else "fine_labels"
@@ -283,10 +336,17 @@ def read_cifar(name: str, root: str | Path) -> RawDataset:
     meta = root / folder / meta_file
     files[f"{folder}/{meta_file}"] = sha256_file(meta)
     images = np.concatenate([p[0] for p in parts])
-    return RawDataset(images=list(images), targets=np.concatenate([p[1] for p in parts]),
-                      task="classification", names=names, files=files,
-                      num_classes=num_classes, target_name="class", predefined_split=split,
-                      source=str(root / folder))
+    return RawDataset(
+        images=list(images),
+        targets=np.concatenate([p[1] for p in parts]),
+        task="classification",
+        names=names,
+        files=files,
+        num_classes=num_classes,
+        target_name="class",
+        predefined_split=split,
+        source=str(root / folder),
+    )
 
 
 def _idx_path(folder: Path, stem: str) -> Path | None:
@@ -305,33 +365,39 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as fh:
             blob = fh.read()
     except (OSError, EOFError) as err:
-        raise DatasetError(f"{path}: unreadable ({err}); replace it with the original file")\
-            from None
+        raise DatasetError(
+            f"{path}: unreadable ({err}); replace it with the original file"
+        ) from None
     if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] != 0x08:
-        raise DatasetError(f"{path}: not an unsigned-byte IDX file (magic {blob[:4].hex()}, "
-                           "expected 000008DD)")
+        raise DatasetError(
+            f"{path}: not an unsigned-byte IDX file (magic {blob[:4].hex()}, expected 000008DD)"
+        )
     ndim = blob[3]
     header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(blob[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(blob[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(blob) != header + int(np.prod(dims)):
-        raise DatasetError(f"{path}: {len(blob) - header} data bytes for dims {dims}; the file "
-                           "is truncated or corrupted")
+        raise DatasetError(
+            f"{path}: {len(blob) - header} data bytes for dims {dims}; the file "
+            "is truncated or corrupted"
+        )
     return np.frombuffer(blob, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def read_mnist(root: str | Path) -> RawDataset:
     """MNIST from `MNIST/raw/` under `root` (train-/t10k- images and labels, IDX files,
     optionally .gz). 28x28 grayscale, 10 classes, the official 60k/10k split kept."""
-    root = _require_files("mnist", root, "put the four IDX files under data_root/MNIST/raw/ "
-                                         "(--config data_root=PATH)")
+    root = _require_files(
+        "mnist", root, "put the four IDX files under data_root/MNIST/raw/ (--config data_root=PATH)"
+    )
     folder = root / "MNIST" / "raw"
     images, labels, files, names, split, offset = [], [], {}, [], {}, 0
     for part, (img_stem, lab_stem) in MNIST_FILES.items():
         img_path, lab_path = _idx_path(folder, img_stem), _idx_path(folder, lab_stem)
         x, y = read_idx(img_path), read_idx(lab_path).astype(np.int64)
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DatasetError(f"{img_path}: images {x.shape} do not match labels {y.shape} "
-                               f"in {lab_path.name}")
+            raise DatasetError(
+                f"{img_path}: images {x.shape} do not match labels {y.shape} in {lab_path.name}"
+            )
         if len(y) and y.max() > 9:
             raise DatasetError(f"{lab_path}: labels outside 0..9")
         images.append(x[..., None])
@@ -341,9 +407,17 @@ def read_mnist(root: str | Path) -> RawDataset:
         names += [f"{part}:{i}" for i in range(len(y))]
         split[part] = np.arange(offset, offset + len(y))
         offset += len(y)
-    return RawDataset(images=list(np.concatenate(images)), targets=np.concatenate(labels),
-                      task="classification", names=names, files=files, num_classes=10,
-                      target_name="class", predefined_split=split, source=str(folder))
+    return RawDataset(
+        images=list(np.concatenate(images)),
+        targets=np.concatenate(labels),
+        task="classification",
+        names=names,
+        files=files,
+        num_classes=10,
+        target_name="class",
+        predefined_split=split,
+        source=str(folder),
+    )
 
 
 def read_vgg_cells(root: str | Path) -> RawDataset:
@@ -352,24 +426,31 @@ def read_vgg_cells(root: str | Path) -> RawDataset:
     pixel per cell). Target: the cell count = number of pixels with red > 0."""
     root = Path(root)
     if missing_files("vgg_cells", root):
-        raise DatasetError(f"{root}: no VGG cells found; expected NNNcell.png and NNNdots.png "
-                           "pairs (001cell.png, 001dots.png, ...); set --config "
-                           "vgg_cells_dir=PATH")
+        raise DatasetError(
+            f"{root}: no VGG cells found; expected NNNcell.png and NNNdots.png "
+            "pairs (001cell.png, 001dots.png, ...); set --config "
+            "vgg_cells_dir=PATH"
+        )
     cells = sorted(root.glob("*cell.png"))
     images, targets, names, files, warnings = [], [], [], {}, []
     for cell in cells:
         stem = cell.name[: -len("cell.png")]
         dots = root / f"{stem}dots.png"
         if not dots.is_file():
-            raise DatasetError(f"{dots}: missing; every NNNcell.png needs its NNNdots.png "
-                               "annotation")
+            raise DatasetError(
+                f"{dots}: missing; every NNNcell.png needs its NNNdots.png annotation"
+            )
         image, annotation = read_image(cell), read_image(dots)
         if image.dtype != np.uint8 or image.shape[2] != 3 or annotation.shape[2] != 3:
-            raise DatasetError(f"{cell}: expected 8-bit RGB cell and dots images, got "
-                               f"{image.dtype}/{image.shape[2]}ch and {annotation.shape[2]}ch")
+            raise DatasetError(
+                f"{cell}: expected 8-bit RGB cell and dots images, got "
+                f"{image.dtype}/{image.shape[2]}ch and {annotation.shape[2]}ch"
+            )
         if annotation.shape[:2] != image.shape[:2]:
-            raise DatasetError(f"{dots}: size {annotation.shape[:2]} differs from the cell "
-                               f"image's {image.shape[:2]}")
+            raise DatasetError(
+                f"{dots}: size {annotation.shape[:2]} differs from the cell "
+                f"image's {image.shape[:2]}"
+            )
         red = annotation[..., 0] > 0
         if (annotation[..., 1:][~red] > 0).any() or (annotation[red, 1:] > 0).any():
             warnings.append(f"{dots.name}: has non-red annotation pixels; counted red > 0 only")
@@ -377,9 +458,16 @@ def read_vgg_cells(root: str | Path) -> RawDataset:
         targets.append(float(red.sum()))
         names.append(stem)
         files[cell.name], files[dots.name] = sha256_file(cell), sha256_file(dots)
-    return RawDataset(images=images, targets=np.array(targets), task="regression",
-                      names=names, files=files, target_name="count", warnings=warnings,
-                      source=str(root))
+    return RawDataset(
+        images=images,
+        targets=np.array(targets),
+        task="regression",
+        names=names,
+        files=files,
+        target_name="count",
+        warnings=warnings,
+        source=str(root),
+    )
 
 
 # name -> reader(spec, location) ; `location` is the folder or root given in the config.

@@ -56,9 +56,15 @@ class Diagnostics:
 
     def epoch_state(self) -> dict:
         """The epoch in progress, for a mid-epoch checkpoint."""
-        return {"norms": list(self.norms), "prev": self.prev, "prev_sq": self.prev_sq,
-                "g2_sum": self.g2_sum, "s_sum": self.s_sum, "pairs": self.pairs,
-                "steps": self.steps}
+        return {
+            "norms": list(self.norms),
+            "prev": self.prev,
+            "prev_sq": self.prev_sq,
+            "g2_sum": self.g2_sum,
+            "s_sum": self.s_sum,
+            "pairs": self.pairs,
+            "steps": self.steps,
+        }
 
     def load_epoch_state(self, state: dict) -> None:
         self.norms, self.prev = list(state["norms"]), state["prev"]
@@ -90,10 +96,14 @@ class Diagnostics:
             self.prev, self.prev_sq = None, 0.0
         self.steps += 1
         if self.every and step % self.every == 0:
-            self._before = {n: p.detach().float().clone() for n, p in self.params
-                            if n in self.layers}
-            self._grad_abs = {n: float(p.grad.abs().mean()) for n, p in self.params
-                              if n in self.layers and p.grad is not None}
+            self._before = {
+                n: p.detach().float().clone() for n, p in self.params if n in self.layers
+            }
+            self._grad_abs = {
+                n: float(p.grad.abs().mean())
+                for n, p in self.params
+                if n in self.layers and p.grad is not None
+            }
 
     @torch.no_grad()
     def after_step(self, step: int, epoch: int) -> None:
@@ -107,8 +117,12 @@ class Diagnostics:
         self._before = {}
 
     def epoch_summary(self) -> dict[str, float]:
-        out = {"grad_norm_mean": math.nan, "grad_norm_cv": math.nan,
-               "grad_noise_scale": math.nan, "grad_variance": math.nan}
+        out = {
+            "grad_norm_mean": math.nan,
+            "grad_norm_cv": math.nan,
+            "grad_noise_scale": math.nan,
+            "grad_variance": math.nan,
+        }
         if not self.norms:
             return out
         norms = torch.stack(self.norms).double().cpu()  # the one host sync per epoch
@@ -124,8 +138,9 @@ class Diagnostics:
     def table(self):
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=["step", "epoch", "layer", "grad_abs_mean",
-                                                "update_ratio"])
+        return pd.DataFrame(
+            self.rows, columns=["step", "epoch", "layer", "grad_abs_mean", "update_ratio"]
+        )
 
     def state_dict(self) -> dict:
         return {"rows": self.rows}
@@ -136,14 +151,18 @@ class Diagnostics:
 
 # Environment variables worth keeping in metrics.json: batch scheduler and container.
 JOB_VARS = {
-    "slurm_job_id": "SLURM_JOB_ID", "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
-    "slurm_partition": "SLURM_JOB_PARTITION", "pbs_job_id": "PBS_JOBID",
-    "pbs_queue": "PBS_QUEUE", "container_image": "APPTAINER_CONTAINER",
+    "slurm_job_id": "SLURM_JOB_ID",
+    "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+    "slurm_partition": "SLURM_JOB_PARTITION",
+    "pbs_job_id": "PBS_JOBID",
+    "pbs_queue": "PBS_QUEUE",
+    "container_image": "APPTAINER_CONTAINER",
 }
 
 
-def job_environment(env: dict[str, str] | None = None, now: float | None = None
-                    ) -> dict[str, object]:
+def job_environment(
+    env: dict[str, str] | None = None, now: float | None = None
+) -> dict[str, object]:
     """Host, scheduler job id/queue, container image and the start/queue time of this job."""
     env = os.environ if env is None else env
     now = time.time() if now is None else now

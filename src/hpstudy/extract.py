@@ -67,13 +67,14 @@ def derived_facts(metrics: dict[str, Any]) -> dict[str, Any]:
         "best_epoch": best,
         # converged: the best validation loss came before the last epoch, or early stopping
         # ended the run; a run still improving at its last epoch wanted more epochs
-        "converged": metrics.get("status") == "ok" and (stopped or (best is not None
-                                                                    and best < epochs)),
+        "converged": metrics.get("status") == "ok"
+        and (stopped or (best is not None and best < epochs)),
     }
 
 
-def seed_record(run_dir: str | Path, config_id: str, seed: int,
-                job: dict[str, float] | None = None) -> dict[str, Any]:
+def seed_record(
+    run_dir: str | Path, config_id: str, seed: int, job: dict[str, float] | None = None
+) -> dict[str, Any]:
     run_dir = Path(run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -90,9 +91,9 @@ def seed_record(run_dir: str | Path, config_id: str, seed: int,
     return record
 
 
-def extract(runs_dir: str | Path, config_id: str, seeds: list[int],
-            benchmark: str | Path | None = None
-            ) -> tuple[list[dict[str, Any]], pd.DataFrame, pd.DataFrame]:
+def extract(
+    runs_dir: str | Path, config_id: str, seeds: list[int], benchmark: str | Path | None = None
+) -> tuple[list[dict[str, Any]], pd.DataFrame, pd.DataFrame]:
     """Records, curves and layers of every seed of one configuration."""
     runs_dir = Path(runs_dir)
     job = read_benchmark(benchmark)
@@ -102,18 +103,24 @@ def extract(runs_dir: str | Path, config_id: str, seeds: list[int],
     for seed in seeds:
         run_dir = runs_dir / f"seed{seed}"
         records.append(seed_record(run_dir, config_id, seed, job))
-        for frame, out in ((read_history(run_dir / "history.csv"), curves),
-                           (read_layers(run_dir / "layers.csv.gz"), layers)):
+        for frame, out in (
+            (read_history(run_dir / "history.csv"), curves),
+            (read_layers(run_dir / "layers.csv.gz"), layers),
+        ):
             if not frame.empty:
                 frame.insert(0, "seed", seed)
                 frame.insert(0, "config_hash", config_id)
                 out.append(frame)
-    return (records, pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
-            pd.concat(layers, ignore_index=True) if layers else pd.DataFrame())
+    return (
+        records,
+        pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
+        pd.concat(layers, ignore_index=True) if layers else pd.DataFrame(),
+    )
 
 
-def write_extract(runs_dir, config_id, seeds, benchmark, out_record, out_curves,
-                  out_layers) -> list[dict[str, Any]]:
+def write_extract(
+    runs_dir, config_id, seeds, benchmark, out_record, out_curves, out_layers
+) -> list[dict[str, Any]]:
     from hpstudy.atomic import write_csv, write_json
 
     records, curves, layers = extract(runs_dir, config_id, seeds, benchmark)

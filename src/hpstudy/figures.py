@@ -23,19 +23,26 @@ from hpstudy.analysis import t_interval  # noqa: E402
 from hpstudy.atomic import atomic_path  # noqa: E402
 
 METRIC_LABELS = {
-    "test_r2": "test R² (1 is perfect)", "test_mse": "test MSE (target units²)",
-    "test_rmse": "test RMSE (target units)", "test_mae": "test MAE (target units)",
-    "test_accuracy": "test accuracy (fraction)", "test_top5": "test top-5 accuracy (fraction)",
+    "test_r2": "test R² (1 is perfect)",
+    "test_mse": "test MSE (target units²)",
+    "test_rmse": "test RMSE (target units)",
+    "test_mae": "test MAE (target units)",
+    "test_accuracy": "test accuracy (fraction)",
+    "test_top5": "test top-5 accuracy (fraction)",
     "test_loss": "test cross-entropy (nats)",
-    "val_r2": "validation R²", "val_accuracy": "validation accuracy (fraction)",
+    "val_r2": "validation R²",
+    "val_accuracy": "validation accuracy (fraction)",
     "val_top5": "validation top-5 accuracy (fraction)",
     "train_loss": "train loss (standardised units)",
     "val_loss": "validation loss (standardised units)",
-    "grad_norm_mean": "gradient norm, epoch mean", "grad_norm_cv": "gradient-norm CV (SD/mean)",
+    "grad_norm_mean": "gradient norm, epoch mean",
+    "grad_norm_cv": "gradient-norm CV (SD/mean)",
     "grad_noise_scale": "gradient noise scale B_noise (samples)",
     "grad_variance": "gradient variance per step (trace)",
-    "lr": "learning rate", "batch_size": "batch size (samples)",
-    "time_per_epoch_s": "time per epoch (s)", "epochs_run": "epochs run",
+    "lr": "learning rate",
+    "batch_size": "batch size (samples)",
+    "time_per_epoch_s": "time per epoch (s)",
+    "epochs_run": "epochs run",
     "best_epoch": "best epoch (lowest val loss)",
 }
 CLASSIFICATION_LOSS_NOTE = "cross-entropy (nats)"
@@ -74,15 +81,24 @@ def _ok(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[summary["status"] == "ok"]
 
 
-def overview(summary: pd.DataFrame, groups: dict[str, list[str]], metric: str,
-             path: Path, levels: list[dict] | None = None) -> Path:
+def overview(
+    summary: pd.DataFrame,
+    groups: dict[str, list[str]],
+    metric: str,
+    path: Path,
+    levels: list[dict] | None = None,
+) -> Path:
     """One panel per group: the metric per experiment, mean and 95% CI over seeds, drawn
     from the analysis' level table (`levels`, the numbers in the report's tables)."""
     return _save(overview_figure(summary, groups, metric, levels), path)
 
 
-def overview_figure(summary: pd.DataFrame, groups: dict[str, list[str]], metric: str,
-                    levels: list[dict] | None = None):
+def overview_figure(
+    summary: pd.DataFrame,
+    groups: dict[str, list[str]],
+    metric: str,
+    levels: list[dict] | None = None,
+):
     _theme()
     ok = _ok(summary)
     if levels is None:  # no analysis given: the same t-intervals, computed here
@@ -91,8 +107,9 @@ def overview_figure(summary: pd.DataFrame, groups: dict[str, list[str]], metric:
             for exp in experiments:
                 vals = ok.loc[ok["experiment"] == exp, metric].to_numpy(dtype=float)
                 mean, _, lo, hi = t_interval(vals)
-                levels.append({"group": group, "experiment": exp, "mean": mean,
-                               "ci_low": lo, "ci_high": hi})
+                levels.append(
+                    {"group": group, "experiment": exp, "mean": mean, "ci_low": lo, "ci_high": hi}
+                )
     n = len(groups)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
@@ -109,19 +126,30 @@ def overview_figure(summary: pd.DataFrame, groups: dict[str, list[str]], metric:
         lo = np.array([_num(r.get("ci_low")) for r in rows])
         hi = np.array([_num(r.get("ci_high")) for r in rows])
         x = np.arange(len(order))
-        ax.errorbar(x, mean, yerr=np.vstack([mean - lo, hi - mean]), fmt="o", color="C0",
-                    capsize=5)
+        ax.errorbar(x, mean, yerr=np.vstack([mean - lo, hi - mean]), fmt="o", color="C0", capsize=5)
         ax.set_xticks(x, order)
-        sns.stripplot(data=frame, x="label", y=metric, order=order, ax=ax, color="0.4",
-                      size=3, alpha=0.6, jitter=False)
+        sns.stripplot(
+            data=frame,
+            x="label",
+            y=metric,
+            order=order,
+            ax=ax,
+            color="0.4",
+            size=3,
+            alpha=0.6,
+            jitter=False,
+        )
         ax.set_title(group)
         ax.set_xlabel("")
         ax.set_ylabel(label(metric))
         ax.tick_params(axis="x", rotation=35)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle(f"{label(metric)}: mean and 95% t-interval over seeds (as in the tables); "
-                 "dots are single runs", y=1.0)
+    fig.suptitle(
+        f"{label(metric)}: mean and 95% t-interval over seeds (as in the tables); "
+        "dots are single runs",
+        y=1.0,
+    )
     fig.tight_layout()
     return fig
 
@@ -130,8 +158,9 @@ def _num(value) -> float:
     return float(value) if value is not None else np.nan
 
 
-def factor_effect(runs: pd.DataFrame, factor: str, metric: str, secondary: str | None,
-                  path: Path, title: str) -> Path:
+def factor_effect(
+    runs: pd.DataFrame, factor: str, metric: str, secondary: str | None, path: Path, title: str
+) -> Path:
     """The metric against one factor's values (mean and 95% CI over seeds, dots = runs); a
     second panel on a log axis for the secondary metric (MSE or cross-entropy)."""
     _theme()
@@ -142,14 +171,33 @@ def factor_effect(runs: pd.DataFrame, factor: str, metric: str, secondary: str |
     if not numeric:
         ok[factor] = ok[factor].astype(str)
     for ax, column in zip(axes.flat, columns, strict=True):
-        sns.pointplot(data=ok, x=factor, y=column, errorbar=T_CI, capsize=0.15,
-                      native_scale=numeric, ax=ax, color="C0", markers="o")
-        sns.stripplot(data=ok, x=factor, y=column, native_scale=numeric, ax=ax, color="0.4",
-                      size=3, alpha=0.6, jitter=False)
+        sns.pointplot(
+            data=ok,
+            x=factor,
+            y=column,
+            errorbar=T_CI,
+            capsize=0.15,
+            native_scale=numeric,
+            ax=ax,
+            color="C0",
+            markers="o",
+        )
+        sns.stripplot(
+            data=ok,
+            x=factor,
+            y=column,
+            native_scale=numeric,
+            ax=ax,
+            color="0.4",
+            size=3,
+            alpha=0.6,
+            jitter=False,
+        )
         if numeric and ok[factor].min() > 0 and ok[factor].max() / ok[factor].min() >= 8:
             ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted(ok[factor].unique()), labels=[f"{v:g}" for v in
-                                                               sorted(ok[factor].unique())])
+            ax.set_xticks(
+                sorted(ok[factor].unique()), labels=[f"{v:g}" for v in sorted(ok[factor].unique())]
+            )
             ax.minorticks_off()
         if column != metric:
             ax.set_yscale("log")
@@ -169,8 +217,18 @@ def lr_vs_metric(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     ok["batch size"] = ok["batch_size"].astype(int).astype(str)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     order = sorted(ok["batch size"].unique(), key=int)
-    sns.lineplot(data=ok, x="lr", y=metric, hue="batch size", hue_order=order, marker="o",
-                 errorbar=T_CI, err_style="bars", ax=ax, palette="viridis")
+    sns.lineplot(
+        data=ok,
+        x="lr",
+        y=metric,
+        hue="batch size",
+        hue_order=order,
+        marker="o",
+        errorbar=T_CI,
+        err_style="bars",
+        ax=ax,
+        palette="viridis",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(label(metric))
@@ -184,13 +242,27 @@ def accumulation_bars(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     _theme()
     ok = _ok(runs).copy()
     ok["effective batch"] = (ok["batch_size"] * ok["grad_accum_steps"]).astype(int)
-    ok["how"] = np.where(ok["grad_accum_steps"] == 1, "true batch",
-                         "accumulated " + ok["batch_size"].astype(int).astype(str) + "×"
-                         + ok["grad_accum_steps"].astype(int).astype(str))
+    ok["how"] = np.where(
+        ok["grad_accum_steps"] == 1,
+        "true batch",
+        "accumulated "
+        + ok["batch_size"].astype(int).astype(str)
+        + "×"
+        + ok["grad_accum_steps"].astype(int).astype(str),
+    )
     order = sorted(ok["how"].unique(), key=lambda h: (h != "true batch", h))
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    sns.barplot(data=ok, x="effective batch", y=metric, hue="how", hue_order=order,
-                errorbar=T_CI, capsize=0.1, ax=ax, palette="colorblind")
+    sns.barplot(
+        data=ok,
+        x="effective batch",
+        y=metric,
+        hue="how",
+        hue_order=order,
+        errorbar=T_CI,
+        capsize=0.1,
+        ax=ax,
+        palette="colorblind",
+    )
     ax.set_xlabel("effective batch size (samples per optimizer step)")
     ax.set_ylabel(label(metric))
     ax.set_title("True vs accumulated batches (mean and 95% CI over seeds)")
@@ -206,18 +278,33 @@ def workers_cleanup(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     columns = [c for c in (metric, "time_per_epoch_s") if c in ok]
     fig, axes = plt.subplots(1, len(columns), figsize=(5.8 * len(columns), 4), squeeze=False)
     for ax, column in zip(axes.flat, columns, strict=True):
-        table = ok.pivot_table(index="num_workers", columns="cleanup_every", values=column,
-                               aggfunc="mean")
-        counts = ok.pivot_table(index="num_workers", columns="cleanup_every", values=column,
-                                aggfunc="count")
-        sd = ok.pivot_table(index="num_workers", columns="cleanup_every", values=column,
-                            aggfunc="std")
-        annot = table.map(lambda v: f"{v:.3g}") + "\n±" + sd.map(
-            lambda v: "–" if pd.isna(v) else f"{v:.2g}") + " (n=" + counts.map(
-            lambda v: "0" if pd.isna(v) else f"{int(v)}") + ")"
+        table = ok.pivot_table(
+            index="num_workers", columns="cleanup_every", values=column, aggfunc="mean"
+        )
+        counts = ok.pivot_table(
+            index="num_workers", columns="cleanup_every", values=column, aggfunc="count"
+        )
+        sd = ok.pivot_table(
+            index="num_workers", columns="cleanup_every", values=column, aggfunc="std"
+        )
+        annot = (
+            table.map(lambda v: f"{v:.3g}")
+            + "\n±"
+            + sd.map(lambda v: "–" if pd.isna(v) else f"{v:.2g}")
+            + " (n="
+            + counts.map(lambda v: "0" if pd.isna(v) else f"{int(v)}")
+            + ")"
+        )
         annot = annot.where(table.notna(), "")  # a list design leaves cells not run
-        sns.heatmap(table, annot=annot.to_numpy(), fmt="", cmap="viridis", ax=ax,
-                    cbar_kws={"label": label(column)}, annot_kws={"fontsize": 8})
+        sns.heatmap(
+            table,
+            annot=annot.to_numpy(),
+            fmt="",
+            cmap="viridis",
+            ax=ax,
+            cbar_kws={"label": label(column)},
+            annot_kws={"fontsize": 8},
+        )
         ax.set_xlabel("cleanup every N batches (0 = never)")
         ax.set_ylabel("DataLoader workers")
         ax.set_title(f"{label(column)}: mean ± SD over seeds")
@@ -225,24 +312,42 @@ def workers_cleanup(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def scheduler_comparison(runs: pd.DataFrame, history: pd.DataFrame, metric: str,
-                         path: Path) -> Path:
+def scheduler_comparison(
+    runs: pd.DataFrame, history: pd.DataFrame, metric: str, path: Path
+) -> Path:
     """The metric per scheduler (mean and 95% CI) and each scheduler's LR per epoch."""
     _theme()
     ok = _ok(runs)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     order = list(dict.fromkeys(ok["label"]))
-    sns.barplot(data=ok, x="label", y=metric, order=order, errorbar=T_CI, capsize=0.1,
-                ax=axes[0], color="C0")
-    sns.stripplot(data=ok, x="label", y=metric, order=order, ax=axes[0], color="0.3", size=3,
-                  jitter=False)
+    sns.barplot(
+        data=ok,
+        x="label",
+        y=metric,
+        order=order,
+        errorbar=T_CI,
+        capsize=0.1,
+        ax=axes[0],
+        color="C0",
+    )
+    sns.stripplot(
+        data=ok, x="label", y=metric, order=order, ax=axes[0], color="0.3", size=3, jitter=False
+    )
     axes[0].set_xlabel("")
     axes[0].set_ylabel(label(metric))
     axes[0].set_title("Metric per scheduler (mean and 95% CI)")
     axes[0].tick_params(axis="x", rotation=30)
     if not history.empty and "lr" in history:
-        sns.lineplot(data=history, x="epoch", y="lr", hue="label", hue_order=order,
-                     errorbar=None, marker="o", ax=axes[1])
+        sns.lineplot(
+            data=history,
+            x="epoch",
+            y="lr",
+            hue="label",
+            hue_order=order,
+            errorbar=None,
+            marker="o",
+            ax=axes[1],
+        )
         axes[1].set_yscale("log")
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("learning rate (log scale)")
@@ -268,8 +373,10 @@ def lr_schedules(history: pd.DataFrame, path: Path, limit: int = 12) -> Path:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate (log scale)")
-    ax.set_title(f"Distinct learning-rate schedules ({len(keep)} of "
-                 f"{history['experiment'].nunique()} experiments)")
+    ax.set_title(
+        f"Distinct learning-rate schedules ({len(keep)} of "
+        f"{history['experiment'].nunique()} experiments)"
+    )
     ax.legend(fontsize="x-small", title="")
     fig.tight_layout()
     return _save(fig, path)
@@ -285,8 +392,16 @@ def learning_curves(history: pd.DataFrame, group: str, columns: list[str], path:
     fig, axes = plt.subplots(rows, cols, figsize=(5.3 * cols, 3.8 * rows), squeeze=False)
     order = list(dict.fromkeys(frame["label"]))
     for ax, column in zip(axes.flat, columns, strict=False):
-        sns.lineplot(data=frame, x="epoch", y=column, hue="label", hue_order=order,
-                     errorbar=T_CI, ax=ax, legend=ax is axes.flat[0])
+        sns.lineplot(
+            data=frame,
+            x="epoch",
+            y=column,
+            hue="label",
+            hue_order=order,
+            errorbar=T_CI,
+            ax=ax,
+            legend=ax is axes.flat[0],
+        )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label(column))
@@ -294,7 +409,7 @@ def learning_curves(history: pd.DataFrame, group: str, columns: list[str], path:
         if (column.endswith("loss") or column == "grad_noise_scale") and (positive > 0).all():
             ax.set_yscale("log")
             ax.set_ylabel(f"{label(column)}, log scale")
-    for ax in list(axes.flat)[len(columns):]:
+    for ax in list(axes.flat)[len(columns) :]:
         ax.set_visible(False)
     fig.suptitle(f"{group}: per-epoch curves (mean and 95% band over seeds)")
     fig.tight_layout()
@@ -311,10 +426,13 @@ def gradient_flow_run(layers: pd.DataFrame, title: str, path: Path) -> Path:
     _theme()
     fig, axes = plt.subplots(1, 2, figsize=(14, max(3.5, 0.28 * layers["layer"].nunique())))
     order = list(dict.fromkeys(layers["layer"]))
-    for ax, column, name in ((axes[0], "grad_abs_mean", "log10 mean |grad|"),
-                             (axes[1], "update_ratio", "log10 ||ΔW|| / ||W||")):
-        table = layers.pivot_table(index="layer", columns="step", values=column,
-                                   aggfunc="mean").reindex(order)
+    for ax, column, name in (
+        (axes[0], "grad_abs_mean", "log10 mean |grad|"),
+        (axes[1], "update_ratio", "log10 ||ΔW|| / ||W||"),
+    ):
+        table = layers.pivot_table(
+            index="layer", columns="step", values=column, aggfunc="mean"
+        ).reindex(order)
         sns.heatmap(_log10(table), cmap="magma", ax=ax, cbar_kws={"label": name})
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("")
@@ -331,19 +449,31 @@ def gradient_flow_group(layers: pd.DataFrame, group: str, path: Path) -> Path:
     frame = layers[layers["group"] == group]
     order = list(dict.fromkeys(frame["layer"]))
     levels = list(dict.fromkeys(frame["label"]))
-    fig, axes = plt.subplots(1, 2, figsize=(max(10, 2.2 * len(levels) + 6),
-                                            max(3.5, 0.28 * len(order))))
-    for ax, column, name in ((axes[0], "grad_abs_mean", "log10 mean |grad|"),
-                             (axes[1], "update_ratio", "log10 ||ΔW|| / ||W||")):
-        table = frame.pivot_table(index="layer", columns="label", values=column,
-                                  aggfunc="mean").reindex(index=order, columns=levels)
-        sns.heatmap(_log10(table), cmap="magma", annot=True, fmt=".1f", ax=ax,
-                    cbar_kws={"label": name}, annot_kws={"fontsize": 7})
+    fig, axes = plt.subplots(
+        1, 2, figsize=(max(10, 2.2 * len(levels) + 6), max(3.5, 0.28 * len(order)))
+    )
+    for ax, column, name in (
+        (axes[0], "grad_abs_mean", "log10 mean |grad|"),
+        (axes[1], "update_ratio", "log10 ||ΔW|| / ||W||"),
+    ):
+        table = frame.pivot_table(
+            index="layer", columns="label", values=column, aggfunc="mean"
+        ).reindex(index=order, columns=levels)
+        sns.heatmap(
+            _log10(table),
+            cmap="magma",
+            annot=True,
+            fmt=".1f",
+            ax=ax,
+            cbar_kws={"label": name},
+            annot_kws={"fontsize": 7},
+        )
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.set_title(name)
-    fig.suptitle(f"{group}: gradient flow and weight updates per layer "
-                 "(mean over recorded steps and seeds)")
+    fig.suptitle(
+        f"{group}: gradient flow and weight updates per layer (mean over recorded steps and seeds)"
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -353,20 +483,44 @@ def early_stopping(summary: pd.DataFrame, experiments: list[str], path: Path) ->
     (dots, coloured by whether early stopping ended the run)."""
     _theme()
     ok = _ok(summary).copy()
-    ok["stopped early"] = ok["stopped_early"].astype(str).str.lower().map(
-        {"true": "yes", "1": "yes", "1.0": "yes"}).fillna("no")
+    ok["stopped early"] = (
+        ok["stopped_early"]
+        .astype(str)
+        .str.lower()
+        .map({"true": "yes", "1": "yes", "1.0": "yes"})
+        .fillna("no")
+    )
     order = [e for e in experiments if e in set(ok["experiment"])]
     fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(order) + 1)))
-    sns.barplot(data=ok, y="experiment", x="epochs_run", order=order, errorbar=None,
-                color="0.85", ax=ax, label="epochs run (mean)")
-    sns.stripplot(data=ok, y="experiment", x="best_epoch", order=order, hue="stopped early",
-                  hue_order=["no", "yes"], ax=ax, size=6, jitter=False, palette="Set1")
+    sns.barplot(
+        data=ok,
+        y="experiment",
+        x="epochs_run",
+        order=order,
+        errorbar=None,
+        color="0.85",
+        ax=ax,
+        label="epochs run (mean)",
+    )
+    sns.stripplot(
+        data=ok,
+        y="experiment",
+        x="best_epoch",
+        order=order,
+        hue="stopped early",
+        hue_order=["no", "yes"],
+        ax=ax,
+        size=6,
+        jitter=False,
+        palette="Set1",
+    )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("")
     ax.set_title("Early stopping: best validation epoch per run (dots) and epochs run (bars)")
-    ax.legend(fontsize="small", title="dots: stopped early?", loc="upper left",
-              bbox_to_anchor=(1.01, 1))
+    ax.legend(
+        fontsize="small", title="dots: stopped early?", loc="upper left", bbox_to_anchor=(1.01, 1)
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -375,16 +529,26 @@ def cost(summary: pd.DataFrame, metric: str, path: Path) -> Path:
     """Cost against quality per experiment: time per epoch, peak memory and throughput."""
     _theme()
     ok = _ok(summary)
-    means = ok.groupby("experiment", sort=False).agg(
-        metric=(metric, "mean"), time=("time_per_epoch_s", "mean"),
-        memory=("peak_memory_mb", "mean"), throughput=("throughput_samples_per_s", "mean"),
-        group=("group", "first")).reset_index()
+    means = (
+        ok.groupby("experiment", sort=False)
+        .agg(
+            metric=(metric, "mean"),
+            time=("time_per_epoch_s", "mean"),
+            memory=("peak_memory_mb", "mean"),
+            throughput=("throughput_samples_per_s", "mean"),
+            group=("group", "first"),
+        )
+        .reset_index()
+    )
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-    for ax, column, name in ((axes[0], "time", "time per epoch (s)"),
-                             (axes[1], "memory", "peak memory (MiB)"),
-                             (axes[2], "throughput", "throughput (samples/s)")):
-        sns.scatterplot(data=means, x=column, y="metric", hue="group", ax=ax, s=50,
-                        legend=ax is axes[0])
+    for ax, column, name in (
+        (axes[0], "time", "time per epoch (s)"),
+        (axes[1], "memory", "peak memory (MiB)"),
+        (axes[2], "throughput", "throughput (samples/s)"),
+    ):
+        sns.scatterplot(
+            data=means, x=column, y="metric", hue="group", ax=ax, s=50, legend=ax is axes[0]
+        )
         ax.set_xlabel(name)
         ax.set_ylabel(f"{label(metric)} (mean)")
     fig.suptitle("Cost vs quality, one dot per experiment (means over seeds)")

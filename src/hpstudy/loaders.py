@@ -28,9 +28,17 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
 
 
 class DeviceLoader:
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor,
-                 batch_size: int, device: torch.device, shuffle: bool, seed: int = 0,
-                 drop_last: bool = False):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        indices: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
         self.drop_last = drop_last
         self.images = images.index_select(0, indices).to(device, non_blocking=True)
         self.targets = targets.index_select(0, indices).to(device, non_blocking=True)
@@ -41,10 +49,11 @@ class DeviceLoader:
         return num_batches(self.n, self.batch_size, self.drop_last)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
-        order = (epoch_order(self.n, self.seed, epoch) if self.shuffle
-                 else torch.arange(self.n)).to(self.device)
+        order = (
+            epoch_order(self.n, self.seed, epoch) if self.shuffle else torch.arange(self.n)
+        ).to(self.device)
         for b in range(start_batch, len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             # index_select copies whole images; `images[idx]` took 10x longer on CPU
             yield self.images.index_select(0, idx), self.targets.index_select(0, idx)
 
@@ -74,22 +83,37 @@ class _OrderSampler(torch.utils.data.Sampler):
         # runs in the main process, so `epoch` and `start` set by TorchLoader.epoch() reach
         # it even with persistent workers
         if self.shuffle:
-            return iter(epoch_order(self.n, self.seed, self.epoch)[self.start:].tolist())
+            return iter(epoch_order(self.n, self.seed, self.epoch)[self.start :].tolist())
         return iter(range(self.start, self.n))
 
 
 class TorchLoader:
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor,
-                 batch_size: int, device: torch.device, shuffle: bool, seed: int = 0,
-                 num_workers: int = 0, pin_memory: bool = True, drop_last: bool = False):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        indices: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
+        shuffle: bool,
+        seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = True,
+        drop_last: bool = False,
+    ):
         self.n, self.batch_size, self.device = len(indices), batch_size, device
         self.drop_last = drop_last
         self.sampler = _OrderSampler(self.n, seed, shuffle)
         pin = pin_memory and device.type == "cuda"
         self.loader = torch.utils.data.DataLoader(
-            _Subset(images, targets, indices), batch_size=batch_size, sampler=self.sampler,
-            num_workers=num_workers, pin_memory=pin, persistent_workers=num_workers > 0,
-            drop_last=drop_last)
+            _Subset(images, targets, indices),
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=pin,
+            persistent_workers=num_workers > 0,
+            drop_last=drop_last,
+        )
 
     def __len__(self) -> int:
         return num_batches(self.n, self.batch_size, self.drop_last)
@@ -100,13 +124,23 @@ class TorchLoader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
-def make_loader(cfg, images, targets, indices, device, shuffle: bool,
-                batch_size: int | None = None):
+def make_loader(
+    cfg, images, targets, indices, device, shuffle: bool, batch_size: int | None = None
+):
     """The training loader (shuffled, `cfg.drop_last`) or an evaluation one (every sample)."""
     batch_size = batch_size or cfg.batch_size
     drop_last = cfg.drop_last and shuffle
     if cfg.data_path == "dataloader":
-        return TorchLoader(images, targets, indices, batch_size, device, shuffle, cfg.seed,
-                           cfg.num_workers, cfg.pin_memory, drop_last)
-    return DeviceLoader(images, targets, indices, batch_size, device, shuffle, cfg.seed,
-                        drop_last)
+        return TorchLoader(
+            images,
+            targets,
+            indices,
+            batch_size,
+            device,
+            shuffle,
+            cfg.seed,
+            cfg.num_workers,
+            cfg.pin_memory,
+            drop_last,
+        )
+    return DeviceLoader(images, targets, indices, batch_size, device, shuffle, cfg.seed, drop_last)

@@ -31,8 +31,9 @@ def primary_metric(task: str, chosen: str | None = None) -> str:
         return metric_columns(task)[0]
     column = chosen if chosen.startswith("test_") else f"test_{chosen}"
     if column not in metric_columns(task):
-        raise ValueError(f"metric {chosen!r} is not a {task} metric; choose one of "
-                         f"{list(TASK_METRICS[task])}")
+        raise ValueError(
+            f"metric {chosen!r} is not a {task} metric; choose one of {list(TASK_METRICS[task])}"
+        )
     return column
 
 

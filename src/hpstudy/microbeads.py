@@ -30,18 +30,22 @@ def render(rng: np.random.Generator, size: int) -> tuple[np.ndarray, int]:
     n_clumps = rng.binomial(3, 0.25)  # occasional clumps of touching beads
     clumped = min(n_beads, int(n_clumps * rng.integers(3, 9)))
     centres = rng.uniform(0, size, size=(max(n_clumps, 1), 2))
-    pos = np.concatenate([
-        rng.uniform(0, size, size=(n_beads - clumped, 2)),
-        centres[rng.integers(0, len(centres), clumped)] + rng.normal(0, 3.0, (clumped, 2)),
-    ]) % size
+    pos = (
+        np.concatenate(
+            [
+                rng.uniform(0, size, size=(n_beads - clumped, 2)),
+                centres[rng.integers(0, len(centres), clumped)] + rng.normal(0, 3.0, (clumped, 2)),
+            ]
+        )
+        % size
+    )
     brightness = rng.lognormal(mean=np.log(1600.0), sigma=0.35, size=n_beads)
     kind = rng.integers(0, len(SIGMAS), n_beads)
     signal = np.zeros((size, size), np.float64)
     for k, sigma in enumerate(SIGMAS):
         impulses = np.zeros((size, size), np.float64)
         sel = kind == k
-        np.add.at(impulses, (pos[sel, 0].astype(int), pos[sel, 1].astype(int)),
-                  brightness[sel])
+        np.add.at(impulses, (pos[sel, 0].astype(int), pos[sel, 1].astype(int)), brightness[sel])
         signal += ndimage.gaussian_filter(impulses, sigma, mode="wrap")
     yy, xx = np.mgrid[0:size, 0:size] / size
     gx, gy = rng.normal(0, 1, 2)
@@ -56,8 +60,9 @@ def density_per_mm2(n_beads: int, size: int) -> float:
     return n_beads / area_mm2
 
 
-def generate(out_dir: str | Path, n_images: int = 1948, size: int = 256, seed: int = 0,
-             progress: bool = True) -> Path:
+def generate(
+    out_dir: str | Path, n_images: int = 1948, size: int = 256, seed: int = 0, progress: bool = True
+) -> Path:
     """Write `n_images` PNGs and `density.csv` (filename,density) into `out_dir`."""
     from PIL import Image
     from tqdm import tqdm

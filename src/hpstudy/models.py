@@ -40,14 +40,19 @@ class ResNetShallow(nn.Module):
             stride = 1 if i == 0 else 2
             down = None
             if stride != 1 or c_in != c_out:
-                down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                                     nn.BatchNorm2d(c_out))
+                down = nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+                )
             stages.append(BasicBlock(c_in, c_out, stride=stride, downsample=down))
             c_in = c_out
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Linear(c_in, 128), nn.ReLU(inplace=True),
-                                  nn.Linear(128, num_outputs))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(c_in, 128),
+            nn.ReLU(inplace=True),
+            nn.Linear(128, num_outputs),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
@@ -83,15 +88,15 @@ class Resize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] == (self.size, self.size):
             return x
-        return F.interpolate(x, size=(self.size, self.size), mode="bilinear",
-                             align_corners=False)
+        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
     def extra_repr(self) -> str:
         return f"size={self.size}"
 
 
-def resnet18_imagenet(in_channels: int = 3, num_outputs: int = 1000,
-                      upsample_size: int | None = 224) -> nn.Module:
+def resnet18_imagenet(
+    in_channels: int = 3, num_outputs: int = 1000, upsample_size: int | None = 224
+) -> nn.Module:
     """torchvision's ResNet-18 with its ImageNet stem, trained from scratch (no download).
 
     stem:  [Resize to upsample_size (bilinear, on the device)] -> conv 7x7/2 -> BN -> ReLU
@@ -122,8 +127,11 @@ class PreActBlock(nn.Module):
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
-        self.shortcut = (nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
-                         if stride != 1 or c_in != c_out else None)
+        self.shortcut = (
+            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+            if stride != 1 or c_in != c_out
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
@@ -153,9 +161,13 @@ class PreActResNet18(nn.Module):
                 blocks.append(PreActBlock(c_in, c_out, stride=2 if i > 0 and j == 0 else 1))
                 c_in = c_out
         self.stages = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(inplace=True),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Linear(c_in, num_outputs))
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(c_in, num_outputs),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
@@ -174,14 +186,26 @@ class LeNet(nn.Module):
         super().__init__()
         side = ((image_size - 4) // 2 - 4) // 2
         if side < 1:
-            raise ValueError(f"lenet needs images of at least 12x12 pixels, got {image_size}; "
-                             "set dataset.image_size or upsample_size larger")
+            raise ValueError(
+                f"lenet needs images of at least 12x12 pixels, got {image_size}; "
+                "set dataset.image_size or upsample_size larger"
+            )
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+            nn.Conv2d(in_channels, 6, 5),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * side * side, 120), nn.ReLU(inplace=True),
-            nn.Linear(120, 84), nn.ReLU(inplace=True), nn.Linear(84, num_outputs))
+            nn.Flatten(),
+            nn.Linear(16 * side * side, 120),
+            nn.ReLU(inplace=True),
+            nn.Linear(120, 84),
+            nn.ReLU(inplace=True),
+            nn.Linear(84, num_outputs),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -194,8 +218,13 @@ class MLP(nn.Module):
     -> Linear(256, num_outputs); 535,818 parameters for 1x28x28 inputs and 10 classes.
     """
 
-    def __init__(self, in_channels: int = 1, num_outputs: int = 10, image_size: int = 28,
-                 hidden: tuple[int, ...] = (512, 256)):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_outputs: int = 10,
+        image_size: int = 28,
+        hidden: tuple[int, ...] = (512, 256),
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_channels * image_size * image_size

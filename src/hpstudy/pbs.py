@@ -510,8 +510,11 @@ class StatusBoard:
         # Ctrl-C, or finished after it ended) are none of this run's business.
         if short_id(asked) in known:
             current = known[short_id(asked)].get("invocation")
-            ids = [rec["jobid"] for key, rec in known.items()
-                   if key not in board["final"] and rec.get("invocation") == current]
+            ids = [
+                rec["jobid"]
+                for key, rec in known.items()
+                if key not in board["final"] and rec.get("invocation") == current
+            ]
         else:
             ids = [asked]
         for attempt in range(1, self.site.qstat_retries + 1):

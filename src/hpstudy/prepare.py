@@ -33,8 +33,10 @@ def to_uint8(images: list[np.ndarray]) -> tuple[list[np.ndarray], str]:
     if images[0].dtype == np.uint8:
         return images, "uint8 as stored"
     top = max(int(im.max()) for im in images) or 1
-    out = [np.clip(np.rint(im.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
-           for im in images]
+    out = [
+        np.clip(np.rint(im.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
+        for im in images
+    ]
     return out, f"uint16 scaled by 255/{top} (dataset maximum)"
 
 
@@ -55,8 +57,10 @@ def resize_batch(images: list[np.ndarray], size: int | None) -> np.ndarray:
     shapes = {im.shape for im in images}
     if size is None:
         if len(shapes) > 1:
-            raise DatasetError(f"images have different sizes {sorted(shapes)[:3]}; set "
-                               "dataset.image_size in the study to resize them")
+            raise DatasetError(
+                f"images have different sizes {sorted(shapes)[:3]}; set "
+                "dataset.image_size in the study to resize them"
+            )
         return np.stack(images).transpose(0, 3, 1, 2).copy()
     out = np.empty((len(images), images[0].shape[2], size, size), np.uint8)
     for i, im in enumerate(images):
@@ -64,21 +68,27 @@ def resize_batch(images: list[np.ndarray], size: int | None) -> np.ndarray:
             out[i] = im.transpose(2, 0, 1)
             continue
         t = torch.from_numpy(im).permute(2, 0, 1)[None].float()
-        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
+        t = F.interpolate(
+            t, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
         out[i] = t[0].round().clamp(0, 255).to(torch.uint8).numpy()
     return out
 
 
-def make_split(n: int, spec: dict[str, Any], predefined: dict[str, np.ndarray] | None,
-               ) -> dict[str, np.ndarray]:
+def make_split(
+    n: int,
+    spec: dict[str, Any],
+    predefined: dict[str, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
     method = spec.get("method", "predefined" if predefined is not None else "random")
     seed = spec.get("seed", 42)
     rng = np.random.default_rng(seed)
     if method == "predefined":
         if predefined is None:
-            raise DatasetError("dataset.split.method=predefined but this dataset has no "
-                               "predefined split; use random or ordered")
+            raise DatasetError(
+                "dataset.split.method=predefined but this dataset has no "
+                "predefined split; use random or ordered"
+            )
         split = {k: np.asarray(v, np.int64) for k, v in predefined.items()}
         if "val" not in split or len(split["val"]) == 0:
             frac = spec.get("val", 0.1)
@@ -89,24 +99,33 @@ def make_split(n: int, spec: dict[str, Any], predefined: dict[str, np.ndarray] |
     if method == "ordered":  # counts, in file order: train first, then val, then test
         counts = [int(spec.get(k, 0)) for k in SPLITS]
         if sum(counts) > n:
-            raise DatasetError(f"dataset.split counts {dict(zip(SPLITS, counts, strict=True))} "
-                               f"need {sum(counts)} samples but only {n} remain")
+            raise DatasetError(
+                f"dataset.split counts {dict(zip(SPLITS, counts, strict=True))} "
+                f"need {sum(counts)} samples but only {n} remain"
+            )
         if counts[2] and sum(counts) < n:  # test is taken from the end (e.g. last 100)
             counts[0] = n - counts[1] - counts[2] if not counts[0] else counts[0]
         edges = np.cumsum([0, counts[0], counts[1]])
         idx = np.arange(n)
-        return {"train": idx[: edges[1]], "val": idx[edges[1]: edges[2]],
-                "test": idx[n - counts[2]:] if counts[2] else idx[edges[2]: edges[2]]}
-    fractions = np.array([float(spec.get(k, d)) for k, d in zip(SPLITS, (0.7, 0.15, 0.15),
-                                                                     strict=True)])
+        return {
+            "train": idx[: edges[1]],
+            "val": idx[edges[1] : edges[2]],
+            "test": idx[n - counts[2] :] if counts[2] else idx[edges[2] : edges[2]],
+        }
+    fractions = np.array(
+        [float(spec.get(k, d)) for k, d in zip(SPLITS, (0.7, 0.15, 0.15), strict=True)]
+    )
     if fractions.sum() <= 0:
         raise DatasetError("dataset.split fractions must add up to more than 0")
     fractions = fractions / fractions.sum()
     perm = rng.permutation(n)
     n_train = int(round(n * fractions[0]))
     n_val = int(round(n * fractions[1]))
-    return {"train": np.sort(perm[:n_train]), "val": np.sort(perm[n_train:n_train + n_val]),
-            "test": np.sort(perm[n_train + n_val:])}
+    return {
+        "train": np.sort(perm[:n_train]),
+        "val": np.sort(perm[n_train : n_train + n_val]),
+        "test": np.sort(perm[n_train + n_val :]),
+    }
 
 
 def subsample(raw: RawDataset, percentage: float, seed: int) -> np.ndarray:
@@ -121,8 +140,12 @@ def subsample(raw: RawDataset, percentage: float, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(n)[:keep])
 
 
-def quality_warnings(images: np.ndarray, targets: np.ndarray, names: list[str], task: str,
-                     ) -> list[str]:
+def quality_warnings(
+    images: np.ndarray,
+    targets: np.ndarray,
+    names: list[str],
+    task: str,
+) -> list[str]:
     warnings = []
     flat_std = images.reshape(len(images), -1).std(axis=1)
     for i in np.flatnonzero(flat_std < 1.0)[:20]:
@@ -136,16 +159,23 @@ def quality_warnings(images: np.ndarray, targets: np.ndarray, names: list[str], 
     return warnings
 
 
-def content_checksum(images: np.ndarray, targets: np.ndarray, split: dict[str, np.ndarray],
-                     ) -> str:
+def content_checksum(
+    images: np.ndarray,
+    targets: np.ndarray,
+    split: dict[str, np.ndarray],
+) -> str:
     digest = hashlib.sha256()
     for array in (images, targets, *(split[k] for k in SPLITS)):
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
 
-def prepare(spec: dict[str, Any], location: str | Path, out_path: str | Path,
-            manifest_path: str | Path | None = None) -> dict[str, Any]:
+def prepare(
+    spec: dict[str, Any],
+    location: str | Path,
+    out_path: str | Path,
+    manifest_path: str | Path | None = None,
+) -> dict[str, Any]:
     """Read the dataset named by `spec` at `location` and write the prepared file."""
     import torch
 
@@ -161,20 +191,24 @@ def prepare(spec: dict[str, Any], location: str | Path, out_path: str | Path,
     predefined = None
     if raw.predefined_split is not None:  # re-index the predefined split into `keep`
         position = {int(k): j for j, k in enumerate(keep)}
-        predefined = {s: np.array([position[i] for i in idx if int(i) in position], np.int64)
-                      for s, idx in raw.predefined_split.items()}
+        predefined = {
+            s: np.array([position[i] for i in idx if int(i) in position], np.int64)
+            for s, idx in raw.predefined_split.items()
+        }
     split = make_split(len(keep), split_spec, predefined)
     for part in ("train", "test"):
         if len(split[part]) == 0:
             raise DatasetError(
                 f"{raw.source}: the {part} split is empty after data_percentage="
                 f"{spec.get('data_percentage', 100)} ({len(keep)} samples); raise "
-                "data_percentage or change dataset.split")
+                "data_percentage or change dataset.split"
+            )
     train_px = images[split["train"]].astype(np.float64) / 255.0
     mean = train_px.mean(axis=(0, 2, 3))
     std = train_px.std(axis=(0, 2, 3)) + 1e-8
-    targets_out = (targets.astype(np.float32) if raw.task == "regression"
-                   else targets.astype(np.int64))
+    targets_out = (
+        targets.astype(np.float32) if raw.task == "regression" else targets.astype(np.int64)
+    )
     target_mean = float(targets[split["train"]].mean()) if raw.task == "regression" else 0.0
     target_std = float(targets[split["train"]].std() or 1.0) if raw.task == "regression" else 1.0
     checksum = content_checksum(images, targets_out, split)
@@ -195,8 +229,7 @@ def prepare(spec: dict[str, Any], location: str | Path, out_path: str | Path,
         "target_mean": target_mean,
         "target_std": target_std,
         "content_sha256": checksum,
-        "source_sha256": hashlib.sha256(
-            json.dumps(raw.files, sort_keys=True).encode()).hexdigest(),
+        "source_sha256": hashlib.sha256(json.dumps(raw.files, sort_keys=True).encode()).hexdigest(),
         "files": raw.files,
         "data_quality": raw.warnings + quality_warnings(images, targets, names, raw.task),
         "names": names,
@@ -226,8 +259,9 @@ def load_prepared(path: str | Path, verify: bool = True) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
-        raise PreparedError(f"{path}: not a readable prepared file ({err}); delete it and "
-                            "rerun the prepare rule") from None
+        raise PreparedError(
+            f"{path}: not a readable prepared file ({err}); delete it and rerun the prepare rule"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise PreparedError(f"{path}: format {found!r} is not {FORMAT!r}; rerun prepare")
@@ -236,8 +270,14 @@ def load_prepared(path: str | Path, verify: bool = True) -> dict[str, Any]:
     if verify:
         found = content_checksum(data["images"].numpy(), data["targets"].numpy(), split)
         if found != manifest["content_sha256"]:
-            raise PreparedError(f"{path}: content checksum {found[:12]} does not match the "
-                                f"manifest's {manifest['content_sha256'][:12]}; the file is "
-                                "corrupted: delete it and rerun the prepare rule")
-    return {"images": data["images"], "targets": data["targets"], "split": split,
-            "manifest": manifest}
+            raise PreparedError(
+                f"{path}: content checksum {found[:12]} does not match the "
+                f"manifest's {manifest['content_sha256'][:12]}; the file is "
+                "corrupted: delete it and rerun the prepare rule"
+            )
+    return {
+        "images": data["images"],
+        "targets": data["targets"],
+        "split": split,
+        "manifest": manifest,
+    }

@@ -76,9 +76,13 @@ def job_costs(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[["experiment", "seed", *columns]].copy()
 
 
-def experiment_diagnostics(summary: pd.DataFrame, histories: pd.DataFrame,
-                           benchmarks: pd.DataFrame, metric: str,
-                           experiments: list[str]) -> list[dict[str, Any]]:
+def experiment_diagnostics(
+    summary: pd.DataFrame,
+    histories: pd.DataFrame,
+    benchmarks: pd.DataFrame,
+    metric: str,
+    experiments: list[str],
+) -> list[dict[str, Any]]:
     """Per experiment, means over finished seeds: gradient statistics (last epoch),
     FLOPs, parameters, size, memory, speed and memory efficiency."""
     ok = summary[summary["status"] == "ok"]
@@ -88,10 +92,18 @@ def experiment_diagnostics(summary: pd.DataFrame, histories: pd.DataFrame,
         if runs.empty:
             continue
         row: dict[str, Any] = {"experiment": exp, "n": len(runs)}
-        for column in ("parameters", "model_size_mb", "flops_forward_per_sample",
-                       "flops_train_per_sample", "peak_memory_mb", "throughput_samples_per_s",
-                       "time_per_epoch_s", "data_wait_fraction", "memory_efficiency",
-                       metric):
+        for column in (
+            "parameters",
+            "model_size_mb",
+            "flops_forward_per_sample",
+            "flops_train_per_sample",
+            "peak_memory_mb",
+            "throughput_samples_per_s",
+            "time_per_epoch_s",
+            "data_wait_fraction",
+            "memory_efficiency",
+            metric,
+        ):
             row[column] = float(runs[column].mean()) if column in runs else math.nan
         if math.isfinite(row["parameters"]):
             row["parameters"] = int(round(row["parameters"]))
@@ -111,27 +123,36 @@ def varies(frame: pd.DataFrame, column: str) -> bool:
     return column in frame and frame[column].astype(str).nunique() > 1
 
 
-def plan_figures(doc: dict[str, Any], summary: pd.DataFrame, histories: pd.DataFrame,
-                 layers: pd.DataFrame, best: dict[str, Any] | None,
-                 fig_dir: Path, levels: list[dict[str, Any]] | None = None
-                 ) -> list[dict[str, Any]]:
+def plan_figures(
+    doc: dict[str, Any],
+    summary: pd.DataFrame,
+    histories: pd.DataFrame,
+    layers: pd.DataFrame,
+    best: dict[str, Any] | None,
+    fig_dir: Path,
+    levels: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Draw every figure this study's data supports; returns [{key, path, title, group}]."""
     task, metric = doc["task"], doc["metric"]
     secondary = "test_mse" if task == "regression" else "test_loss"
     if secondary == metric:
         secondary = metric_columns(task)[0]
-    curve_columns = (["train_loss", "val_loss", "val_r2"] if task == "regression"
-                     else ["train_loss", "val_loss", "val_accuracy", "val_top5"])
+    curve_columns = (
+        ["train_loss", "val_loss", "val_r2"]
+        if task == "regression"
+        else ["train_loss", "val_loss", "val_accuracy", "val_top5"]
+    )
     groups = {g: spec["experiments"] for g, spec in doc["groups"].items()}
     out: list[dict[str, Any]] = []
 
     def add(key, path, title, group=None):
         out.append({"key": key, "path": path, "title": title, "group": group})
 
-    add("overview", figures.overview(summary, groups, metric, fig_dir / "overview.png",
-                                     levels=levels),
-        f"Overview: {metric} per experiment, mean and 95% t-interval over seeds (as in the "
-        "tables)")
+    add(
+        "overview",
+        figures.overview(summary, groups, metric, fig_dir / "overview.png", levels=levels),
+        f"Overview: {metric} per experiment, mean and 95% t-interval over seeds (as in the tables)",
+    )
     ok = summary[summary["status"] == "ok"]
     for group, spec in doc["groups"].items():
         runs = summary[summary["group"] == group]
@@ -142,65 +163,116 @@ def plan_figures(doc: dict[str, Any], summary: pd.DataFrame, histories: pd.DataF
         special = False
         if "grad_accum_steps" in factors and "batch_size" in good:
             special = True
-            add(f"accumulation_{group}", figures.accumulation_bars(
-                runs, metric, fig_dir / f"accumulation_{group}.png"),
-                f"{group}: true vs accumulated batches", group)
+            add(
+                f"accumulation_{group}",
+                figures.accumulation_bars(runs, metric, fig_dir / f"accumulation_{group}.png"),
+                f"{group}: true vs accumulated batches",
+                group,
+            )
         if {"num_workers", "cleanup_every"} <= set(factors):
             special = True
-            add(f"workers_cleanup_{group}", figures.workers_cleanup(
-                runs, metric, fig_dir / f"workers_cleanup_{group}.png"),
-                f"{group}: DataLoader workers × cleanup interval", group)
+            add(
+                f"workers_cleanup_{group}",
+                figures.workers_cleanup(runs, metric, fig_dir / f"workers_cleanup_{group}.png"),
+                f"{group}: DataLoader workers × cleanup interval",
+                group,
+            )
         special |= {"batch_size", "lr"} <= set(factors)  # drawn once: lr_vs_metric below
         special |= "scheduler" in factors  # scheduler_comparison shows the metric
         # a generic metric-vs-factor plot where no special plot shows this group's factor
         for factor in [] if special else factors:
-            add(f"factor_{group}_{factor}", figures.factor_effect(
-                runs, factor, metric, secondary if secondary in runs else None,
-                fig_dir / f"factor_{group}_{factor}.png", f"{group}: {metric} vs {factor}"),
-                f"{group}: {metric} against {factor}", group)
+            add(
+                f"factor_{group}_{factor}",
+                figures.factor_effect(
+                    runs,
+                    factor,
+                    metric,
+                    secondary if secondary in runs else None,
+                    fig_dir / f"factor_{group}_{factor}.png",
+                    f"{group}: {metric} vs {factor}",
+                ),
+                f"{group}: {metric} against {factor}",
+                group,
+            )
         hist = histories[histories["group"] == group] if not histories.empty else histories
         if "scheduler" in factors:
-            add(f"scheduler_{group}", figures.scheduler_comparison(
-                runs, hist, metric, fig_dir / f"scheduler_{group}.png"),
-                f"{group}: scheduler comparison and LR per epoch", group)
+            add(
+                f"scheduler_{group}",
+                figures.scheduler_comparison(
+                    runs, hist, metric, fig_dir / f"scheduler_{group}.png"
+                ),
+                f"{group}: scheduler comparison and LR per epoch",
+                group,
+            )
         if not hist.empty:
-            add(f"curves_{group}", figures.learning_curves(
-                histories, group, curve_columns, fig_dir / f"curves_{group}.png"),
-                f"{group}: learning curves", group)
+            add(
+                f"curves_{group}",
+                figures.learning_curves(
+                    histories, group, curve_columns, fig_dir / f"curves_{group}.png"
+                ),
+                f"{group}: learning curves",
+                group,
+            )
             if any(c in hist and hist[c].notna().any() for c in DIAGNOSTIC_COLUMNS):
-                add(f"gradients_{group}", figures.learning_curves(
-                    histories, group, DIAGNOSTIC_COLUMNS, fig_dir / f"gradients_{group}.png"),
-                    f"{group}: gradient statistics per epoch", group)
+                add(
+                    f"gradients_{group}",
+                    figures.learning_curves(
+                        histories, group, DIAGNOSTIC_COLUMNS, fig_dir / f"gradients_{group}.png"
+                    ),
+                    f"{group}: gradient statistics per epoch",
+                    group,
+                )
         if not layers.empty and (layers["group"] == group).any():
-            add(f"gradflow_{group}", figures.gradient_flow_group(
-                layers, group, fig_dir / f"gradflow_{group}.png"),
-                f"{group}: gradient flow and weight updates per layer", group)
+            add(
+                f"gradflow_{group}",
+                figures.gradient_flow_group(layers, group, fig_dir / f"gradflow_{group}.png"),
+                f"{group}: gradient flow and weight updates per layer",
+                group,
+            )
     lr_groups = [g for g, spec in doc["groups"].items() if "lr" in spec["factors"]]
     lr_runs = ok[ok["group"].isin(lr_groups)]
     if varies(lr_runs, "lr") and "batch_size" in lr_runs:
-        add("lr_vs_metric", figures.lr_vs_metric(lr_runs, metric, fig_dir / "lr_vs_metric.png"),
-            f"Learning rate vs {metric}, coloured by batch size (groups varying lr)")
+        add(
+            "lr_vs_metric",
+            figures.lr_vs_metric(lr_runs, metric, fig_dir / "lr_vs_metric.png"),
+            f"Learning rate vs {metric}, coloured by batch size (groups varying lr)",
+        )
     if not histories.empty and "lr" in histories:
-        add("lr_schedules", figures.lr_schedules(histories, fig_dir / "lr_schedules.png"),
-            "Learning-rate schedules (per epoch)")
+        add(
+            "lr_schedules",
+            figures.lr_schedules(histories, fig_dir / "lr_schedules.png"),
+            "Learning-rate schedules (per epoch)",
+        )
     if {"best_epoch", "epochs_run"} <= set(ok) and not ok.empty:
-        add("early_stopping", figures.early_stopping(
-            summary, [e for g in groups.values() for e in g], fig_dir / "early_stopping.png"),
-            "Early stopping: best epoch per run and epochs run")
-    if {"time_per_epoch_s", "peak_memory_mb", "throughput_samples_per_s"} <= set(ok) \
-            and not ok.empty:
-        add("cost", figures.cost(summary, metric, fig_dir / "cost.png"),
-            "Cost vs quality per experiment")
+        add(
+            "early_stopping",
+            figures.early_stopping(
+                summary, [e for g in groups.values() for e in g], fig_dir / "early_stopping.png"
+            ),
+            "Early stopping: best epoch per run and epochs run",
+        )
+    if {"time_per_epoch_s", "peak_memory_mb", "throughput_samples_per_s"} <= set(
+        ok
+    ) and not ok.empty:
+        add(
+            "cost",
+            figures.cost(summary, metric, fig_dir / "cost.png"),
+            "Cost vs quality per experiment",
+        )
     if best is not None and not layers.empty:
         run = layers[layers["experiment"] == best["experiment"]]
         if not run.empty:
             seed = run["seed"].min()
-            add("gradflow_best", figures.gradient_flow_run(
-                run[run["seed"] == seed],
-                f"{best['experiment']} seed {seed}: gradient flow and weight updates",
-                fig_dir / "gradflow_best.png"),
+            add(
+                "gradflow_best",
+                figures.gradient_flow_run(
+                    run[run["seed"] == seed],
+                    f"{best['experiment']} seed {seed}: gradient flow and weight updates",
+                    fig_dir / "gradflow_best.png",
+                ),
                 f"Recommended configuration ({best['experiment']}, seed {seed}): gradient "
-                "flow and weight updates per layer and step")
+                "flow and weight updates per layer and step",
+            )
     return out
 
 
@@ -210,15 +282,15 @@ def _column_values(summary: pd.DataFrame, column: str) -> list[str]:
     return sorted({str(v) for v in summary[column].dropna() if str(v) not in ("", "nan")})
 
 
-def provenance(summary: pd.DataFrame, benchmarks: pd.DataFrame, repo: str | Path
-               ) -> dict[str, Any]:
+def provenance(summary: pd.DataFrame, benchmarks: pd.DataFrame, repo: str | Path) -> dict[str, Any]:
     runs = summary[["experiment", "seed"]].copy()
     for column in ("job_id", "hostname", "wall_time_s", "queue_time_s", "device_name"):
         runs[column] = summary[column] if column in summary else None
     if not benchmarks.empty:
         runs = runs.merge(benchmarks, on=["experiment", "seed"], how="left")
     return {
-        "commit": git_commit(repo), "packages": package_versions(),
+        "commit": git_commit(repo),
+        "packages": package_versions(),
         "devices": _column_values(summary, "device_name"),
         "torch_in_runs": _column_values(summary, "torch_version"),
         "images": _column_values(summary, "container_image"),
@@ -227,16 +299,26 @@ def provenance(summary: pd.DataFrame, benchmarks: pd.DataFrame, repo: str | Path
         "prepared_in_runs": _column_values(summary, "prepared_sha256"),
         "runs": runs.to_dict(orient="records"),
         "total_wall_s": float(pd.to_numeric(summary.get("wall_time_s"), errors="coerce").sum())
-        if "wall_time_s" in summary else math.nan,
+        if "wall_time_s" in summary
+        else math.nan,
     }
 
 
-def render(study_json: str | Path, summary_csv: str | Path, group_csvs: dict[str, str | Path],
-           out_md: str | Path, out_html: str | Path, fig_dir: str | Path,
-           repo: str | Path = ".", stats_json: str | Path | None = None,
-           curves: str | Path | None = None, layers: str | Path | None = None,
-           experiments: str | Path | None = None, verdicts_csv: str | Path | None = None,
-           recommended_yaml: str | Path | None = None) -> dict[str, Any]:
+def render(
+    study_json: str | Path,
+    summary_csv: str | Path,
+    group_csvs: dict[str, str | Path],
+    out_md: str | Path,
+    out_html: str | Path,
+    fig_dir: str | Path,
+    repo: str | Path = ".",
+    stats_json: str | Path | None = None,
+    curves: str | Path | None = None,
+    layers: str | Path | None = None,
+    experiments: str | Path | None = None,
+    verdicts_csv: str | Path | None = None,
+    recommended_yaml: str | Path | None = None,
+) -> dict[str, Any]:
     """The report reads the aggregate outputs only; it computes no statistics (stats.json,
     verdicts.csv and recommended.yaml default to the files beside study.json)."""
     import jinja2
@@ -245,15 +327,17 @@ def render(study_json: str | Path, summary_csv: str | Path, group_csvs: dict[str
 
     doc = json.loads(Path(study_json).read_text())
     summary = pd.read_csv(summary_csv)
-    tables = {g: pd.read_csv(p) if Path(p).stat().st_size > 1 else pd.DataFrame()
-              for g, p in group_csvs.items()}
+    tables = {
+        g: pd.read_csv(p) if Path(p).stat().st_size > 1 else pd.DataFrame()
+        for g, p in group_csvs.items()
+    }
     here = Path(study_json).parent
     stats = json.loads(Path(stats_json or here / "stats.json").read_text())
-    verdicts = pd.read_csv(verdicts_csv or here / "verdicts.csv", keep_default_na=False,
-                           na_values=[""])
+    verdicts = pd.read_csv(
+        verdicts_csv or here / "verdicts.csv", keep_default_na=False, na_values=[""]
+    )
     verdicts = verdicts.astype(object).where(verdicts.notna(), None)
-    recommended = yaml.safe_load(Path(recommended_yaml or here / "recommended.yaml")
-                                 .read_text())
+    recommended = yaml.safe_load(Path(recommended_yaml or here / "recommended.yaml").read_text())
     task, metric = doc["task"], doc["metric"]
     out_md, fig_dir = Path(out_md), Path(fig_dir)
     histories, layers = read_table(curves), read_table(layers)
@@ -269,35 +353,49 @@ def render(study_json: str | Path, summary_csv: str | Path, group_csvs: dict[str
     runs_ok = summary[summary["status"] == "ok"]
     experiments = [e for spec in doc["groups"].values() for e in spec["experiments"]]
     context = {
-        "study": doc, "task": task, "metric": metric, "metrics": metrics,
+        "study": doc,
+        "task": task,
+        "metric": metric,
+        "metrics": metrics,
         "higher_is_better": metric not in LOWER_IS_BETTER,
         "efficiency_metric": metric_columns(task)[0],
         "tables": {g: t.to_dict(orient="records") for g, t in tables.items()},
-        "stats": stats, "rule": stats["rule"], "recommended": recommended,
+        "stats": stats,
+        "rule": stats["rule"],
+        "recommended": recommended,
         "verdicts": verdicts.to_dict(orient="records"),
-        "levels": {g: {lv["experiment"]: lv for lv in res["levels"]}
-                   for g, res in stats["groups"].items()},
+        "levels": {
+            g: {lv["experiment"]: lv for lv in res["levels"]} for g, res in stats["groups"].items()
+        },
         "experiments": {e["experiment"]: e for e in doc["experiments"]},
         "figures": {f["key"]: f for f in figs},
         "group_figures": {g: [f for f in figs if f["group"] == g] for g in doc["groups"]},
         "study_figures": [f for f in figs if f["group"] is None and f["key"] != "overview"],
-        "fmt": fmt, "fmt_p": fmt_p, "p_is": p_is, "fmt_signed": fmt_signed,
+        "fmt": fmt,
+        "fmt_p": fmt_p,
+        "p_is": p_is,
+        "fmt_signed": fmt_signed,
         "cost_metrics": COST_METRICS,
-        "n_runs": len(summary), "n_ok": len(runs_ok),
+        "n_runs": len(summary),
+        "n_ok": len(runs_ok),
         "not_ok": summary[summary["status"] != "ok"].to_dict(orient="records"),
-        "diagnostics": experiment_diagnostics(summary, histories, benchmarks, metric,
-                                              experiments),
+        "diagnostics": experiment_diagnostics(summary, histories, benchmarks, metric, experiments),
         "provenance": provenance(summary, benchmarks, repo),
         "cost": {c: runs_ok[c].mean() for c in COST_METRICS if c in runs_ok},
     }
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(paths.templates()),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(paths.templates()),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     text = env.get_template("report.md.j2").render(**context)
     write_text(out_md, text)
     body = markdown.markdown(text, extensions=["tables", "fenced_code", "toc"])
     body = embed_images(body, out_md.parent)  # one self-contained file, to be mailed
-    html = env.get_template("report.html.j2").render(title=f"hpstudy report: {doc['name']}",
-                                                     body=body)
+    html = env.get_template("report.html.j2").render(
+        title=f"hpstudy report: {doc['name']}", body=body
+    )
     write_text(out_html, html)
     return context

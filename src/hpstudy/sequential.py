@@ -51,8 +51,10 @@ class SeedPlan:
 
     def __post_init__(self) -> None:
         if not 2 <= self.initial <= self.max:
-            raise ValueError(f"seeds.initial={self.initial} must be >= 2 and <= seeds.max="
-                             f"{self.max} (a seed-level test needs two seeds)")
+            raise ValueError(
+                f"seeds.initial={self.initial} must be >= 2 and <= seeds.max="
+                f"{self.max} (a seed-level test needs two seeds)"
+            )
         if self.step < 1:
             raise ValueError(f"seeds.step={self.step} must be >= 1")
         if self.spending not in SPENDING:
@@ -84,15 +86,17 @@ def _levels(looks: tuple[int, ...], alpha: float, spending: str) -> tuple[float,
     return tuple(_nominal_levels(list(looks), alpha, spending))
 
 
-def nominal_levels(looks: list[int], alpha: float = 0.05,
-                   spending: str = "obrien_fleming") -> list[float]:
+def nominal_levels(
+    looks: list[int], alpha: float = 0.05, spending: str = "obrien_fleming"
+) -> list[float]:
     """Two-sided nominal significance level of each look (a p-value below it decides);
     see _nominal_levels. Cached: the same plan gives the same levels."""
     return list(_levels(tuple(looks), alpha, spending))
 
 
-def _nominal_levels(looks: list[int], alpha: float = 0.05,
-                   spending: str = "obrien_fleming") -> list[float]:
+def _nominal_levels(
+    looks: list[int], alpha: float = 0.05, spending: str = "obrien_fleming"
+) -> list[float]:
     """Two-sided nominal significance level of each look (a p-value below it decides).
 
     Boundaries c_k solve P(|Z_j| < c_j for j < k, |Z_k| >= c_k) = a(t_k) - a(t_{k-1}) under
@@ -123,14 +127,26 @@ def _box(cov: np.ndarray, bounds: np.ndarray) -> float:
     """P(|Z_j| < bounds_j for all j), Z ~ N(0, cov)."""
     if len(bounds) == 1:
         return float(1 - 2 * stats.norm.sf(bounds[0]))
-    mvn = stats.multivariate_normal(mean=np.zeros(len(bounds)), cov=cov, allow_singular=True,
-                                    seed=0, maxpts=50_000 * len(bounds), abseps=1e-6,
-                                    releps=0)
+    mvn = stats.multivariate_normal(
+        mean=np.zeros(len(bounds)),
+        cov=cov,
+        allow_singular=True,
+        seed=0,
+        maxpts=50_000 * len(bounds),
+        abseps=1e-6,
+        releps=0,
+    )
     return float(mvn.cdf(bounds, lower_limit=-bounds))
 
 
-def could_still_decide(observed_sd: float, sesoi: float, n_max: int, level: float,
-                       power: float = FUTILITY_POWER, estimate: float = 0.0) -> bool:
+def could_still_decide(
+    observed_sd: float,
+    sesoi: float,
+    n_max: int,
+    level: float,
+    power: float = FUTILITY_POWER,
+    estimate: float = 0.0,
+) -> bool:
     """Futility: would `n_max` paired seeds detect the effect at the final look's level with
     the given power, at the observed seed SD of the differences? The effect is the larger of
     sesoi and the observed estimate (power under the current trend): a question whose
@@ -145,8 +161,14 @@ def could_still_decide(observed_sd: float, sesoi: float, n_max: int, level: floa
 
 
 # -- the decision after a round ----------------------------------------------------------
-DECIDED = ("supported", "contradicted", "differs", "no relevant effect",
-           "identical by construction", "not testable")
+DECIDED = (
+    "supported",
+    "contradicted",
+    "differs",
+    "no relevant effect",
+    "identical by construction",
+    "not testable",
+)
 
 
 def question_experiments(doc: dict, group: str, contrast: str) -> list[str]:
@@ -156,8 +178,9 @@ def question_experiments(doc: dict, group: str, contrast: str) -> list[str]:
     exps = list(spec["experiments"])
     for c in spec.get("contrasts") or []:
         if c["name"] == contrast:
-            by_label = {e["label"]: e["experiment"] for e in doc["experiments"]
-                        if e["experiment"] in exps}
+            by_label = {
+                e["label"]: e["experiment"] for e in doc["experiments"] if e["experiment"] in exps
+            }
             labels = [c["a"]] if isinstance(c["a"], str) else list(c["a"])
             labels += [c["b"]] if isinstance(c["b"], str) else list(c["b"])
             return [by_label[lb] for lb in labels if lb in by_label]
@@ -177,8 +200,14 @@ def _one_seed_sd(row: dict, seeds: int) -> float:
     return half / stats.t.ppf(1 - level / 2, seeds - 1) * math.sqrt(seeds)
 
 
-def decide_round(summary, doc: dict, plan: SeedPlan, round_: int,
-                 previous: dict | None = None, alpha: float | None = None) -> dict:
+def decide_round(
+    summary,
+    doc: dict,
+    plan: SeedPlan,
+    round_: int,
+    previous: dict | None = None,
+    alpha: float | None = None,
+) -> dict:
     """The decision after round `round_` (1-based) of a sequential study.
 
     `summary` holds the runs finished so far (one row per experiment x seed, as summary.csv);
@@ -199,8 +228,11 @@ def decide_round(summary, doc: dict, plan: SeedPlan, round_: int,
     seeds_now = _seeds_given(summary, doc, previous, plan)
     result = analysis.analyse_study(summary, doc, alpha=level)
     rows = [analysis.json_safe(r) for r in result["verdicts"].to_dict(orient="records")]
-    kept = {(q["group"], q["contrast"]): q for q in (previous or {}).get("questions", [])
-            if q["status"] != "open"}
+    kept = {
+        (q["group"], q["contrast"]): q
+        for q in (previous or {}).get("questions", [])
+        if q["status"] != "open"
+    }
     questions, wants = [], {}
     for row in rows:
         key = (row["group"], row["contrast"])
@@ -209,9 +241,17 @@ def decide_round(summary, doc: dict, plan: SeedPlan, round_: int,
             continue
         exps = question_experiments(doc, *key)
         n = max([seeds_now.get(e, 0) for e in exps] or [0])
-        q = {"group": row["group"], "contrast": row["contrast"], "verdict": row["verdict"],
-             "round": round_, "seeds": n, "level": level, "status": "decided",
-             "experiments": exps, "row": row}
+        q = {
+            "group": row["group"],
+            "contrast": row["contrast"],
+            "verdict": row["verdict"],
+            "round": round_,
+            "seeds": n,
+            "level": level,
+            "status": "decided",
+            "experiments": exps,
+            "row": row,
+        }
         if row["verdict"] == "inconclusive":
             row["_level"] = level
             sd = _one_seed_sd(row, n)
@@ -219,14 +259,26 @@ def decide_round(summary, doc: dict, plan: SeedPlan, round_: int,
             if n >= plan.max or k >= len(looks):
                 q["status"] = "at max"
                 q["why"] = f"inconclusive with {n} seeds, the most the plan allows"
-            elif (plan.futility and k > 1 and doc.get("sesoi") and math.isfinite(sd)
-                  and not could_still_decide(sd, doc["sesoi"], plan.max, levels[-1],
-                                             estimate=float(row.get("estimate") or 0.0))):
+            elif (
+                plan.futility
+                and k > 1
+                and doc.get("sesoi")
+                and math.isfinite(sd)
+                and not could_still_decide(
+                    sd,
+                    doc["sesoi"],
+                    plan.max,
+                    levels[-1],
+                    estimate=float(row.get("estimate") or 0.0),
+                )
+            ):
                 q["status"] = "futile"
-                q["why"] = (f"futility: at the observed seed SD {sd:.3g}, {plan.max} seeds "
-                            f"would detect the larger of sesoi ({doc['sesoi']}) and the "
-                            f"estimate with less than {FUTILITY_POWER:.0%} power at the "
-                            f"final level {levels[-1]:.3g}")
+                q["why"] = (
+                    f"futility: at the observed seed SD {sd:.3g}, {plan.max} seeds "
+                    f"would detect the larger of sesoi ({doc['sesoi']}) and the "
+                    f"estimate with less than {FUTILITY_POWER:.0%} power at the "
+                    f"final level {levels[-1]:.3g}"
+                )
             else:
                 q["status"] = "open"
                 nxt = looks[k]
@@ -239,26 +291,36 @@ def decide_round(summary, doc: dict, plan: SeedPlan, round_: int,
     for e, qs in wants.items():
         nxt = looks[k]
         if seeds_next.get(e, 0) < nxt:
-            added.append({"experiment": e, "seeds_from": seeds_now.get(e, 0), "seeds_to": nxt,
-                          "because": [f"{q['group']} / {q['contrast']}: {q['verdict']} "
-                                      f"({_evidence(q['row'])})" for q in qs]})
+            added.append(
+                {
+                    "experiment": e,
+                    "seeds_from": seeds_now.get(e, 0),
+                    "seeds_to": nxt,
+                    "because": [
+                        f"{q['group']} / {q['contrast']}: {q['verdict']} ({_evidence(q['row'])})"
+                        for q in qs
+                    ],
+                }
+            )
             seeds_next[e] = nxt
-    return analysis.json_safe({
-        "round": round_,
-        "look": k,
-        "looks": looks,
-        "spending": plan.spending,
-        "alpha": alpha,
-        "level": level,
-        "levels": levels,
-        "seeds": seeds_now,
-        "seeds_next": seeds_next,
-        "added": added,
-        "questions": questions,
-        "runs": sum(seeds_now.values()),
-        "runs_at_max": plan.max * len(seeds_now),
-        "done": not added,
-    })
+    return analysis.json_safe(
+        {
+            "round": round_,
+            "look": k,
+            "looks": looks,
+            "spending": plan.spending,
+            "alpha": alpha,
+            "level": level,
+            "levels": levels,
+            "seeds": seeds_now,
+            "seeds_next": seeds_next,
+            "added": added,
+            "questions": questions,
+            "runs": sum(seeds_now.values()),
+            "runs_at_max": plan.max * len(seeds_now),
+            "done": not added,
+        }
+    )
 
 
 def _evidence(row: dict) -> str:
@@ -291,8 +353,7 @@ def final_verdicts(decision: dict):
 
     from hpstudy.analysis import VERDICT_COLUMNS
 
-    rows = [{**q["row"], "round": q["round"], "seeds": q["seeds"]}
-            for q in decision["questions"]]
+    rows = [{**q["row"], "round": q["round"], "seeds": q["seeds"]} for q in decision["questions"]]
     return pd.DataFrame(rows, columns=[*VERDICT_COLUMNS, "round", "seeds"])
 
 
@@ -309,9 +370,15 @@ SCENARIOS = {  # effect (a - b, in units of the SD of one seed's difference), SD
 }
 
 
-def simulate(n_studies: int = 1000, plan: SeedPlan | None = None, sesoi: float = 0.5,
-             rho: float = 0.5, expect: str = "a_better", seed: int = 0,
-             scenarios: dict | None = None) -> list[dict]:
+def simulate(
+    n_studies: int = 1000,
+    plan: SeedPlan | None = None,
+    sesoi: float = 0.5,
+    rho: float = 0.5,
+    expect: str = "a_better",
+    seed: int = 0,
+    scenarios: dict | None = None,
+) -> list[dict]:
     """Simulated two-level studies (one contrast a vs b, `expect` predicted), decided with
     the real rule (analysis.compare + analysis.decide) at every look's nominal level, next to
     the fixed design (plan.max seeds, ALPHA) and to the naive design (ALPHA at every look).
@@ -331,8 +398,17 @@ def simulate(n_studies: int = 1000, plan: SeedPlan | None = None, sesoi: float =
 
     def verdict(a, b, n, level):
         c = compare(pd.Series(a[:n]), pd.Series(b[:n]), sesoi, alpha=level)
-        return decide(expect, c["estimate"], c["p"], c["tost_p"], sesoi, 1, c["testable"],
-                      c["identical"], alpha=level)
+        return decide(
+            expect,
+            c["estimate"],
+            c["p"],
+            c["tost_p"],
+            sesoi,
+            1,
+            c["testable"],
+            c["identical"],
+            alpha=level,
+        )
 
     for name, (effect, sd_a, sd_b) in (scenarios or SCENARIOS).items():
         counts = {"seq": {}, "fixed": {}, "naive": {}}
@@ -345,10 +421,19 @@ def simulate(n_studies: int = 1000, plan: SeedPlan | None = None, sesoi: float =
             for k, n in enumerate(looks):
                 v = verdict(a, b, n, levels[k])
                 d = a[:n] - b[:n]
-                futile = (seq is None and plan.futility and v == "inconclusive" and k > 0
-                          and not could_still_decide(float(np.std(d, ddof=1)), sesoi,
-                                                     plan.max, levels[-1],
-                                                     estimate=float(d.mean())))
+                futile = (
+                    seq is None
+                    and plan.futility
+                    and v == "inconclusive"
+                    and k > 0
+                    and not could_still_decide(
+                        float(np.std(d, ddof=1)),
+                        sesoi,
+                        plan.max,
+                        levels[-1],
+                        estimate=float(d.mean()),
+                    )
+                )
                 if seq is None and (v != "inconclusive" or futile or k == len(looks) - 1):
                     seq, used = v, n
                 w = v if levels[k] == ALPHA else verdict(a, b, n, ALPHA)
@@ -362,17 +447,26 @@ def simulate(n_studies: int = 1000, plan: SeedPlan | None = None, sesoi: float =
             same += seq == fixed
             runs_seq += 2 * used
         claim = ("supported", "contradicted", "differs")
-        out.append({
-            "scenario": name, "effect": effect, "sd_a": sd_a, "sd_b": sd_b,
-            "studies": n_studies,
-            **{f"{kind}_claim": sum(counts[kind].get(v, 0) for v in claim) / n_studies
-               for kind in counts},
-            **{f"{kind}_{v.replace(' ', '_')}": counts[kind].get(v, 0) / n_studies
-               for kind in counts for v in ("supported", "contradicted",
-                                            "no relevant effect", "inconclusive")},
-            "same_verdict": same / n_studies,
-            "runs_share": runs_seq / (n_studies * 2 * plan.max),
-        })
+        out.append(
+            {
+                "scenario": name,
+                "effect": effect,
+                "sd_a": sd_a,
+                "sd_b": sd_b,
+                "studies": n_studies,
+                **{
+                    f"{kind}_claim": sum(counts[kind].get(v, 0) for v in claim) / n_studies
+                    for kind in counts
+                },
+                **{
+                    f"{kind}_{v.replace(' ', '_')}": counts[kind].get(v, 0) / n_studies
+                    for kind in counts
+                    for v in ("supported", "contradicted", "no relevant effect", "inconclusive")
+                },
+                "same_verdict": same / n_studies,
+                "runs_share": runs_seq / (n_studies * 2 * plan.max),
+            }
+        )
     return out
 
 
@@ -382,7 +476,8 @@ def simulation_table(rows: list[dict], plan: SeedPlan) -> str:
     lines = [
         f"Plan: seeds {{initial: {plan.initial}, max: {plan.max}, step: {plan.step}}}, "
         f"looks {plan.looks}, {plan.spending} spending"
-        + (", futility on" if plan.futility else "") + ", nominal levels "
+        + (", futility on" if plan.futility else "")
+        + ", nominal levels "
         + ", ".join(f"{x:.4f}" for x in nominal_levels(plan.looks, 0.05, plan.spending))
         + f"; {rows[0]['studies']} simulated studies per row (Monte Carlo 2 SE at 0.05: "
         f"±{mc:.3f}).",
@@ -395,19 +490,24 @@ def simulation_table(rows: list[dict], plan: SeedPlan) -> str:
         lines.append(
             f"| {r['scenario']} | {r['seq_claim']:.3f} | {r['fixed_claim']:.3f} | "
             f"{r['naive_claim']:.3f} | {r['seq_supported']:.3f} / {r['fixed_supported']:.3f} "
-            f"| {r['same_verdict']:.3f} | {r['runs_share']:.2f} |")
+            f"| {r['same_verdict']:.3f} | {r['runs_share']:.2f} |"
+        )
     same = np.mean([r["same_verdict"] for r in rows])
     share = np.mean([r["runs_share"] for r in rows])
-    lines += ["", f"Equal mix of the {len(rows)} scenarios: same verdict as fixed max seeds in "
-              f"{same:.1%} of studies with {share:.0%} of its runs."]
+    lines += [
+        "",
+        f"Equal mix of the {len(rows)} scenarios: same verdict as fixed max seeds in "
+        f"{same:.1%} of studies with {share:.0%} of its runs.",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m hpstudy.sequential", description=__doc__
-                                 .split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m hpstudy.sequential", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--simulate", action="store_true", help="run the simulation")
     ap.add_argument("--studies", type=int, default=1000, help="simulated studies per scenario")
     ap.add_argument("--initial", type=int, default=3)
@@ -418,11 +518,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--futility", action="store_true", help="stop where max seeds cannot decide")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    plan = SeedPlan(args.initial, args.max, args.step, futility=args.futility,
-                    spending=args.spending)
+    plan = SeedPlan(
+        args.initial, args.max, args.step, futility=args.futility, spending=args.spending
+    )
     if not args.simulate:
-        print(f"looks {plan.looks}; nominal levels "
-              f"{[round(x, 5) for x in nominal_levels(plan.looks, 0.05, plan.spending)]}")
+        print(
+            f"looks {plan.looks}; nominal levels "
+            f"{[round(x, 5) for x in nominal_levels(plan.looks, 0.05, plan.spending)]}"
+        )
         return 0
     rows = simulate(args.studies, plan, sesoi=args.sesoi, seed=args.seed)
     print(simulation_table(rows, plan))

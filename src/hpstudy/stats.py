@@ -71,10 +71,15 @@ def effect_size(baseline, level, sign: int = 1) -> tuple[float, float]:
 
 def omnibus(samples: dict[str, np.ndarray]) -> dict[str, Any]:
     """ANOVA and Kruskal-Wallis across the levels that have >= 2 finished seeds."""
-    out: dict[str, Any] = {"n_per_level": {k: int(len(v)) for k, v in samples.items()},
-                           "anova_F": math.nan, "anova_p": math.nan,
-                           "kruskal_H": math.nan, "kruskal_p": math.nan,
-                           "testable": False, "note": ""}
+    out: dict[str, Any] = {
+        "n_per_level": {k: int(len(v)) for k, v in samples.items()},
+        "anova_F": math.nan,
+        "anova_p": math.nan,
+        "kruskal_H": math.nan,
+        "kruskal_p": math.nan,
+        "testable": False,
+        "note": "",
+    }
     usable = {k: v for k, v in samples.items() if len(v) >= 2}
     out["levels_tested"] = list(usable)
     if len(usable) < 2:
@@ -99,10 +104,18 @@ def compare(baseline, level, sign: int = 1) -> dict[str, Any]:
     """Welch t and Mann-Whitney U of one level against the baseline, with effect sizes."""
     a, b = finite(level), finite(baseline)
     d, g = effect_size(b, a, sign)
-    out = {"n": len(a), "n_baseline": len(b),
-           "diff": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan,
-           "welch_t": math.nan, "welch_p": math.nan, "mwu_U": math.nan, "mwu_p": math.nan,
-           "cohen_d": d, "hedges_g": g, "note": ""}
+    out = {
+        "n": len(a),
+        "n_baseline": len(b),
+        "diff": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan,
+        "welch_t": math.nan,
+        "welch_p": math.nan,
+        "mwu_U": math.nan,
+        "mwu_p": math.nan,
+        "cohen_d": d,
+        "hedges_g": g,
+        "note": "",
+    }
     if len(a) < 2 or len(b) < 2:
         out["note"] = "fewer than two finished seeds"
         return out
@@ -129,8 +142,12 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def is_numeric(values) -> bool:
-    return all(isinstance(v, int | float | np.integer | np.floating)
-               and not isinstance(v, bool | np.bool_) and v == v for v in values)
+    return all(
+        isinstance(v, int | float | np.integer | np.floating)
+        and not isinstance(v, bool | np.bool_)
+        and v == v
+        for v in values
+    )
 
 
 def spearman(x, y) -> dict[str, Any]:

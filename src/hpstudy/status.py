@@ -48,7 +48,12 @@ JOB_KEY = ("cfg",)
 SLURM_LOGS = "rule_train/{study}_{cfg}"
 
 FINISHED, RUNNING, WAITING, FAILED, DIVERGED = (
-    "finished", "running", "waiting", "failed", "diverged")
+    "finished",
+    "running",
+    "waiting",
+    "failed",
+    "diverged",
+)
 STATES = (FINISHED, RUNNING, WAITING, FAILED, DIVERGED)
 STALE_AFTER_S = 900  # a progress file of another host older than this (+3 epochs): stopped
 
@@ -114,8 +119,10 @@ def expected_runs(study: str, results: Path, studies_dir: Path) -> list[Run]:
         raise SystemExit(f"hpstudy: {missing_study(study_file)}")
     if table.is_file() and table.stat().st_mtime >= study_file.stat().st_mtime:
         with open(table, newline="") as fh:
-            rows = [(r["experiment"], r.get("config_hash", ""), r.get("epochs"))
-                    for r in csv.DictReader(fh, delimiter="\t")]
+            rows = [
+                (r["experiment"], r.get("config_hash", ""), r.get("epochs"))
+                for r in csv.DictReader(fh, delimiter="\t")
+            ]
         seeds = _seeds(study_file)
     else:
         from hpstudy.study import StudyError, load_study
@@ -124,16 +131,19 @@ def expected_runs(study: str, results: Path, studies_dir: Path) -> list[Run]:
             spec = load_study(study_file)
         except StudyError as err:
             raise SystemExit(f"hpstudy: invalid study: {err}") from None
-        rows = [(e.record()["experiment"], e.record()["config_hash"], e.config.epochs)
-                for e in spec.experiments]
+        rows = [
+            (e.record()["experiment"], e.record()["config_hash"], e.config.epochs)
+            for e in spec.experiments
+        ]
         seeds = spec.seeds
     runs, seen = [], set()
     for exp, cfg, epochs in rows:  # experiments sharing a configuration share its runs
         if cfg and cfg in seen:
             continue
         seen.add(cfg)
-        runs += [Run(exp, int(seed), cfg or "", int(float(epochs)) if epochs else None)
-                 for seed in seeds]
+        runs += [
+            Run(exp, int(seed), cfg or "", int(float(epochs)) if epochs else None) for seed in seeds
+        ]
     return runs
 
 
@@ -180,8 +190,10 @@ def _json(path: str | Path) -> dict[str, Any]:
         return {}
 
 
-_METRICS = re.compile(r'"(status|wall_time_s|diverged_epoch|job_id|hostname)": '
-                      r'("[^"]*"|[-+.0-9eE]+|null)')
+_METRICS = re.compile(
+    r'"(status|wall_time_s|diverged_epoch|job_id|hostname)": '
+    r'("[^"]*"|[-+.0-9eE]+|null)'
+)
 
 
 def _metrics(path: str) -> dict[str, Any]:
@@ -217,11 +229,17 @@ def slurm_job(workdirs: list[Path], folder: str) -> dict[str, Any] | None:
             logs = os.listdir(workdir / ".snakemake" / "slurm_logs" / folder)
         except OSError:
             continue
-        ids = sorted((name[:-4] for name in logs if name.endswith(".log")),
-                     key=lambda i: [int(p) if p.isdigit() else 0 for p in re.split(r"\D", i)])
+        ids = sorted(
+            (name[:-4] for name in logs if name.endswith(".log")),
+            key=lambda i: [int(p) if p.isdigit() else 0 for p in re.split(r"\D", i)],
+        )
         if ids:
-            return {"scheduler": "Slurm", "job_id": ids[-1], "status": "started",
-                    "reason": f"log .snakemake/slurm_logs/{folder}/{ids[-1]}.log"}
+            return {
+                "scheduler": "Slurm",
+                "job_id": ids[-1],
+                "status": "started",
+                "reason": f"log .snakemake/slurm_logs/{folder}/{ids[-1]}.log",
+            }
     return None
 
 
@@ -245,17 +263,28 @@ def scheduler_jobs(workdirs: list[Path]) -> dict[tuple, dict[str, Any]]:
             if rec.get("rule") != "train" or not all(k in wildcards for k in JOB_KEY):
                 continue
             short = str(rec["jobid"]).split(".", 1)[0]
-            status, reason = (board.get("final", {}).get(short)
-                              or board.get("live", {}).get(short) or ["running", "submitted"])
+            status, reason = (
+                board.get("final", {}).get(short)
+                or board.get("live", {}).get(short)
+                or ["running", "submitted"]
+            )
             key = tuple(str(wildcards[k]) for k in JOB_KEY)
-            jobs[key] = {"scheduler": "PBS", "job_id": rec["jobid"], "status": status,
-                         "reason": reason}
+            jobs[key] = {
+                "scheduler": "PBS",
+                "job_id": rec["jobid"],
+                "status": status,
+                "reason": reason,
+            }
     return jobs
 
 
-def study_status(study: str, results: str | Path = "results",
-                 studies_dir: str | Path = "config/studies",
-                 workdirs: list[Path] | None = None, now: float | None = None) -> StudyStatus:
+def study_status(
+    study: str,
+    results: str | Path = "results",
+    studies_dir: str | Path = "config/studies",
+    workdirs: list[Path] | None = None,
+    now: float | None = None,
+) -> StudyStatus:
     results, now = Path(results), time.time() if now is None else now
     runs = expected_runs(study, results, Path(studies_dir))
     listing, root = Listing(results), str(results)
@@ -274,12 +303,10 @@ def study_status(study: str, results: str | Path = "results",
             run.state = DIVERGED if metrics.get("status") == "diverged" else FINISHED
             if metrics.get("wall_time_s"):
                 run_times.append(float(metrics["wall_time_s"]))
-            run.detail.update({k: metrics.get(k) for k in ("diverged_epoch", "job_id",
-                                                             "hostname")})
+            run.detail.update({k: metrics.get(k) for k in ("diverged_epoch", "job_id", "hostname")})
             continue
         files = {kind: run.file(study, kind) for kind in ("progress", "failure", "checkpoint")}
-        progress = (_json(f"{root}/{files['progress']}") if listing.exists(files["progress"])
-                    else {})
+        progress = _json(f"{root}/{files['progress']}") if listing.exists(files["progress"]) else {}
         if job is None and slurm and (progress or listing.exists(files["failure"])):
             fields = {"study": study, "exp": run.exp, "cfg": run.cfg, "seed": run.seed}
             job = slurm_job(slurm, SLURM_LOGS.format(**fields))
@@ -314,8 +341,11 @@ def _estimate(status: StudyStatus, run_times: list[float]) -> None:
     if run_times:
         status.mean_run_s = sum(run_times) / len(run_times)
     else:  # nothing finished yet: the running runs' epoch time x epochs
-        guesses = [r.detail["epoch_s"] * r.detail["epochs"] for r in running
-                   if r.detail.get("epoch_s") and r.detail.get("epochs")]
+        guesses = [
+            r.detail["epoch_s"] * r.detail["epochs"]
+            for r in running
+            if r.detail.get("epoch_s") and r.detail.get("epochs")
+        ]
         status.mean_run_s = sum(guesses) / len(guesses) if guesses else None
     if status.mean_run_s is None:
         return
@@ -339,8 +369,9 @@ def _job(run: Run) -> str:
         return f"{job['scheduler']} job {job['job_id']} ({job['reason']})"
     where = run.detail.get("hostname")
     job_id = run.detail.get("job_id")
-    return " ".join(filter(None, [f"job {job_id}" if job_id else "",
-                                  f"on {where}" if where else ""]))
+    return " ".join(
+        filter(None, [f"job {job_id}" if job_id else "", f"on {where}" if where else ""])
+    )
 
 
 def _line(run: Run) -> str:
@@ -349,10 +380,12 @@ def _line(run: Run) -> str:
         if d.get("epoch") is None:
             return f"{name}: starting or queued; {_job(run)}"
         metric = d.get("val_metric")
-        return (f"{name}: epoch {d['epoch']} of {d.get('epochs') or run.epochs}"
-                + (f", val {metric:.4g}" if isinstance(metric, int | float) else "")
-                + f", resumes {d.get('resumes', 0)}, ETA {_duration(d.get('eta_s'))}; "
-                + _job(run))
+        return (
+            f"{name}: epoch {d['epoch']} of {d.get('epochs') or run.epochs}"
+            + (f", val {metric:.4g}" if isinstance(metric, int | float) else "")
+            + f", resumes {d.get('resumes', 0)}, ETA {_duration(d.get('eta_s'))}; "
+            + _job(run)
+        )
     if run.state == FAILED:
         job = d.get("job")
         return f"{name}: {d.get('reason')}" + (f"; {_job(run)}" if job else "")
@@ -364,8 +397,10 @@ def _line(run: Run) -> str:
 def render(status: StudyStatus, limit: int = 20) -> str:
     counts = status.counts
     resumable = sum(1 for r in status.runs if r.state == WAITING and "resume_epoch" in r.detail)
-    lines = [f"study {status.study}: {len(status.runs)} runs  " + "  ".join(
-        f"{s} {counts[s]}" for s in STATES)]
+    lines = [
+        f"study {status.study}: {len(status.runs)} runs  "
+        + "  ".join(f"{s} {counts[s]}" for s in STATES)
+    ]
     if resumable:
         lines.append(f"  {resumable} waiting run(s) will resume from a checkpoint")
     if status.done:
@@ -373,8 +408,10 @@ def render(status: StudyStatus, limit: int = 20) -> str:
     elif status.eta_s is None:
         lines.append("  ETA: known once a run has trained an epoch")
     else:
-        lines.append(f"  ETA {_duration(status.eta_s)} (mean run {_duration(status.mean_run_s)}"
-                     f", {counts[RUNNING]} running at once)")
+        lines.append(
+            f"  ETA {_duration(status.eta_s)} (mean run {_duration(status.mean_run_s)}"
+            f", {counts[RUNNING]} running at once)"
+        )
     for state in (RUNNING, FAILED, DIVERGED):
         runs = [r for r in status.runs if r.state == state]
         if runs:
@@ -395,14 +432,24 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m hpstudy.status",
         description="Where a study stands while Snakemake runs it (reads files only; takes "
         "no lock). Runs finished / running / waiting / failed / diverged, the scheduler job "
-        "of each running run, and an ETA from the finished runs' times.")
+        "of each running run, and an ETA from the finished runs' times.",
+    )
     parser.add_argument("study", nargs="*", help="study name(s) (default: config's `study`)")
-    parser.add_argument("--watch", nargs="?", type=float, const=30.0, metavar="SECONDS",
-                        help="refresh every SECONDS (default 30) until nothing is left")
+    parser.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=30.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 30) until nothing is left",
+    )
     parser.add_argument("--results", help="results folder (default: config's results_dir)")
     parser.add_argument("--studies", help="study files (default: config's studies_dir)")
-    parser.add_argument("--configfile", default="config/config.yaml",
-                        help="workflow config to take the defaults from")
+    parser.add_argument(
+        "--configfile",
+        default="config/config.yaml",
+        help="workflow config to take the defaults from",
+    )
     args = parser.parse_args(argv)
     config = {}
     if Path(args.configfile).is_file():

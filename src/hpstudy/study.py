@@ -30,13 +30,34 @@ MAX_LABEL = 64  # room for the CIFAR-100 grid labels (preact_resnet18_mixcutmix_
 
 # Short spellings for the value labels in experiment ids.
 ABBREV = {
-    "batch_size": "bs", "lr": "lr", "grad_accum_steps": "acc", "num_workers": "nw",
-    "cleanup_every": "cl", "weight_decay": "wd", "epochs": "ep", "optimizer": "",
-    "scheduler": "", "model": "", "mix": "mix", "step_size": "step", "gamma": "g",
-    "plateau_factor": "pf", "plateau_patience": "pp", "t_max": "tmax", "momentum": "mom",
-    "train_subset": "n", "upsample_size": "up", "data_path": "", "mixed_precision": "amp",
-    "patience": "pat", "seed": "s", "effective_batch_size": "ebs", "min_lr": "minlr",
-    "eta_min": "etamin", "drop_last": "droplast", "color_jitter": "cj",
+    "batch_size": "bs",
+    "lr": "lr",
+    "grad_accum_steps": "acc",
+    "num_workers": "nw",
+    "cleanup_every": "cl",
+    "weight_decay": "wd",
+    "epochs": "ep",
+    "optimizer": "",
+    "scheduler": "",
+    "model": "",
+    "mix": "mix",
+    "step_size": "step",
+    "gamma": "g",
+    "plateau_factor": "pf",
+    "plateau_patience": "pp",
+    "t_max": "tmax",
+    "momentum": "mom",
+    "train_subset": "n",
+    "upsample_size": "up",
+    "data_path": "",
+    "mixed_precision": "amp",
+    "patience": "pat",
+    "seed": "s",
+    "effective_batch_size": "ebs",
+    "min_lr": "minlr",
+    "eta_min": "etamin",
+    "drop_last": "droplast",
+    "color_jitter": "cj",
     "color_jitter_hue": "hue",
 }
 
@@ -155,8 +176,11 @@ class Study:
         for exp in self.experiments:
             row = exp.record()
             others = [e.id for e in configs[exp.config_id] if e.id != exp.id]
-            row = {**{k: row[k] for k in ("experiment", "group", "label", "config_hash")},
-                   "shared_with": ",".join(others), **row}
+            row = {
+                **{k: row[k] for k in ("experiment", "group", "label", "config_hash")},
+                "shared_with": ",".join(others),
+                **row,
+            }
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -197,9 +221,13 @@ def validate(data: Any, schema_name: str, where: str, prefix: tuple = ()) -> Non
     validator = _validator(schema_name)
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     # a failed oneOf/anyOf also reports its branches; the branch errors say it better
-    errors = [e for e in errors if not (e.validator == "oneOf" and e.context
-                                        and "grid" not in json.dumps(e.validator_value))
-              ] or errors
+    errors = [
+        e
+        for e in errors
+        if not (
+            e.validator == "oneOf" and e.context and "grid" not in json.dumps(e.validator_value)
+        )
+    ] or errors
     if errors:
         lines = [f"{where}: {len(errors)} error(s):"]
         for err in errors:
@@ -222,14 +250,26 @@ def _allowed(schema: dict[str, Any]) -> str:
         return " or ".join(_allowed(s) for s in schema.get("oneOf", schema.get("anyOf")))
     kinds = schema.get("type", "a name" if "pattern" in schema else "a value")
     kinds = kinds if isinstance(kinds, list) else [kinds]
-    words = {"integer": "an integer", "number": "a number", "string": "a string",
-             "boolean": "true or false", "null": "null", "array": "a list",
-             "object": "a mapping"}
+    words = {
+        "integer": "an integer",
+        "number": "a number",
+        "string": "a string",
+        "boolean": "true or false",
+        "null": "null",
+        "array": "a list",
+        "object": "a mapping",
+    }
     text = " or ".join(words.get(k, k) for k in kinds)
-    bounds = [f"{op} {schema[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
-                                                     ("maximum", "<="),
-                                                     ("exclusiveMaximum", "<"))
-              if key in schema]
+    bounds = [
+        f"{op} {schema[key]}"
+        for key, op in (
+            ("minimum", ">="),
+            ("exclusiveMinimum", ">"),
+            ("maximum", "<="),
+            ("exclusiveMaximum", "<"),
+        )
+        if key in schema
+    ]
     if bounds:
         text += " " + " and ".join(bounds)
     if "minItems" in schema:
@@ -253,8 +293,18 @@ def _explain(err) -> str:
         return "a group needs exactly one of `grid` (dict of value lists) or `list` (overrides)"
     if err.validator in ("minProperties", "minItems") and not err.instance:
         return "is empty; give at least one entry"
-    if err.validator in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                         "oneOf", "anyOf", "pattern", "uniqueItems", "minItems"):
+    if err.validator in (
+        "type",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "oneOf",
+        "anyOf",
+        "pattern",
+        "uniqueItems",
+        "minItems",
+    ):
         return f"{err.instance!r} is not allowed; expected {_allowed(schema)}"
     return err.message
 
@@ -270,9 +320,7 @@ def load_study(path: str | Path) -> Study:
         validate(data["seeds"], "seed_plan.schema.yaml", str(path), ("seeds",))
     validate(data, "study.schema.yaml", str(path))
     if data["name"] != path.stem:
-        raise StudyError(
-            f"{path}: name: {data['name']!r} must equal the file name {path.stem!r}"
-        )
+        raise StudyError(f"{path}: name: {data['name']!r} must equal the file name {path.stem!r}")
     plan = _seed_plan(path, data.get("seeds", 3), data.get("sesoi"))
     seeds = data.get("seeds", 3)
     if plan is not None:
@@ -282,16 +330,19 @@ def load_study(path: str | Path) -> Study:
     base = dict(data["base"])
     if "seed" in base:
         raise StudyError(f"{path}: base.seed: set seeds with the top-level `seeds` key")
-    _check(path, "base", lambda: TrainConfig.from_dict(
-        resolve_batch(path, "base", base, {"seed": 0})))
+    _check(
+        path, "base", lambda: TrainConfig.from_dict(resolve_batch(path, "base", base, {"seed": 0}))
+    )
     groups: dict[str, Group] = {}
     seen: dict[str, str] = {}
     for gname, gspec in data["groups"].items():
         group = _expand_group(path, gname, gspec, base)
         for exp in group.experiments:
             if not EXPERIMENT_ID.match(exp.id):  # ids become paths and cluster job names
-                raise StudyError(f"{path}: groups.{gname}: experiment id {exp.id!r} is not "
-                                 f"safe in paths and job names ({EXPERIMENT_ID.pattern})")
+                raise StudyError(
+                    f"{path}: groups.{gname}: experiment id {exp.id!r} is not "
+                    f"safe in paths and job names ({EXPERIMENT_ID.pattern})"
+                )
             if exp.id in seen:
                 raise StudyError(
                     f"{path}: groups.{gname}: duplicate experiment id {exp.id!r}; give the "
@@ -304,11 +355,18 @@ def load_study(path: str | Path) -> Study:
         _check_analysis(path, group)
     _check_validation_split(path, data["dataset"], groups)
     return Study(
-        name=data["name"], path=path, description=data.get("description", ""), seeds=seeds,
-        dataset=dict(data["dataset"]), metric=data.get("metric"),
-        references=list(data.get("references", [])), base=base, groups=groups,
+        name=data["name"],
+        path=path,
+        description=data.get("description", ""),
+        seeds=seeds,
+        dataset=dict(data["dataset"]),
+        metric=data.get("metric"),
+        references=list(data.get("references", [])),
+        base=base,
+        groups=groups,
         sesoi=data.get("sesoi"),
-        deviations=list(data.get("deviations", [])), plan=plan,
+        deviations=list(data.get("deviations", [])),
+        plan=plan,
     )
 
 
@@ -321,15 +379,23 @@ def _seed_plan(path: Path, seeds: Any, sesoi: float | None) -> SeedPlan | None:
     where = f"{path}: seeds"
     initial, most = seeds["initial"], seeds["max"]
     if most < initial:
-        raise StudyError(f"{where}.max: {most} is smaller than seeds.initial={initial}; a "
-                         "sequential study runs at least `initial` seeds of every experiment")
+        raise StudyError(
+            f"{where}.max: {most} is smaller than seeds.initial={initial}; a "
+            "sequential study runs at least `initial` seeds of every experiment"
+        )
     if seeds.get("futility") and not sesoi:
-        raise StudyError(f"{where}.futility: true needs a top-level `sesoi` (the smallest "
-                         "effect that matters): futility asks whether max seeds could detect it")
+        raise StudyError(
+            f"{where}.futility: true needs a top-level `sesoi` (the smallest "
+            "effect that matters): futility asks whether max seeds could detect it"
+        )
     try:
-        return SeedPlan(initial=initial, max=most, step=seeds.get("step", 2),
-                        futility=bool(seeds.get("futility", False)),
-                        spending=seeds.get("spending", "obrien_fleming"))
+        return SeedPlan(
+            initial=initial,
+            max=most,
+            step=seeds.get("step", 2),
+            futility=bool(seeds.get("futility", False)),
+            spending=seeds.get("spending", "obrien_fleming"),
+        )
     except ValueError as err:
         raise StudyError(f"{where}: {err}") from None
 
@@ -345,39 +411,52 @@ def _check_analysis(path: Path, group: Group) -> None:
     expect = group.expect
     if expect:
         if ("trend" in expect) == bool(expect.get("none")):
-            raise StudyError(f"{where}.expect: {expect!r} must give either `trend` "
-                             "(increasing/decreasing) or `none: true`, not both or neither")
+            raise StudyError(
+                f"{where}.expect: {expect!r} must give either `trend` "
+                "(increasing/decreasing) or `none: true`, not both or neither"
+            )
         if "scale" in expect and "trend" not in expect:
-            raise StudyError(f"{where}.expect.scale: {expect['scale']!r} only goes with "
-                             "`trend`; drop it or add `trend: increasing|decreasing`")
+            raise StudyError(
+                f"{where}.expect.scale: {expect['scale']!r} only goes with "
+                "`trend`; drop it or add `trend: increasing|decreasing`"
+            )
     if "trend" in expect:
         if group.kind != "grid":
             raise StudyError(
                 f"{where}.expect.trend: {expect['trend']!r} needs a `grid` group of one "
                 "numeric factor; this is a `list` group whose levels change several settings "
-                "at once; declare `contrasts` instead")
-        varying = [f for f in group.factors
-                   if len({repr(getattr(e.config, f, None)) for e in group.experiments}) > 1]
+                "at once; declare `contrasts` instead"
+            )
+        varying = [
+            f
+            for f in group.factors
+            if len({repr(getattr(e.config, f, None)) for e in group.experiments}) > 1
+        ]
         if len(varying) != 1:
             raise StudyError(
                 f"{where}.expect.trend: a trend needs exactly one varying grid factor, this "
-                f"group varies {varying}; split the grid or drop `trend`")
+                f"group varies {varying}; split the grid or drop `trend`"
+            )
         values = [getattr(e.config, varying[0]) for e in group.experiments]
         if not all(_numeric(v) for v in values):
             raise StudyError(
                 f"{where}.expect.trend: factor {varying[0]!r} has non-numeric values "
-                f"{values}; a trend needs numbers (use `contrasts` to compare named levels)")
+                f"{values}; a trend needs numbers (use `contrasts` to compare named levels)"
+            )
         if expect.get("scale") == "log2" and min(values) <= 0:
             raise StudyError(
                 f"{where}.expect.scale: log2 needs positive values of {varying[0]!r}, got "
-                f"{values}; use scale: linear")
+                f"{values}; use scale: linear"
+            )
     labels = [e.label for e in group.experiments]
     names = set()
     for i, contrast in enumerate(group.contrasts):
         key = f"{where}.contrasts[{i}]"
         if contrast["name"] in names:
-            raise StudyError(f"{key}.name: {contrast['name']!r} is used twice in this group; "
-                             "give each contrast its own name")
+            raise StudyError(
+                f"{key}.name: {contrast['name']!r} is used twice in this group; "
+                "give each contrast its own name"
+            )
         names.add(contrast["name"])
         sides = {}
         for side in ("a", "b"):
@@ -385,16 +464,23 @@ def _check_analysis(path: Path, group: Group) -> None:
             chosen = [value] if isinstance(value, str) else list(value)
             unknown = [v for v in chosen if v not in labels]
             if unknown:
-                raise StudyError(f"{key}.{side}: {unknown[0]!r} is not a label of group "
-                                 f"{group.name!r}; choose from {labels}")
+                raise StudyError(
+                    f"{key}.{side}: {unknown[0]!r} is not a label of group "
+                    f"{group.name!r}; choose from {labels}"
+                )
             sides[side] = set(chosen)
         if sides["a"] & sides["b"]:
-            raise StudyError(f"{key}: {sorted(sides['a'] & sides['b'])} is on both sides "
-                             "(a and b); a contrast compares disjoint sets of levels")
+            raise StudyError(
+                f"{key}: {sorted(sides['a'] & sides['b'])} is on both sides "
+                "(a and b); a contrast compares disjoint sets of levels"
+            )
 
 
-def _check_validation_split(path: Path, dataset: dict[str, Any], groups: dict[str, Group],
-                            ) -> None:
+def _check_validation_split(
+    path: Path,
+    dataset: dict[str, Any],
+    groups: dict[str, Group],
+) -> None:
     """Without a validation hold-out (`split.val: 0`, e.g. training on all 50,000 CIFAR-10
     images and evaluating on the official test set) nothing may be selected on validation
     data: early stopping is off, and the test metrics come from the final weights."""
@@ -408,7 +494,8 @@ def _check_validation_split(path: Path, dataset: dict[str, Any], groups: dict[st
                     f"{path}: groups.{group.name}: experiment {exp.id} sets patience="
                     f"{exp.config.patience}, but dataset.split.val is 0 (no validation "
                     "hold-out), so there is nothing to stop early on; set patience: null "
-                    "(the final weights are tested) or give dataset.split a val fraction")
+                    "(the final weights are tested) or give dataset.split a val fraction"
+                )
 
 
 def _check_task(path: Path, dataset: str, base: dict[str, Any], groups: dict[str, Group]) -> None:
@@ -418,15 +505,18 @@ def _check_task(path: Path, dataset: str, base: dict[str, Any], groups: dict[str
     if DATASET_TASKS.get(dataset) != "regression":
         return
     if base.get("mix", "none") != "none":
-        raise StudyError(f"{path}: base.mix: {base['mix']!r} mixes class labels, but dataset "
-                         f"{dataset!r} is a regression task; set mix: none")
+        raise StudyError(
+            f"{path}: base.mix: {base['mix']!r} mixes class labels, but dataset "
+            f"{dataset!r} is a regression task; set mix: none"
+        )
     for group in groups.values():
         for exp in group.experiments:
             if exp.config.mix != "none":
                 raise StudyError(
                     f"{path}: groups.{group.name}: experiment {exp.id} sets mix="
                     f"{exp.config.mix!r}, which mixes class labels, but dataset {dataset!r} is "
-                    "a regression task; set mix: none")
+                    "a regression task; set mix: none"
+                )
 
 
 def _check(path: Path, where: str, build):
@@ -449,21 +539,25 @@ def resolve_batch(path: Path, where: str, *layers: dict[str, Any]) -> dict[str, 
         return merged
     ebs = merged.pop("effective_batch_size")
     bs = merged.get("batch_size", DEFAULTS["batch_size"])
-    depth = {k: max((i for i, layer in enumerate(layers) if k in layer), default=-1)
-             for k in ("effective_batch_size", "grad_accum_steps")}
+    depth = {
+        k: max((i for i, layer in enumerate(layers) if k in layer), default=-1)
+        for k in ("effective_batch_size", "grad_accum_steps")
+    }
     if depth["grad_accum_steps"] > depth["effective_batch_size"]:
         acc = merged["grad_accum_steps"]
         if bs * acc != ebs:
             raise StudyError(
                 f"{path}: {where}: effective_batch_size={ebs} is not batch_size x "
                 f"grad_accum_steps = {bs} x {acc} = {bs * acc}; make them agree, or drop "
-                "grad_accum_steps so that it is derived")
+                "grad_accum_steps so that it is derived"
+            )
     elif ebs % bs:
         lower, upper = bs * max(ebs // bs, 1), bs * (ebs // bs + 1)
         raise StudyError(
             f"{path}: {where}: effective_batch_size={ebs} is not a multiple of "
             f"batch_size={bs}; allowed: a multiple of batch_size (e.g. {lower} or {upper}), "
-            "so that grad_accum_steps = effective_batch_size / batch_size is a whole number")
+            "so that grad_accum_steps = effective_batch_size / batch_size is a whole number"
+        )
     else:
         merged["grad_accum_steps"] = ebs // bs
     return merged
@@ -474,11 +568,14 @@ def _expand_group(path: Path, gname: str, spec: dict[str, Any], base: dict[str, 
     if "grid" in spec:
         for key, values in spec["grid"].items():  # value by value: errors name grid.KEY
             for value in values:
-                validate({key: value}, "train_config.schema.yaml", str(path),
-                         ("groups", gname, "grid"))
+                validate(
+                    {key: value}, "train_config.schema.yaml", str(path), ("groups", gname, "grid")
+                )
         keys = list(spec["grid"])
-        overrides = [dict(zip(keys, values, strict=True))
-                     for values in itertools.product(*(spec["grid"][k] for k in keys))]
+        overrides = [
+            dict(zip(keys, values, strict=True))
+            for values in itertools.product(*(spec["grid"][k] for k in keys))
+        ]
     else:
         overrides = [dict(o) for o in spec["list"]]
         keys = list(dict.fromkeys(k for o in overrides for k in o))
@@ -509,10 +606,17 @@ def _expand_group(path: Path, gname: str, spec: dict[str, Any], base: dict[str, 
             f"{[e.label for e in experiments]}"
         )
     factors = [spec["factor"]] if "factor" in spec else keys
-    return Group(gname, spec.get("question", ""), spec.get("hypothesis", ""), factors,
-                 baseline, experiments, kind="grid" if "grid" in spec else "list",
-                 expect=dict(spec.get("expect", {})),
-                 contrasts=[dict(c) for c in spec.get("contrasts", [])])
+    return Group(
+        gname,
+        spec.get("question", ""),
+        spec.get("hypothesis", ""),
+        factors,
+        baseline,
+        experiments,
+        kind="grid" if "grid" in spec else "list",
+        expect=dict(spec.get("expect", {})),
+        contrasts=[dict(c) for c in spec.get("contrasts", [])],
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -556,40 +660,56 @@ def missing_study(path: str | Path) -> str:
     path = Path(path)
     folder = path.parent if path.parent.is_dir() else SHIPPED_DIR
     names = shipped_studies(folder)
-    where = ("shipped studies" if folder.resolve() == SHIPPED_DIR.resolve()
-             else f"studies in {folder}")
+    where = (
+        "shipped studies" if folder.resolve() == SHIPPED_DIR.resolve() else f"studies in {folder}"
+    )
     hint = did_you_mean([path.stem], names).removeprefix("; ")
-    return (f"{path}: no such study file; {where}: {', '.join(names) or 'none'}"
-            + (f"; {hint}" if hint else ""))
+    return f"{path}: no such study file; {where}: {', '.join(names) or 'none'}" + (
+        f"; {hint}" if hint else ""
+    )
 
 
 def study_rows(study: Study) -> list[dict[str, Any]]:
     """One row per group of the groups x experiments x seeds table (`python -m
     hpstudy.study FILE`); add columns here to show more per group."""
-    return [{"group": g.name, "experiments": len(g.experiments), "seeds": len(study.seeds),
-             "runs": len(g.experiments) * len(study.seeds),
-             "factors": ", ".join(g.factors) or "-",
-             "labels": ", ".join(e.label for e in g.experiments)}
-            for g in study.groups.values()]
+    return [
+        {
+            "group": g.name,
+            "experiments": len(g.experiments),
+            "seeds": len(study.seeds),
+            "runs": len(g.experiments) * len(study.seeds),
+            "factors": ", ".join(g.factors) or "-",
+            "labels": ", ".join(e.label for e in g.experiments),
+        }
+        for g in study.groups.values()
+    ]
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """A plain-text table with aligned columns (the columns of the first row)."""
     columns = list(rows[0])
     width = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    return "\n".join("  ".join(str(r.get(c, "")).ljust(width[c]) for c in columns).rstrip()
-                     for r in [{c: c for c in columns}, *rows])
+    return "\n".join(
+        "  ".join(str(r.get(c, "")).ljust(width[c]) for c in columns).rstrip()
+        for r in [{c: c for c in columns}, *rows]
+    )
 
 
 def describe(study: Study) -> str:
     """The study as a table: groups x experiments x seeds, and the totals."""
     rows = study_rows(study)
-    total = {"group": "total", "experiments": len(study.experiments),
-             "seeds": len(study.seeds), "runs": len(study.runs())}
-    head = (f"{study.path}: ok: {len(study.groups)} groups, {len(study.experiments)} "
-            f"experiments, {len(study.seeds)} seeds, {len(study.runs())} runs (seeds "
-            f"{', '.join(map(str, study.seeds))}); {len(study.configs())} distinct "
-            f"configurations, {len(study.configs()) * len(study.seeds)} runs trained")
+    total = {
+        "group": "total",
+        "experiments": len(study.experiments),
+        "seeds": len(study.seeds),
+        "runs": len(study.runs()),
+    }
+    head = (
+        f"{study.path}: ok: {len(study.groups)} groups, {len(study.experiments)} "
+        f"experiments, {len(study.seeds)} seeds, {len(study.runs())} runs (seeds "
+        f"{', '.join(map(str, study.seeds))}); {len(study.configs())} distinct "
+        f"configurations, {len(study.configs()) * len(study.seeds)} runs trained"
+    )
     return head + "\n" + format_rows([*rows, total])
 
 
@@ -609,15 +729,24 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     parser = argparse.ArgumentParser(
-        prog="python -m hpstudy.study", description=USAGE.split("\n", 2)[2].format(
-            names=", ".join(shipped_studies())))
+        prog="python -m hpstudy.study",
+        description=USAGE.split("\n", 2)[2].format(names=", ".join(shipped_studies())),
+    )
     parser.add_argument("studies", nargs="*", metavar="STUDY.yaml")
-    parser.add_argument("--device-profile", metavar="FILE", default=None,
-                        help="also estimate on the device this calibration was made on "
-                        "(python -m hpstudy.cost calibrate STUDY.yaml --out FILE)")
+    parser.add_argument(
+        "--device-profile",
+        metavar="FILE",
+        default=None,
+        help="also estimate on the device this calibration was made on "
+        "(python -m hpstudy.cost calibrate STUDY.yaml --out FILE)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1)")
-    parser.add_argument("--n-images", type=int, default=None,
-                        help="images of your microbead folder (default: the generated 1948)")
+    parser.add_argument(
+        "--n-images",
+        type=int,
+        default=None,
+        help="images of your microbead folder (default: the generated 1948)",
+    )
     parser.add_argument("--no-cost", action="store_true", help="only check the files")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.studies:

@@ -69,8 +69,9 @@ class RunWriter:
             return
         step = int(row["epoch"])
         for key, value in row.items():
-            tag = TAGS.get(key) or (f"val/{key[4:]}" if key.startswith("val_")
-                                    and key != "val_loss" else None)
+            tag = TAGS.get(key) or (
+                f"val/{key[4:]}" if key.startswith("val_") and key != "val_loss" else None
+            )
             number = _number(value)
             if tag is not None and number is not None:
                 self.writer.add_scalar(tag, number, step)
@@ -81,8 +82,11 @@ class RunWriter:
         if self.writer is None:
             return
         hparams = {k: hparam_value(v) for k, v in cfg.to_dict().items()}
-        final = {f"final/{k}": _number(v) for k, v in metrics.items()
-                 if k.startswith("test_") or k in FINAL_METRICS}
+        final = {
+            f"final/{k}": _number(v)
+            for k, v in metrics.items()
+            if k.startswith("test_") or k in FINAL_METRICS
+        }
         final = {k: v for k, v in final.items() if v is not None}
         final["final/diverged"] = float(metrics.get("status") == "diverged")
         # run_name="." keeps the summary in this run's folder (not a timestamped subfolder)
@@ -121,6 +125,7 @@ def overhead(repeats: int = 3, epochs: int = 5) -> dict[str, float]:
             finally:
                 spent[method.__name__] += time.perf_counter() - start
                 spent["epochs"] += method.__name__ == "epoch"
+
         return wrapper
 
     # the class the trainer uses (under `python -m`, this module's own copy is __main__'s)
@@ -133,9 +138,11 @@ def overhead(repeats: int = 3, epochs: int = 5) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             raw = generate(tmp / "raw", n_images=120, size=64, seed=0, progress=False)
-            spec = {"name": "microbeads", "image_size": 32,
-                    "split": {"method": "random", "train": 0.7, "val": 0.15, "test": 0.15,
-                              "seed": 1}}
+            spec = {
+                "name": "microbeads",
+                "image_size": 32,
+                "split": {"method": "random", "train": 0.7, "val": 0.15, "test": 0.15, "seed": 1},
+            }
             prepare(spec, raw, tmp / "prepared.pt", tmp / "manifest.json")
             cfg = TrainConfig.from_dict({"epochs": epochs, "batch_size": 16, "patience": None})
             times: dict[str, list[tuple[float, float]]] = {"without": [], "with": []}
@@ -143,11 +150,15 @@ def overhead(repeats: int = 3, epochs: int = 5) -> dict[str, float]:
                 for kind in ("without", "with"):
                     name = f"{kind}{i}"
                     cpu, wall = time.process_time(), time.perf_counter()
-                    run(cfg, tmp / "prepared.pt", tmp / name, tmp / f"{name}.pt",
+                    run(
+                        cfg,
+                        tmp / "prepared.pt",
+                        tmp / name,
+                        tmp / f"{name}.pt",
                         log=lambda msg: None,
-                        tensorboard=tmp / "tb" / name if kind == "with" else None)
-                    times[kind].append((time.process_time() - cpu,
-                                        time.perf_counter() - wall))
+                        tensorboard=tmp / "tb" / name if kind == "with" else None,
+                    )
+                    times[kind].append((time.process_time() - cpu, time.perf_counter() - wall))
     finally:
         Writer.__init__, Writer.epoch, Writer.finish = original
     out = {}
@@ -158,8 +169,9 @@ def overhead(repeats: int = 3, epochs: int = 5) -> dict[str, float]:
     out["wall_ratio"] = out["with_wall_s"] / out["without_wall_s"]
     out["epoch_call_ms"] = 1000 * spent["epoch"] / max(spent["epochs"], 1)
     out["start_finish_ms_per_run"] = 1000 * (spent["__init__"] + spent["finish"]) / repeats
-    out["writer_share"] = (sum(spent[k] for k in ("__init__", "epoch", "finish"))
-                           / sum(w for _, w in times["with"]))
+    out["writer_share"] = sum(spent[k] for k in ("__init__", "epoch", "finish")) / sum(
+        w for _, w in times["with"]
+    )
     return out
 
 
@@ -169,9 +181,11 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--overhead"]:
         sys.exit("usage: python -m hpstudy.tensorboard --overhead")
     r = overhead()
-    print(f"median per run, without / with the writer: CPU {r['without_cpu_s']:.2f} / "
-          f"{r['with_cpu_s']:.2f} s (ratio {r['cpu_ratio']:.3f}), wall {r['without_wall_s']:.2f}"
-          f" / {r['with_wall_s']:.2f} s (ratio {r['wall_ratio']:.3f}); inside the writer: "
-          f"{r['epoch_call_ms']:.2f} ms per epoch, {r['start_finish_ms_per_run']:.0f} ms per "
-          f"run to start it (the first also imports tensorboard) and write the hparams; "
-          f"{r['writer_share']:.2%} of the runs' wall time")
+    print(
+        f"median per run, without / with the writer: CPU {r['without_cpu_s']:.2f} / "
+        f"{r['with_cpu_s']:.2f} s (ratio {r['cpu_ratio']:.3f}), wall {r['without_wall_s']:.2f}"
+        f" / {r['with_wall_s']:.2f} s (ratio {r['wall_ratio']:.3f}); inside the writer: "
+        f"{r['epoch_call_ms']:.2f} ms per epoch, {r['start_finish_ms_per_run']:.0f} ms per "
+        f"run to start it (the first also imports tensorboard) and write the hparams; "
+        f"{r['writer_share']:.2%} of the runs' wall time"
+    )

@@ -81,28 +81,36 @@ def is_out_of_memory(err: BaseException) -> bool:
     if isinstance(err, torch.OutOfMemoryError | MemoryError):  # CUDA (and new CPU) allocators
         return True
     text = str(err)  # the CPU allocator raises a plain RuntimeError
-    return isinstance(err, RuntimeError) and ("can't allocate memory" in text
-                                              or "not enough memory" in text)
+    return isinstance(err, RuntimeError) and (
+        "can't allocate memory" in text or "not enough memory" in text
+    )
 
 
 def describe_failure(err: BaseException, trainer: Trainer | None) -> str:
     device = trainer.device if trainer is not None else pick_device()
-    where = (f"at epoch {trainer.state.epoch + 1}" if trainer is not None
-             else "while loading the data and building the model")
+    where = (
+        f"at epoch {trainer.state.epoch + 1}"
+        if trainer is not None
+        else "while loading the data and building the model"
+    )
     first_line = (str(err).strip().splitlines() or [""])[0][:300]
     if not is_out_of_memory(err):
         return f"{type(err).__name__} {where}: {first_line}"
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory / 2**20
-        memory = (f"{torch.cuda.get_device_name(device)}: peak "
-                  f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB allocated of "
-                  f"{total:.0f} MiB")
+        memory = (
+            f"{torch.cuda.get_device_name(device)}: peak "
+            f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB allocated of "
+            f"{total:.0f} MiB"
+        )
     else:
         memory = f"CPU: peak resident {peak_memory_mb(device):.0f} MiB"
-    return (f"out of memory {where} ({memory}; {type(err).__name__}: {first_line}); give the "
-            "job more memory (with --retries the profile asks for more on each attempt) or "
-            "lower batch_size / upsample_size in the study; a rerun with the same config "
-            "resumes from the last epoch's checkpoint")
+    return (
+        f"out of memory {where} ({memory}; {type(err).__name__}: {first_line}); give the "
+        "job more memory (with --retries the profile asks for more on each attempt) or "
+        "lower batch_size / upsample_size in the study; a rerun with the same config "
+        "resumes from the last epoch's checkpoint"
+    )
 
 
 @dataclass
@@ -145,10 +153,16 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
-    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
+    return torch.optim.RMSprop(
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
 
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
@@ -161,8 +175,13 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
     if cfg.scheduler == "exponential":
         return s.ExponentialLR(optimizer, gamma=cfg.gamma)
     if cfg.scheduler == "plateau":
-        return s.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor,
-                                   patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+        return s.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=cfg.plateau_factor,
+            patience=cfg.plateau_patience,
+            min_lr=cfg.min_lr,
+        )
     return None
 
 
@@ -173,8 +192,10 @@ def input_normalisation(cfg: TrainConfig, manifest: dict[str, Any]) -> tuple[lis
         return list(manifest["mean"]), list(manifest["std"])
     channels = len(manifest["mean"])
     if len(cfg.norm_mean) != channels:
-        raise ValueError(f"norm_mean={list(cfg.norm_mean)} has {len(cfg.norm_mean)} values but "
-                         f"the dataset's images have {channels} channel(s); give one per channel")
+        raise ValueError(
+            f"norm_mean={list(cfg.norm_mean)} has {len(cfg.norm_mean)} values but "
+            f"the dataset's images have {channels} channel(s); give one per channel"
+        )
     return list(cfg.norm_mean), list(cfg.norm_std)
 
 
@@ -194,8 +215,10 @@ def flops_per_sample(model: torch.nn.Module, example: torch.Tensor) -> dict[str,
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     del out
-    return {"flops_forward_per_sample": forward / len(x),
-            "flops_train_per_sample": counter.get_total_flops() / len(x)}
+    return {
+        "flops_forward_per_sample": forward / len(x),
+        "flops_train_per_sample": counter.get_total_flops() / len(x),
+    }
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -206,9 +229,17 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, prepared: str | Path, out_dir: str | Path,
-                 checkpoint: str | Path, log=None, data: dict[str, Any] | None = None,
-                 callbacks: tuple = (), tensorboard: str | Path | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        prepared: str | Path,
+        out_dir: str | Path,
+        checkpoint: str | Path,
+        log=None,
+        data: dict[str, Any] | None = None,
+        callbacks: tuple = (),
+        tensorboard: str | Path | None = None,
+    ):
         self.cfg, self.out_dir, self.checkpoint = cfg, Path(out_dir), Path(checkpoint)
         self.callbacks = tuple(callbacks)
         self.tensorboard = tensorboard
@@ -245,8 +276,11 @@ class Trainer:
         channels, size = self.manifest["image_shape"][0], self.manifest["image_shape"][1]
         outputs = 1 if self.task == "regression" else self.num_classes
         self.model = build_model(cfg.model, channels, outputs, cfg.upsample_size or size).to(dev)
-        self.memory_format = (torch.channels_last if cfg.channels_last and dev.type == "cuda"
-                              else torch.contiguous_format)
+        self.memory_format = (
+            torch.channels_last
+            if cfg.channels_last and dev.type == "cuda"
+            else torch.contiguous_format
+        )
         self.model = self.model.to(memory_format=self.memory_format)
         example = self._inputs(images[train_idx[:2]].to(dev))
         self.flops = flops_per_sample(self.model, example)
@@ -335,8 +369,10 @@ class Trainer:
         accum = cfg.grad_accum_steps
         status, diverged_epoch = "ok", None
         stopped_early = False
-        self.log(f"training {cfg.model} on {dev} ({self.n_train} train samples, "
-                 f"{n_batches} batches/epoch, {count_parameters(self.model):,} parameters)")
+        self.log(
+            f"training {cfg.model} on {dev} ({self.n_train} train samples, "
+            f"{n_batches} batches/epoch, {count_parameters(self.model):,} parameters)"
+        )
         self.callback("on_train_start")
         self.tb, job, walls = RunWriter(self.tensorboard), job_environment(), []
         self._progress(job, walls)
@@ -348,8 +384,9 @@ class Trainer:
                 self.diag.reset_epoch()
                 st.loss_sum, st.seen, st.epoch_time, st.data_time = 0.0, 0, 0.0, 0.0
             elif aug_state is not None:
-                gen.set_state(aug_state.to(gen.device) if gen.device.type == "cpu"
-                              else aug_state.cpu())
+                gen.set_state(
+                    aug_state.to(gen.device) if gen.device.type == "cpu" else aug_state.cpu()
+                )
             aug_state = None
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
@@ -377,11 +414,13 @@ class Trainer:
                         if dev.type == "cuda":
                             torch.cuda.empty_cache()
                 self._optimizer_step(epoch)
-                if (st.step % DIVERGENCE_CHECK_EVERY == 0 or b == n_batches) \
-                        and not torch.isfinite(loss_sum):
+                if (st.step % DIVERGENCE_CHECK_EVERY == 0 or b == n_batches) and not torch.isfinite(
+                    loss_sum
+                ):
                     status, diverged_epoch = "diverged", epoch + 1
-                    self.log(f"training loss is not finite at epoch {epoch + 1} (by batch "
-                             f"{b}): diverged")
+                    self.log(
+                        f"training loss is not finite at epoch {epoch + 1} (by batch {b}): diverged"
+                    )
                     break
                 if self.stop_signal is not None and b < n_batches:
                     st.batch, st.loss_sum = b, float(loss_sum)
@@ -404,10 +443,15 @@ class Trainer:
                 self.scheduler.step(val["loss"])
             elif self.scheduler is not None:
                 self.scheduler.step()
-            row = {"epoch": epoch + 1, "train_loss": st.loss_sum / max(st.seen, 1),
-                   "val_loss": val["loss"], "lr": lr, "epoch_time_s": st.epoch_time,
-                   "data_time_s": st.data_time,
-                   "samples_per_s": st.seen / st.epoch_time if st.epoch_time > 0 else math.nan}
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": st.loss_sum / max(st.seen, 1),
+                "val_loss": val["loss"],
+                "lr": lr,
+                "epoch_time_s": st.epoch_time,
+                "data_time_s": st.data_time,
+                "samples_per_s": st.seen / st.epoch_time if st.epoch_time > 0 else math.nan,
+            }
             row.update({f"val_{k}": v for k, v in val.items() if k != "loss"})
             row.update(self.diag.epoch_summary())
             st.history.append(row)
@@ -418,16 +462,25 @@ class Trainer:
                 self.best_weights = copy.deepcopy(self.model.state_dict())
             else:
                 st.bad_epochs += 1
-            metric = (f"val_r2 {val['r2']:.4f}" if self.task == "regression"
-                      else f"val_acc {val['accuracy']:.4f}")
+            metric = (
+                f"val_r2 {val['r2']:.4f}"
+                if self.task == "regression"
+                else f"val_acc {val['accuracy']:.4f}"
+            )
             walls.append(time.perf_counter() - t0)  # training + validation of this epoch
             eta = sum(walls) / len(walls) * (cfg.epochs - epoch - 1)
-            self.log(f"epoch {epoch + 1}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
-                     f"val_loss {val['loss']:.4f} {metric} lr {lr:.2e} "
-                     f"{st.epoch_time:.1f}s {row['samples_per_s']:.0f} samples/s "
-                     f"ETA {duration(eta)}" + (" *" if improved else "")
-                     + ("   (* = new best validation loss; its weights are kept for the test)"
-                        if len(walls) == 1 else ""))
+            self.log(
+                f"epoch {epoch + 1}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
+                f"val_loss {val['loss']:.4f} {metric} lr {lr:.2e} "
+                f"{st.epoch_time:.1f}s {row['samples_per_s']:.0f} samples/s "
+                f"ETA {duration(eta)}"
+                + (" *" if improved else "")
+                + (
+                    "   (* = new best validation loss; its weights are kept for the test)"
+                    if len(walls) == 1
+                    else ""
+                )
+            )
             st.epoch, st.batch = epoch + 1, 0
             self._write_history()
             self.save_checkpoint()
@@ -437,8 +490,10 @@ class Trainer:
                 raise Interrupted(f"stopped after epoch {epoch + 1}")
             if cfg.patience is not None and st.bad_epochs >= cfg.patience:
                 stopped_early = True
-                self.log(f"early stop: no val_loss improvement > {cfg.min_delta} for "
-                         f"{cfg.patience} epochs (best epoch {st.best_epoch})")
+                self.log(
+                    f"early stop: no val_loss improvement > {cfg.min_delta} for "
+                    f"{cfg.patience} epochs (best epoch {st.best_epoch})"
+                )
                 break
         return self._finish(status, diverged_epoch, stopped_early, wall_start)
 
@@ -465,13 +520,22 @@ class Trainer:
     def _progress(self, job: dict[str, Any], walls: list[float]) -> None:
         st, mean = self.state, (sum(walls) / len(walls) if walls else None)
         last = st.history[-1] if st.history else {}
-        write_json(progress_path(self.checkpoint), {
-            "epoch": st.epoch, "epochs": self.cfg.epochs, "best_epoch": st.best_epoch,
-            "val_loss": last.get("val_loss"),
-            "val_metric": last.get("val_r2" if self.task == "regression" else "val_accuracy"),
-            "resumes": len(st.resumed_at), "pid": os.getpid(), "updated": time.time(),
-            "epoch_s": mean, "eta_s": mean * (self.cfg.epochs - st.epoch) if mean else None,
-            **{k: job.get(k) for k in ("hostname", "job_id", "run_started_at")}})
+        write_json(
+            progress_path(self.checkpoint),
+            {
+                "epoch": st.epoch,
+                "epochs": self.cfg.epochs,
+                "best_epoch": st.best_epoch,
+                "val_loss": last.get("val_loss"),
+                "val_metric": last.get("val_r2" if self.task == "regression" else "val_accuracy"),
+                "resumes": len(st.resumed_at),
+                "pid": os.getpid(),
+                "updated": time.time(),
+                "epoch_s": mean,
+                "eta_s": mean * (self.cfg.epochs - st.epoch) if mean else None,
+                **{k: job.get(k) for k in ("hostname", "job_id", "run_started_at")},
+            },
+        )
 
     def _write_history(self) -> None:
         import pandas as pd
@@ -485,11 +549,16 @@ class Trainer:
             if self.best_weights is not None and self.has_val:
                 self.model.load_state_dict(self.best_weights)
             test = self.evaluate(self.test_loader)
-            weights = (f"the best-validation weights of epoch {st.best_epoch}"
-                       if st.best_epoch > 0 else "the last weights")
+            weights = (
+                f"the best-validation weights of epoch {st.best_epoch}"
+                if st.best_epoch > 0
+                else "the last weights"
+            )
             first = "r2" if self.task == "regression" else "accuracy"  # the primary metric
-            self.log(" ".join(f"test_{k} {test[k]:.4g}" for k in sorted(test, key=first.__ne__))
-                     + f" (test set, {weights})")
+            self.log(
+                " ".join(f"test_{k} {test[k]:.4g}" for k in sorted(test, key=first.__ne__))
+                + f" (test set, {weights})"
+            )
         self._write_history()
         write_csv(self.out_dir / "layers.csv.gz", self.diag.table())
         train_time = sum(r["epoch_time_s"] for r in st.history)
@@ -515,17 +584,21 @@ class Trainer:
             "throughput_samples_per_s": samples / train_time if train_time > 0 else None,
             "data_wait_fraction": data_time / train_time if train_time > 0 else None,
             "peak_memory_mb": peak_mb,
-            "peak_memory_kind": "cuda_max_allocated" if self.device.type == "cuda"
+            "peak_memory_kind": "cuda_max_allocated"
+            if self.device.type == "cuda"
             else "cpu_peak_rss",
             "parameters": count_parameters(self.model),
-            "model_size_mb": sum(p.numel() * p.element_size()
-                                 for p in self.model.parameters()) / 2**20,
+            "model_size_mb": sum(p.numel() * p.element_size() for p in self.model.parameters())
+            / 2**20,
             **self.flops,
             "n_train": self.n_train,
             "resumed_at": st.resumed_at,
             "device": str(self.device),
-            "device_name": (torch.cuda.get_device_name(self.device)
-                            if self.device.type == "cuda" else platform.processor() or "cpu"),
+            "device_name": (
+                torch.cuda.get_device_name(self.device)
+                if self.device.type == "cuda"
+                else platform.processor() or "cpu"
+            ),
             "torch_version": torch.__version__,
             "config_hash": cfg.hash(),
             "prepared_sha256": self.manifest["content_sha256"],
@@ -543,9 +616,15 @@ class Trainer:
         return metrics
 
 
-def run(cfg: TrainConfig, prepared: str | Path, out_dir: str | Path, checkpoint: str | Path,
-        log=None, data: dict[str, Any] | None = None,
-        tensorboard: str | Path | None = None) -> dict[str, Any]:
+def run(
+    cfg: TrainConfig,
+    prepared: str | Path,
+    out_dir: str | Path,
+    checkpoint: str | Path,
+    log=None,
+    data: dict[str, Any] | None = None,
+    tensorboard: str | Path | None = None,
+) -> dict[str, Any]:
     """Train one run; returns metrics. Raises `Interrupted` after saving on SIGTERM.
     `tensorboard`: folder for this run's TensorBoard events (None: none written)."""
     import yaml
@@ -555,17 +634,23 @@ def run(cfg: TrainConfig, prepared: str | Path, out_dir: str | Path, checkpoint:
     write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
     trainer = None
     try:
-        trainer = Trainer(cfg, prepared, out_dir, checkpoint, log, data,
-                          tensorboard=tensorboard)
+        trainer = Trainer(cfg, prepared, out_dir, checkpoint, log, data, tensorboard=tensorboard)
         return trainer.fit()
     except Interrupted:
         raise
     except Exception as err:  # keep the reason where a partial report can find it
         reason = describe_failure(err, trainer)
-        write_json(failure_note_path(checkpoint), {
-            "status": "failed", "reason": reason, "error": type(err).__name__,
-            "out_of_memory": is_out_of_memory(err), "config_hash": cfg.hash(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_json(
+            failure_note_path(checkpoint),
+            {
+                "status": "failed",
+                "reason": reason,
+                "error": type(err).__name__,
+                "out_of_memory": is_out_of_memory(err),
+                "config_hash": cfg.hash(),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
         if is_out_of_memory(err):
             raise RunFailed(reason) from err
         raise
@@ -582,9 +667,11 @@ def finished_seed(seed_dir: Path, cfg: TrainConfig, content_sha256: str) -> dict
         metrics = json.loads((seed_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
-    if (metrics.get("config_hash") != cfg.hash()
-            or metrics.get("prepared_sha256") != content_sha256
-            or any(not (seed_dir / name).is_file() for name in RUN_FILES)):
+    if (
+        metrics.get("config_hash") != cfg.hash()
+        or metrics.get("prepared_sha256") != content_sha256
+        or any(not (seed_dir / name).is_file() for name in RUN_FILES)
+    ):
         return None
     return metrics
 
@@ -603,9 +690,16 @@ def _publish(src: Path, dst: Path) -> None:
             shutil.copy2(src / name, target)
 
 
-def run_seeds(cfg: TrainConfig, seeds: list[int], prepared: str | Path, out_dir: str | Path,
-              keep_dir: str | Path, log=None, job_log: str | Path | None = None,
-              tensorboard: str | Path | None = None) -> dict[int, dict[str, Any]]:
+def run_seeds(
+    cfg: TrainConfig,
+    seeds: list[int],
+    prepared: str | Path,
+    out_dir: str | Path,
+    keep_dir: str | Path,
+    log=None,
+    job_log: str | Path | None = None,
+    tensorboard: str | Path | None = None,
+) -> dict[int, dict[str, Any]]:
     """Train every seed of one configuration in this process, one after the other.
 
     Each seed trains in `keep_dir/seed{N}/` with its checkpoint `keep_dir/seed{N}.pt`; both
@@ -638,9 +732,15 @@ def run_seeds(cfg: TrainConfig, seeds: list[int], prepared: str | Path, out_dir:
             # every attempt's log and record kept beside the checkpoint (walltime kills too);
             # the output still reaches the job's log (or the console) live
             with attempts.track(ckpt, job_log):
-                results[seed] = run(seed_cfg, prepared, seed_dir, ckpt, log, data,
-                                    tensorboard=Path(tensorboard) / f"seed{seed}"
-                                    if tensorboard else None)
+                results[seed] = run(
+                    seed_cfg,
+                    prepared,
+                    seed_dir,
+                    ckpt,
+                    log,
+                    data,
+                    tensorboard=Path(tensorboard) / f"seed{seed}" if tensorboard else None,
+                )
         except Interrupted:
             raise
         except Exception as err:  # noqa: BLE001 - the other seeds still train

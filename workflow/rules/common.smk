@@ -13,7 +13,6 @@ from hpstudy.datasets import missing_files
 from hpstudy.study import StudyError, load_study
 from hpstudy.study import validate as validate_schema
 
-
 # `--config allow_partial=true` arrives as the string "true" (Snakemake parses only True/False)
 for _key in ("allow_partial", "tensorboard"):
     if isinstance(config.get(_key), str) and config[_key].lower() in ("true", "false"):
@@ -191,7 +190,9 @@ def microbead_images(study):
         try:
             with open(Path(config["microbead_dir"]) / "density.csv") as fh:
                 return max(sum(1 for line in fh if line.strip()) - 1, 0)
-        except OSError:  # reported, with the fix, before any job runs (dataset_location)
+        except (
+            OSError
+        ):  # reported, with the fix, before any job runs (dataset_location)
             return None
     return config["synthetic"]["n_images"]
 
@@ -204,7 +205,8 @@ def calibration(threads, device_profile=None):
 @cache
 def run_estimate(study, cfg):
     """Estimated cost of one run (one seed) of a configuration: on the device of the walltime
-    policy's device profile, else on this machine with one thread (a local train job's)."""
+    policy's device profile, else on this machine with one thread (a local train job's).
+    """
     s = get_study(study)
     return cost.estimate_run(
         s.configs()[cfg][0].config,
@@ -218,7 +220,9 @@ def train_runtime_minutes(wildcards, attempt):
     """Walltime of a train job (every seed of one configuration): its runs' estimate x
     factor x attempt, clamped (profiles/walltime.yaml); a retry after a walltime kill gets
     more. Without an estimate (HPSTUDY_ESTIMATE=off): 120 minutes per seed x attempt."""
-    runs = len(get_round_seeds(wildcards) if hasattr(wildcards, "k") else get_seeds(wildcards))
+    runs = len(
+        get_round_seeds(wildcards) if hasattr(wildcards, "k") else get_seeds(wildcards)
+    )
     if not ESTIMATE:
         return 120 * runs * attempt
     estimate = run_estimate(wildcards.study, wildcards.cfg)
@@ -229,10 +233,14 @@ if ESTIMATE:
     for _name in STUDY_NAMES:
         _study = get_study(_name)
         print(
-            cost.one_line(_study, calibration(1), microbead_images(_study), os.cpu_count()),
+            cost.one_line(
+                _study, calibration(1), microbead_images(_study), os.cpu_count()
+            ),
             file=sys.stderr,
         )
-    _runtime = workflow.resource_settings.overwrite_resources.get("train", {}).get("runtime")
+    _runtime = workflow.resource_settings.overwrite_resources.get("train", {}).get(
+        "runtime"
+    )
     _runtime = getattr(_runtime, "raw", _runtime)
     if _runtime is not None and "attempt" not in str(_runtime):
         print(
@@ -242,7 +250,6 @@ if ESTIMATE:
             "train:runtime='120*attempt'",
             file=sys.stderr,
         )
-
 
 
 # -- sequential studies (issue 11): rounds decided by the checkpoint decide_round ----------
@@ -290,7 +297,9 @@ def final_round(study):
 
 def get_round_seeds(wildcards):
     s = get_study(wildcards.study)
-    return s.seeds[: round_config_seeds(wildcards.study, int(wildcards.k))[wildcards.cfg]]
+    return s.seeds[
+        : round_config_seeds(wildcards.study, int(wildcards.k))[wildcards.cfg]
+    ]
 
 
 def get_round_records(wildcards):

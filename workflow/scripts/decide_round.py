@@ -22,8 +22,11 @@ def main(study_file, manifest, round_, out, previous, records):
             prior = yaml.safe_load(fh)
     decision = decide_round(summary, design, study.plan, int(round_), prior)
     for q in decision["questions"]:
-        print(f"round {round_}: {q['group']} / {q['contrast']}: {q['verdict']} "
-              f"({q['status']}, {q['seeds']} seeds)", file=sys.stderr)
+        print(
+            f"round {round_}: {q['group']} / {q['contrast']}: {q['verdict']} "
+            f"({q['status']}, {q['seeds']} seeds)",
+            file=sys.stderr,
+        )
     text = yaml.safe_dump(decision, sort_keys=False, allow_unicode=True)
     write_text(out, f"# hpstudy: the decision after round {round_} (issue 11)\n" + text)
 
@@ -31,9 +34,15 @@ def main(study_file, manifest, round_, out, previous, records):
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
-        main(sm.input.study, sm.input.manifest, sm.wildcards.k, sm.output.decision,
-             sm.input.previous[0] if sm.input.previous else None, list(sm.input.records))
+        main(
+            sm.input.study,
+            sm.input.manifest,
+            sm.wildcards.k,
+            sm.output.decision,
+            sm.input.previous[0] if sm.input.previous else None,
+            list(sm.input.records),
+        )
 else:
     args = sys.argv[1:]
-    head, records = args[: args.index("--")], args[args.index("--") + 1:]
+    head, records = args[: args.index("--")], args[args.index("--") + 1 :]
     main(head[0], head[1], head[2], head[3], head[4] if len(head) > 4 else None, records)

@@ -9,9 +9,23 @@ from hpstudy.logs import redirect_to
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
-        write_extract(sm.input.runs, sm.wildcards.cfg, list(sm.params.seeds),
-                      sm.input.benchmark, sm.output.record, sm.output.curves, sm.output.layers)
+        write_extract(
+            sm.input.runs,
+            sm.wildcards.cfg,
+            list(sm.params.seeds),
+            sm.input.benchmark,
+            sm.output.record,
+            sm.output.curves,
+            sm.output.layers,
+        )
 else:
     runs, cfg, seeds, bench, out = sys.argv[1:6]
-    write_extract(runs, cfg, [int(s) for s in seeds.split(",")], bench, f"{out}.json",
-                  f"{out}.curves.csv", f"{out}.layers.csv.gz")
+    write_extract(
+        runs,
+        cfg,
+        [int(s) for s in seeds.split(",")],
+        bench,
+        f"{out}.json",
+        f"{out}.curves.csv",
+        f"{out}.layers.csv.gz",
+    )

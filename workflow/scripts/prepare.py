@@ -13,8 +13,10 @@ def main(spec, location, out, manifest):
     except DatasetError as err:
         print(f"hpstudy: dataset error: {err}", file=sys.stderr)
         sys.exit(2)
-    print(f"prepared {result['n_samples']} samples {result['split_sizes']} from {location}",
-          file=sys.stderr)
+    print(
+        f"prepared {result['n_samples']} samples {result['split_sizes']} from {location}",
+        file=sys.stderr,
+    )
 
 
 if "snakemake" in globals():

@@ -26,8 +26,9 @@ from hpstudy.prepare import PreparedError  # noqa: E402
 from hpstudy.train import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted, RunFailed, run_seeds  # noqa: E402
 
 
-def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=None,
-         tensorboard=None):
+def main(
+    cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=None, tensorboard=None
+):
     import torch
 
     if threads:
@@ -35,11 +36,17 @@ def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=Non
     cfg = TrainConfig.from_dict({**cfg_dict, "seed": seeds[0]})
     try:
         # each seed's every attempt is also logged beside its checkpoint (hpstudy.attempts)
-        results = run_seeds(cfg, seeds, prepared, out_dir, keep_dir, job_log=job_log,
-                            tensorboard=tensorboard or None)
+        results = run_seeds(
+            cfg,
+            seeds,
+            prepared,
+            out_dir,
+            keep_dir,
+            job_log=job_log,
+            tensorboard=tensorboard or None,
+        )
     except Interrupted as stop:
-        print(f"hpstudy: {stop}; checkpoint saved in {keep_dir}; rerun to resume",
-              file=sys.stderr)
+        print(f"hpstudy: {stop}; checkpoint saved in {keep_dir}; rerun to resume", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except RunFailed as failed:
         print(f"hpstudy: run failed: {failed}", file=sys.stderr)
@@ -50,15 +57,25 @@ def main(cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=Non
     for seed, metrics in results.items():
         key = primary_metric(metrics["task"])
         value = metrics.get(key)  # 4 significant digits, from the best-validation weights
-        print(f"done: seed {seed} status {metrics['status']} {key} "
-              f"{'-' if value is None else format(value, '.4g')}", file=sys.stderr)
+        print(
+            f"done: seed {seed} status {metrics['status']} {key} "
+            f"{'-' if value is None else format(value, '.4g')}",
+            file=sys.stderr,
+        )
 
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     with redirect_to(sm.log[0]):
-        main(dict(sm.params.cfg), list(sm.params.seeds), sm.input.prepared, sm.output.runs,
-             sm.params.keep, sm.threads, tensorboard=sm.params.tensorboard)
+        main(
+            dict(sm.params.cfg),
+            list(sm.params.seeds),
+            sm.input.prepared,
+            sm.output.runs,
+            sm.params.keep,
+            sm.threads,
+            tensorboard=sm.params.tensorboard,
+        )
 else:
     import yaml
 
