@@ -1,5 +1,5 @@
 """The shipped studies express the lab reports' designs exactly (issue 3), with traceable ids,
-and `snakemake -n` plans one train job per experiment and seed."""
+and `snakemake -n` plans one train job per distinct configuration."""
 
 import itertools
 import re
