@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import stats as st
 
 from hpstudy.metrics import LOWER_IS_BETTER  # the one owner of metric directions
+from hpstudy.stats import mean_ci as t_interval  # tables and figures share one interval
 
 ALPHA = 0.05
 POWER = 0.8
@@ -125,22 +126,6 @@ def _p_is(value: float) -> str:
     return "p < 0.001" if text == "<0.001" else f"p = {text}"
 
 
-def t_interval(values, level: float = 0.95) -> tuple[float, float, float, float]:
-    """Mean, SD (ddof 1) and the t-based interval of the mean; the one formula behind every
-    table and figure interval (nan where undefined)."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    n = len(values)
-    if n == 0:
-        return (math.nan,) * 4
-    mean = float(values.mean())
-    if n == 1:
-        return mean, math.nan, math.nan, math.nan
-    sd = 0.0 if np.ptp(values) == 0 else float(values.std(ddof=1))
-    half = float(st.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n))
-    return mean, sd, mean - half, mean + half
-
-
 def holm(pvalues: list[float]) -> list[float]:
     """Holm-adjusted p-values; nan entries stay nan, outside the family. The step-down
     formula of statsmodels' `multipletests(method="holm")` (tests check they agree), written
@@ -167,38 +152,32 @@ def _ceil_seeds(n, effect_size: float) -> float:
     return float(max(2, math.ceil(n)))
 
 
-def seeds_for_paired(sd_diff: float, sesoi: float | None) -> float:
-    """Seeds a paired comparison needs to detect a sesoi-sized difference (80% power)."""
-    if not sesoi or not (sd_diff > 0):
+def _solve_seeds(power_class: str, sd: float, sesoi: float | None) -> float:
+    """Seeds for 80% power against a sesoi-sized difference at SD `sd`, from
+    statsmodels.stats.power's `power_class` (TTestPower: paired, TTestIndPower: per level)."""
+    if not sesoi or not (sd > 0):
         return math.nan
-    from statsmodels.stats.power import TTestPower
+    from statsmodels.stats import power
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            n = TTestPower().solve_power(
-                effect_size=sesoi / sd_diff, alpha=ALPHA, power=POWER, alternative="two-sided"
+            n = getattr(power, power_class)().solve_power(
+                effect_size=sesoi / sd, alpha=ALPHA, power=POWER, alternative="two-sided"
             )
         except Exception:  # noqa: BLE001 - the solver gives up on extreme effect sizes
             return math.nan
-    return _ceil_seeds(n, sesoi / sd_diff)
+    return _ceil_seeds(n, sesoi / sd)
+
+
+def seeds_for_paired(sd_diff: float, sesoi: float | None) -> float:
+    """Seeds a paired comparison needs to detect a sesoi-sized difference (80% power)."""
+    return _solve_seeds("TTestPower", sd_diff, sesoi)
 
 
 def seeds_for_welch(sd_pooled: float, sesoi: float | None) -> float:
     """Seeds per level an independent comparison needs for a sesoi-sized difference."""
-    if not sesoi or not (sd_pooled > 0):
-        return math.nan
-    from statsmodels.stats.power import TTestIndPower
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            n = TTestIndPower().solve_power(
-                effect_size=sesoi / sd_pooled, alpha=ALPHA, power=POWER, alternative="two-sided"
-            )
-        except Exception:  # noqa: BLE001
-            return math.nan
-    return _ceil_seeds(n, sesoi / sd_pooled)
+    return _solve_seeds("TTestIndPower", sd_pooled, sesoi)
 
 
 def seeds_for_linear(se_one_seed: float, sesoi: float | None) -> float:
