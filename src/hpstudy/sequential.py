@@ -33,10 +33,12 @@ import numpy as np
 from scipy import optimize, stats
 
 SPENDING = ("obrien_fleming", "pocock", "bonferroni")
-# futility stops a question only when max seeds would decide it with less than this power:
-# a low bar, because the SD seen after a few seeds is itself very uncertain; never at the
-# first look (the SD of `initial` seeds stopped large effects in the simulation)
-FUTILITY_POWER = 0.2
+# futility stops a question when the final look would decide it with less than this
+# conditional power under the current trend (see conditional_power). Chosen on a pilot
+# simulation (300 studies per scenario, seed 1): 0.2 / 0.25 / 0.3 gave 92.7 / 92.2 / 91.8%
+# agreement with the fixed design at 59 / 58 / 57% of its runs; the reported simulation
+# (docs/report.md) then uses fresh seeds
+FUTILITY_POWER = 0.25
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class SeedPlan:
     initial: int
     max: int
     step: int
-    futility: bool = False
+    futility: bool = True
     spending: str = "obrien_fleming"
 
     def __post_init__(self) -> None:
@@ -139,25 +141,62 @@ def _box(cov: np.ndarray, bounds: np.ndarray) -> float:
     return float(mvn.cdf(bounds, lower_limit=-bounds))
 
 
-def could_still_decide(
+def conditional_power(
+    estimate: float,
     observed_sd: float,
-    sesoi: float,
+    n: int,
     n_max: int,
     level: float,
-    power: float = FUTILITY_POWER,
-    estimate: float = 0.0,
-) -> bool:
-    """Futility: would `n_max` paired seeds detect the effect at the final look's level with
-    the given power, at the observed seed SD of the differences? The effect is the larger of
-    sesoi and the observed estimate (power under the current trend): a question whose
-    estimate is already large keeps going however small sesoi is."""
-    from statsmodels.stats.power import TTestPower
+    sesoi: float | None = None,
+    draws: int = 4000,
+) -> float:
+    """The probability that the final look (n_max seeds, nominal `level`) decides a question,
+    given the n seeds seen so far, under the current trend: the seeds still to come are drawn
+    with the observed estimate as their mean and the observed SD of one seed's difference
+    (stochastic curtailment, Jennison & Turnbull 2000, ch. 10). "Decides" is either verdict a
+    fixed design can reach: the paired t-test significant at `level`, or with a sesoi, TOST
+    equivalent at `level`. Monte Carlo over the remaining seeds with a fixed seed (the same
+    inputs give the same answer), because the final SD varies too: a closed form that fixes
+    it at the observed SD is off by up to 0.09 near the 0.2 threshold with 5 of 10 seeds."""
+    if not (math.isfinite(estimate) and math.isfinite(observed_sd) and observed_sd > 0):
+        return 1.0
+    if n >= n_max:
+        return 0.0
+    new = np.random.default_rng(0).normal(estimate, observed_sd, size=(draws, n_max - n))
+    # the n seen seeds enter through their sum and sum of squared deviations
+    total = n * estimate + new.sum(axis=1)
+    mean = total / n_max
+    new_mean = new.mean(axis=1)
+    ss = (
+        (n - 1) * observed_sd**2
+        + ((new - new_mean[:, None]) ** 2).sum(axis=1)
+        + n * (n_max - n) / n_max * (estimate - new_mean) ** 2
+    )
+    se = np.sqrt(ss / (n_max - 1) / n_max)
+    df = n_max - 1
+    decided = 2 * stats.t.sf(np.abs(mean) / se, df) < level
+    if sesoi:
+        tost = np.maximum(stats.t.sf((mean + sesoi) / se, df), stats.t.cdf((mean - sesoi) / se, df))
+        decided |= tost < level
+    return float(decided.mean())
 
-    effect = max(abs(estimate) if math.isfinite(estimate) else 0.0, sesoi)
-    if not (observed_sd > 0 and effect > 0):
-        return True
-    achieved = TTestPower().power(effect_size=effect / observed_sd, nobs=n_max, alpha=level)
-    return bool(achieved >= power)
+
+def is_futile(
+    plan: SeedPlan,
+    look: int,
+    estimate: float,
+    sd: float,
+    n: int,
+    sesoi: float | None,
+    final_level: float,
+) -> bool:
+    """Whether an inconclusive question stops for futility at look `look` (0-based): the
+    plan asks for it, the look is not the last and the final look's conditional power is
+    below FUTILITY_POWER. Futility is non-binding: stopping early never rejects, so it cannot
+    raise the false-claim rate; it only gives up power, which the simulation measures."""
+    if not plan.futility or look >= len(plan.looks) - 1:
+        return False
+    return conditional_power(estimate, sd, n, plan.max, final_level, sesoi) < FUTILITY_POWER
 
 
 # -- the decision after a round ----------------------------------------------------------
@@ -259,25 +298,23 @@ def decide_round(
             if n >= plan.max or k >= len(looks):
                 q["status"] = "at max"
                 q["why"] = f"inconclusive with {n} seeds, the most the plan allows"
-            elif (
-                plan.futility
-                and k > 1
-                and doc.get("sesoi")
-                and math.isfinite(sd)
-                and not could_still_decide(
-                    sd,
-                    doc["sesoi"],
-                    plan.max,
-                    levels[-1],
-                    estimate=float(row.get("estimate") or 0.0),
-                )
+            elif math.isfinite(sd) and is_futile(
+                plan,
+                k - 1,
+                float(row.get("estimate") or 0.0),
+                sd,
+                n,
+                doc.get("sesoi"),
+                levels[-1],
             ):
+                cp = conditional_power(
+                    float(row.get("estimate") or 0.0), sd, n, plan.max, levels[-1], doc.get("sesoi")
+                )
                 q["status"] = "futile"
                 q["why"] = (
-                    f"futility: at the observed seed SD {sd:.3g}, {plan.max} seeds "
-                    f"would detect the larger of sesoi ({doc['sesoi']}) and the "
-                    f"estimate with less than {FUTILITY_POWER:.0%} power at the "
-                    f"final level {levels[-1]:.3g}"
+                    f"futility: at the observed estimate and seed SD {sd:.3g}, the final look "
+                    f"({plan.max} seeds, level {levels[-1]:.3g}) would decide this question "
+                    f"with probability {cp:.0%} (< {FUTILITY_POWER:.0%})"
                 )
             else:
                 q["status"] = "open"
@@ -423,15 +460,9 @@ def simulate(
                 d = a[:n] - b[:n]
                 futile = (
                     seq is None
-                    and plan.futility
                     and v == "inconclusive"
-                    and k > 0
-                    and not could_still_decide(
-                        float(np.std(d, ddof=1)),
-                        sesoi,
-                        plan.max,
-                        levels[-1],
-                        estimate=float(d.mean()),
+                    and is_futile(
+                        plan, k, float(d.mean()), float(np.std(d, ddof=1)), n, sesoi, levels[-1]
                     )
                 )
                 if seq is None and (v != "inconclusive" or futile or k == len(looks) - 1):
@@ -515,7 +546,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=int, default=2)
     ap.add_argument("--spending", choices=SPENDING, default="obrien_fleming")
     ap.add_argument("--sesoi", type=float, default=0.5)
-    ap.add_argument("--futility", action="store_true", help="stop where max seeds cannot decide")
+    ap.add_argument(
+        "--futility",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop a question whose final look would hardly decide it (default: on)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     plan = SeedPlan(

@@ -321,7 +321,7 @@ def load_study(path: str | Path) -> Study:
     validate(data, "study.schema.yaml", str(path))
     if data["name"] != path.stem:
         raise StudyError(f"{path}: name: {data['name']!r} must equal the file name {path.stem!r}")
-    plan = _seed_plan(path, data.get("seeds", 3), data.get("sesoi"))
+    plan = _seed_plan(path, data.get("seeds", 3))
     seeds = data.get("seeds", 3)
     if plan is not None:
         seeds = list(range(plan.max))
@@ -370,7 +370,7 @@ def load_study(path: str | Path) -> Study:
     )
 
 
-def _seed_plan(path: Path, seeds: Any, sesoi: float | None) -> SeedPlan | None:
+def _seed_plan(path: Path, seeds: Any) -> SeedPlan | None:
     """`seeds: {initial, max, step, futility, spending}` as a SeedPlan (issue 11); None for
     a fixed number or list of seeds. The schema checked types and ranges; this checks what
     relates one key to another."""
@@ -383,17 +383,12 @@ def _seed_plan(path: Path, seeds: Any, sesoi: float | None) -> SeedPlan | None:
             f"{where}.max: {most} is smaller than seeds.initial={initial}; a "
             "sequential study runs at least `initial` seeds of every experiment"
         )
-    if seeds.get("futility") and not sesoi:
-        raise StudyError(
-            f"{where}.futility: true needs a top-level `sesoi` (the smallest "
-            "effect that matters): futility asks whether max seeds could detect it"
-        )
     try:
         return SeedPlan(
             initial=initial,
             max=most,
             step=seeds.get("step", 2),
-            futility=bool(seeds.get("futility", False)),
+            futility=bool(seeds.get("futility", True)),
             spending=seeds.get("spending", "obrien_fleming"),
         )
     except ValueError as err:
