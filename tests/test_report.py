@@ -18,6 +18,7 @@ from scipy import stats as st
 
 from hpstudy.aggregate import aggregate_study
 from hpstudy.atomic import write_csv, write_json
+from hpstudy.config import TrainConfig
 from hpstudy.extract import write_extract
 from hpstudy.report import fmt_signed, render
 from hpstudy.study import load_study
@@ -392,6 +393,10 @@ def test_verdicts_csv_matches_the_report(synth):
     assert "**Rule.**" in text and "**Worked example.**" in text
     # deviations from the reproduced report are listed under "What was run"
     assert "| `base.patience` | 15 | 2 | a short synthetic run |" in text
+    # recommended.yaml's settings load back as a training config, lists as lists
+    rec = yaml.safe_load((synth["results"] / "recommended.yaml").read_text())["recommended"]
+    assert isinstance(rec["settings"]["augment"], list)
+    assert TrainConfig.from_dict({**rec["settings"], "seed": 0}).lr == rec["settings"]["lr"]
 
 
 def test_figure_intervals_equal_table_intervals(synth):

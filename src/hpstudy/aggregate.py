@@ -305,6 +305,12 @@ def aggregate_study(
 
             with open(rounds) as fh:
                 result["verdicts"] = final_verdicts(yaml.safe_load(fh))
+        best = (result["recommended"] or {}).get("recommended")
+        if best:  # the settings as the study resolved them (experiments.tsv holds lists as JSON)
+            exp = next(e for e in study.experiments if e.id == best["experiment"])
+            best["settings"] = {
+                k: _plain(v) for k, v in exp.config.to_dict().items() if k != "seed"
+            }
         write_outputs(result, out_stats, out_verdicts, out_recommended)
     return summary
 
