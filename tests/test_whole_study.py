@@ -178,6 +178,10 @@ def test_timeline_and_compute_count_every_attempt_once(tmp_path, monkeypatch):
     fig = figures.timeline_figure(table)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert len(labels) == 1 and labels[0].endswith("/ GPU 1")  # no overlap: one lane
+    both = table.copy()  # two attempts at once on one GPU: two rows
+    both.loc[0, ["start", "end"]] = both.loc[1, ["start", "end"]].to_numpy() + 10
+    labels = [t.get_text() for t in figures.timeline_figure(both).axes[0].get_yticklabels()]
+    assert [t.rsplit(", ", 1)[1] for t in labels] == ["slot 1", "slot 2"]
     assert "queue wait" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
 
 

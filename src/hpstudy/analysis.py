@@ -417,6 +417,8 @@ def variance_shares(fit, table: pd.DataFrame, names: dict[str, str]) -> dict[str
                 "share": rest,
             }
         )
+    last = ["seed", "not attributable (unbalanced design)", "residual"]  # factors first
+    rows.sort(key=lambda r: last.index(r["term"]) + 1 if r["term"] in last else 0)
     return {"model": fit.model.formula, "n": int(fit.nobs), "total_ss": total, "terms": rows}
 
 

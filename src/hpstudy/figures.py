@@ -713,15 +713,15 @@ OUTCOME_COLOURS = {
 }
 
 
-def _lanes(frame: pd.DataFrame) -> list[str]:
+def _lanes(frame: pd.DataFrame) -> list[tuple[str, int]]:
     """A row per host (and GPU); attempts that overlap in time on one host get more rows
-    (greedy: the fewest rows with no overlap), labelled `host (2)`, ..."""
+    (greedy: the fewest rows with no overlap): (host or host / GPU, slot) per attempt."""
     names = frame["host"].fillna("unknown host").astype(str)
     names = [
         n if pd.isna(g) or g == "" else f"{n} / GPU {g}"
         for n, g in zip(names, frame["gpu"], strict=True)
     ]
-    lanes, ends = [""] * len(frame), {}
+    lanes, ends = [("", 0)] * len(frame), {}
     for i in np.argsort(frame["start"].to_numpy(float), kind="stable"):
         start = frame["start"].iloc[i]
         stop = frame["end"].iloc[i] if pd.notna(frame["end"].iloc[i]) else start
@@ -730,7 +730,7 @@ def _lanes(frame: pd.DataFrame) -> list[str]:
         if k == len(free):
             free.append(stop)
         free[k] = stop
-        lanes[i] = names[i] if k == 0 else f"{names[i]} ({k + 1})"
+        lanes[i] = (names[i], k + 1)
     return lanes
 
 
@@ -747,8 +747,10 @@ def timeline_figure(frame: pd.DataFrame):
     _theme()
     frame = frame.reset_index(drop=True)
     lanes = _lanes(frame)
-    order = list(dict.fromkeys(sorted(lanes)))
-    row = {name: i for i, name in enumerate(order)}
+    slots = pd.Series([k for _, k in lanes]).groupby([n for n, _ in lanes]).max()
+    order = sorted(set(lanes))
+    row = {lane: i for i, lane in enumerate(order)}
+    names = [n if slots[n] == 1 else f"{n}, slot {k}" for n, k in order]
     t0 = np.nanmin(np.r_[frame["start"].to_numpy(float), frame["submitted"].to_numpy(float)])
     start = (frame["start"] - t0) / 60
     end = (frame["end"] - t0) / 60
@@ -765,19 +767,7 @@ def timeline_figure(frame: pd.DataFrame):
             continue
         width = max(end.iloc[i] - start.iloc[i], span / 400)
         ax.barh(y, width, left=start.iloc[i], color=colour, edgecolor="white", linewidth=0.5)
-        if width > span / 12:
-            text = str(frame["experiments"].iloc[i]).split(",")[0] + f" s{frame['seed'].iloc[i]}"
-            ax.text(
-                start.iloc[i] + width / 2,
-                y,
-                text,
-                ha="center",
-                va="center",
-                fontsize=6.5,
-                color="white",
-                clip_on=True,
-            )
-    ax.set_yticks(range(len(order)), order, fontsize=8.5)
+    ax.set_yticks(range(len(order)), names, fontsize=8.5)
     ax.invert_yaxis()
     ax.set_xlim(left=min(0.0, float(np.nanmin(start - wait.fillna(0)))))
     ax.set_xlabel("minutes from the study's first submission or start")
