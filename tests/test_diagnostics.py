@@ -139,6 +139,12 @@ def test_job_environment_reads_scheduler_container_and_queue_time():
     )
     assert pbs["job_id"] == "77.server" and pbs["pbs_queue"] == "gpuq"
     assert pbs["container_image"] == "/img.sif" and "queue_time_s" not in pbs
+    # a job's second seed starts long after the job did: its queue time is the job's
+    from hpstudy.diagnostics import PROCESS_START
+
+    submitted = {"PBS_JOBID": "78.server", "HPSTUDY_SUBMIT_TIME": str(PROCESS_START - 50)}
+    later = job_environment(submitted, now=PROCESS_START + 1000)
+    assert later["queue_time_s"] == pytest.approx(50, abs=1e-3)
     bare = job_environment({}, now=1.0)
     assert bare["job_id"] is None and "container_image" not in bare
 

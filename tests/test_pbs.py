@@ -30,7 +30,9 @@ def props(rule="train", threads=4, wildcards=None, **resources):
 
 
 def qsub_line(p, site=None, jobscript="/w/.snakemake/tmp.x/snakejob.train.7.sh"):
-    return pbs.build_qsub_args(p, site or pbs.Site(), jobscript, workdir="/w", stamp="T")
+    return pbs.build_qsub_args(
+        p, site or pbs.Site(), jobscript, workdir="/w", stamp="T", submitted=1.7e9
+    )
 
 
 # --------------------------------------------------------------------------- qsub line
@@ -57,7 +59,7 @@ def test_qsub_line_gpu_training_job():
         "/w/logs/pbs/train/train.bs32-1a2b3c.0.T.out",
         "-V",
         "-v",
-        "HPSTUDY_JOB_GPUS=1",
+        "HPSTUDY_SUBMIT_TIME=1700000000,HPSTUDY_JOB_GPUS=1",
         "/w/.snakemake/tmp.x/snakejob.train.7.sh",
     ]
 

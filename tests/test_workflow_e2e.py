@@ -154,6 +154,32 @@ def test_report_figures_are_linked_pngs(finished):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
 
 
+def test_whole_study_views_from_the_real_attempt_records(finished):
+    """Every attempt training recorded reaches timeline.csv and compute.csv, and the report
+    has the whole-study figures and the compute table."""
+    results = finished / "results/tiny"
+    timeline = pd.read_csv(results / "timeline.csv")
+    assert len(timeline) == 6  # 3 configurations x 2 seeds, one attempt each
+    assert (timeline["outcome"] == "finished").all() and (timeline["device"] == "cpu").all()
+    assert timeline["host"].notna().all() and (timeline["threads"] >= 1).all()
+    assert (timeline["end"] > timeline["start"]).all()
+    assert timeline["queue_wait_s"].isna().all()  # a local run has no queue: not known
+    compute = pd.read_csv(results / "compute.csv").set_index("scope")
+    assert compute.loc["study", "runs"] == 6 and compute.loc["study", "gpu_h"] == 0
+    assert compute.loc["study", "cpu_h"] == pytest.approx(
+        (timeline["wall_s"] * timeline["threads"]).sum() / 3600
+    )
+    # bs8 = scheduler-none: trained once, counted once for the study and in both groups
+    assert compute.loc["batch_size", "runs"] == compute.loc["scheduler", "runs"] == 4
+    report_dir = finished / "reports/tiny"
+    section = (report_dir / "report.md").read_text().split("## Whole study")[1]
+    for name in ("parallel_coordinates", "variance_share", "timeline"):
+        assert (
+            f"](figures/{name}.png)" in section and (report_dir / f"figures/{name}.png").is_file()
+        )
+    assert "| **study** | 3 | 6 | 6 | 0 | 0 |" in section
+
+
 def test_editing_a_question_reruns_aggregate_and_report(finished):
     """The study file is a declared input: a changed question reaches the report, and no
     training job runs again."""

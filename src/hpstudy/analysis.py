@@ -389,6 +389,39 @@ def _seed_term(frame: pd.DataFrame) -> str:
     return " + C(seed)" if len(seeds) >= 2 and (seeds >= 2).all() else ""
 
 
+def variance_shares(fit, table: pd.DataFrame, names: dict[str, str]) -> dict[str, Any]:
+    """How much of the metric's variance each term of a fitted model explains: eta squared,
+    SS_term / SS_total, from the model's Type II ANOVA table (`table`, the one the analysis
+    reports), with SS_total the sum of squares about the mean; the residual's share is
+    SS_residual / SS_total. In a balanced design the shares add up to 1; where failed runs
+    leave it unbalanced, Type II sums of squares need not add up, and the difference is
+    kept as its own row rather than hidden. `names`: display names of the model's terms."""
+    names = {**names, "C(seed)": "seed", "Residual": "residual"}
+    total = float(fit.centered_tss)
+    rows = [
+        {
+            "term": names.get(term, term),
+            "sum_sq": float(ss),
+            "df": float(df),
+            "share": float(ss) / total if total > 0 else math.nan,
+        }
+        for term, ss, df in zip(table.index, table["sum_sq"], table["df"], strict=True)
+    ]
+    rest = 1.0 - sum(r["share"] for r in rows)
+    if total > 0 and abs(rest) > 1e-9:
+        rows.append(
+            {
+                "term": "not attributable (unbalanced design)",
+                "sum_sq": rest * total,
+                "df": math.nan,
+                "share": rest,
+            }
+        )
+    last = ["seed", "not attributable (unbalanced design)", "residual"]  # factors first
+    rows.sort(key=lambda r: last.index(r["term"]) + 1 if r["term"] in last else 0)
+    return {"model": fit.model.formula, "n": int(fit.nobs), "total_ss": total, "terms": rows}
+
+
 def omnibus(values: pd.DataFrame, sesoi, sign: int, alpha: float = ALPHA) -> dict[str, Any]:
     """Do the levels (columns of `values`, rows = seeds) differ? Blocked OLS type II ANOVA
     `y ~ C(level) + C(seed)` and Welch's ANOVA (`anova_oneway(use_var="unequal")`, robust
@@ -429,6 +462,7 @@ def omnibus(values: pd.DataFrame, sesoi, sign: int, alpha: float = ALPHA) -> dic
         table = _anova(fit)
         out["p_ols"] = float(table.loc["C(level)", "PR(>F)"])
         out["table"] = _table_records(table)
+        out["variance"] = variance_shares(fit, table, {})  # C(level): named by the caller
     groups = [values[c].dropna().to_numpy(float) for c in usable]
     if all(np.ptp(g) > 0 for g in groups):
         with warnings.catch_warnings():
@@ -515,6 +549,7 @@ def trend(
         out["note"] = "no residual degrees of freedom or variance"
         return out
     span = long["x"].max() - long["x"].min()
+    out["variance"] = variance_shares(fit, _anova(fit), {})  # x: named by the caller
     lo, hi = map(float, fit.conf_int(alpha=alpha).loc["x"])
     lo90, hi90 = map(float, fit.conf_int(alpha=2 * alpha).loc["x"])
     out.update(
@@ -625,7 +660,23 @@ def factorial(
         for g in factors[i + 1 :]:
             out.append(entry("interaction", [f, g], f"C({names[f]}, Sum):C({names[g]}, Sum)", 4.0))
     out.append({"anova": _table_records(table.rename(index=lambda t: _rename_term(t, names)))})
+    shown = {t: _rename_term(t, names) for t in table.index}
+    variance = variance_shares(fit, table, shown)
+    variance["model"] = _rename_term(variance["model"], names)
+    out.append({"variance": variance})
     return out
+
+
+def _name_term(variance: dict[str, Any], term: str, name: str, in_model: str) -> None:
+    """Name a model term after what it stands for, in the table and in the formula."""
+    import re
+
+    for row in variance["terms"]:
+        if row["term"] == term:
+            row["term"] = name
+    variance["model"] = re.sub(
+        rf"(?<![\w(]){re.escape(term)}(?![\w)])", in_model, variance["model"]
+    )
 
 
 def _rename_term(term: str, names: dict[str, str]) -> str:
@@ -830,6 +881,7 @@ def analyse_group(
         entries = factorial(long, factors, orders, sesoi, alpha) if len(long) > 2 else []
         anova = next((e["anova"] for e in entries if "anova" in e), [])
         result["anova"] = anova
+        variance = next((e["variance"] for e in entries if "variance" in e), None)
         terms = [e for e in entries if "term" in e]
         for family in ("main", "interaction"):
             fam = [e for e in terms if e["term"].startswith(family)]
@@ -941,6 +993,10 @@ def analyse_group(
                     f"; level means are not monotone ({', '.join(against)} "
                     f"goes the other way): the slope summarises a curve"
                 )
+        variance = tr.pop("variance", None)
+        if variance:
+            trend_of = f"log2({f})" if scale == "log2" else f
+            _name_term(variance, "x", f"{f} (linear in {trend_of})", trend_of)
         result["trend"] = tr
         rows.append(row)
     else:
@@ -1005,8 +1061,14 @@ def analyse_group(
                 row["evidence"] += "; equivalence needs every pair's 90% CI inside ±sesoi"
         else:
             row["evidence"] = om.get("note", "")
-        result["omnibus"] = {k: v for k, v in om.items() if k != "comparison"}
+        variance = om.get("variance")
+        if variance:
+            level = factors[0] if kind == "grid" and len(factors) == 1 else "configuration"
+            _name_term(variance, "C(level)", level, f"C({level})")
+        result["omnibus"] = {k: v for k, v in om.items() if k not in ("comparison", "variance")}
         rows.append(row)
+    # the share of the metric's variance each term of the group's model explains
+    result["variance"] = variance
 
     # planned contrasts
     contrast_rows = []

@@ -8,7 +8,13 @@ Snakemake's outputs, and a record of every attempt sits beside it:
     results/{study}/checkpoints/{exp}/seed{N}.pt             the checkpoint (while unfinished)
     results/{study}/checkpoints/{exp}/seed{N}.attempts.log   every attempt's output, appended
     results/{study}/checkpoints/{exp}/seed{N}.attempts.json  [{attempt, start, end, wall_s,
-                                                             host, job_id, ended}, ...]
+                                                             host, job_id, ended, submitted,
+                                                             threads, device, gpu}, ...]
+
+`submitted` is when the batch job was submitted (Unix seconds, from HPSTUDY_SUBMIT_TIME, which
+hpstudy.pbs passes to every PBS job), else None: a local run has no queue. `threads`, `device`
+and `gpu` (CUDA_VISIBLE_DEVICES on a GPU) are what the training process says it runs on;
+they price the attempt in CPU- and GPU-hours (hpstudy.aggregate.compute_table).
 
 When the attempt ends (finished, interrupted by SIGTERM, failed), its part of the log is also
 copied into the Snakemake log, so `show-failed-logs` still prints it; an attempt killed
@@ -40,6 +46,7 @@ from hpstudy.atomic import write_json
 FINISHED = "finished"
 KILLED = "killed without a word (SIGKILL, out-of-memory killer or node failure?)"
 JOB_ID_VARS = ("PBS_JOBID", "SLURM_JOB_ID")
+SUBMIT_TIME_VAR = "HPSTUDY_SUBMIT_TIME"  # Unix seconds when the batch job was submitted
 
 
 def log_path(checkpoint: str | os.PathLike) -> Path:
@@ -64,8 +71,20 @@ def _job_id(env: dict[str, str] | os._Environ) -> str | None:
     return next((env[v] for v in JOB_ID_VARS if env.get(v)), None)
 
 
-def begin(checkpoint: str | os.PathLike, now: float | None = None) -> dict[str, Any]:
-    """Open a new attempt in the record (and close a previous one left open by a kill)."""
+def _submitted(env: dict[str, str] | os._Environ) -> float | None:
+    try:
+        return float(env[SUBMIT_TIME_VAR])
+    except (KeyError, ValueError):
+        return None
+
+
+def begin(
+    checkpoint: str | os.PathLike,
+    now: float | None = None,
+    resources: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Open a new attempt in the record (and close a previous one left open by a kill).
+    `resources`: what the attempt runs on (threads, device, gpu), kept in its entry."""
     now = time.time() if now is None else now
     entries = load(checkpoint)
     if entries and entries[-1].get("ended") == FINISHED:  # a finished run started again
@@ -83,6 +102,8 @@ def begin(checkpoint: str | os.PathLike, now: float | None = None) -> dict[str, 
         "job_id": _job_id(os.environ),
         "pid": os.getpid(),
         "ended": None,
+        "submitted": _submitted(os.environ),
+        **{k: (resources or {}).get(k) for k in ("threads", "device", "gpu")},
     }
     entries.append(entry)
     record_path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
@@ -197,13 +218,16 @@ def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> It
 
 @contextlib.contextmanager
 def track(
-    checkpoint: str | os.PathLike, job_log: str | os.PathLike | None = None
+    checkpoint: str | os.PathLike,
+    job_log: str | os.PathLike | None = None,
+    resources: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run one attempt: its output goes, live, both to the attempts log beside the
     checkpoint and to `job_log` (Snakemake's log of the job, which Snakemake deletes before
-    a retry) or, without one, to stderr as before; the attempt is recorded."""
+    a retry) or, without one, to stderr as before; the attempt is recorded (with
+    `resources`: threads, device, gpu)."""
     path = log_path(checkpoint)
-    entry = begin(checkpoint)
+    entry = begin(checkpoint, resources=resources)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(entry["start"]))

@@ -21,7 +21,8 @@ B_small is the effective batch (batch_size x grad_accum_steps): one optimizer st
 
 `job_environment()` records where a run ran (host, Slurm/PBS job id and queue, container
 image, start time) so the report can state it; queue time is known only where the submitter
-exports HPSTUDY_SUBMIT_TIME (Unix seconds) or Slurm sets SLURM_JOB_START_TIME.
+exports HPSTUDY_SUBMIT_TIME (Unix seconds; hpstudy.pbs does for every PBS job), measured to
+SLURM_JOB_START_TIME where Slurm sets it, else to the start of the training process.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ class Diagnostics:
         self.rows = [tuple(r) for r in state["rows"]]
 
 
+PROCESS_START = time.time()  # when the training process imported this module
+
 # Environment variables worth keeping in metrics.json: batch scheduler and container.
 JOB_VARS = {
     "slurm_job_id": "SLURM_JOB_ID",
@@ -176,7 +179,9 @@ def job_environment(
     # queue time = job start - submission, where the scheduler or the submitter tells us
     try:
         submitted = float(env["HPSTUDY_SUBMIT_TIME"])
-        started = float(env.get("SLURM_JOB_START_TIME", now))
+        # the job started no later than this process, which trains all its seeds one after
+        # the other: a later seed's own start would count the earlier seeds as queue
+        started = float(env.get("SLURM_JOB_START_TIME", min(now, PROCESS_START)))
         out["queue_time_s"] = max(0.0, started - submitted)
     except (KeyError, ValueError):
         pass

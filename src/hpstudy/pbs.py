@@ -214,12 +214,14 @@ def build_qsub_args(
     jobscript: str,
     workdir: str | os.PathLike = ".",
     stamp: str = "",
+    submitted: float | None = None,
 ) -> list[str]:
     """The ``qsub`` command line for one Snakemake job: the only place it is built.
 
     One chunk ``select=1:ncpus=<threads>:mem=<mem_mb>mb[:ngpus=<n>]``, walltime from
     ``runtime`` (minutes; the profile scales it with ``attempt``), queue/account/GPU flavour and
-    extra arguments from the site file.
+    extra arguments from the site file. ``-v HPSTUDY_SUBMIT_TIME=<submitted>`` (Unix seconds,
+    now by default) lets the job record its queue wait (hpstudy.attempts).
     """
     res = props.get("resources") or {}
     ncpus = max(int(props.get("threads") or 1), int(res.get("cpus") or 0), 1)
@@ -250,8 +252,11 @@ def build_qsub_args(
     args += ["-j", "oe", "-o", str(log_path(props, site, Path(workdir).resolve(), stamp))]
     if site.export_env:
         args.append("-V")
+    submitted = time.time() if submitted is None else submitted
+    variables = [f"HPSTUDY_SUBMIT_TIME={submitted:.0f}"]  # queue wait = start - this
     if gpus:  # runs packed into this job spread over its GPUs (hpstudy.gpuslots)
-        args += ["-v", f"HPSTUDY_JOB_GPUS={gpus}"]
+        variables.append(f"HPSTUDY_JOB_GPUS={gpus}")
+    args += ["-v", ",".join(variables)]  # one -v: a comma-separated list
     args += [str(a) for a in site.extra_args]
     args.append(str(jobscript))
     return args

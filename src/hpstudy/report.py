@@ -276,6 +276,80 @@ def plan_figures(
     return out
 
 
+WHOLE_STUDY = "whole study"  # the `group` of the figures of the "Whole study" section
+
+
+def study_factors(doc: dict[str, Any], runs: pd.DataFrame) -> list[str]:
+    """The factors of every group, in study order, that take more than one value over the
+    study's runs: the axes of the parallel-coordinates figure."""
+    factors = dict.fromkeys(f for spec in doc["groups"].values() for f in spec["factors"])
+    return [f for f in factors if varies(runs, f)]
+
+
+def whole_study(
+    doc: dict[str, Any],
+    summary: pd.DataFrame,
+    stats: dict[str, Any],
+    timeline: pd.DataFrame,
+    compute: pd.DataFrame,
+    fig_dir: Path,
+) -> dict[str, Any]:
+    """The "Whole study" section: every finished run in parallel coordinates, the share of
+    the metric's variance each term of each group's model explains (stats.json), the run
+    timeline (timeline.csv) and the compute spent (compute.csv); all from aggregate."""
+    metric = doc["metric"]
+    ok = summary[summary["status"] == "ok"]
+    if "config_hash" in ok:  # a run shared by several experiments is one run
+        ok = ok.drop_duplicates(["config_hash", "seed"])
+    figs: list[dict[str, Any]] = []
+    factors = study_factors(doc, ok)
+    if factors and metric in ok and ok[metric].notna().any():
+        figs.append(
+            {
+                "key": "parallel_coordinates",
+                "path": figures.parallel_coordinates(
+                    ok,
+                    factors,
+                    metric,
+                    metric not in LOWER_IS_BETTER,
+                    fig_dir / "parallel_coordinates.png",
+                ),
+                "title": f"Every finished run: the factors that vary in the study to {metric}",
+            }
+        )
+    variance = {g: res["variance"] for g, res in stats["groups"].items() if res.get("variance")}
+    if variance:
+        figs.append(
+            {
+                "key": "variance_share",
+                "path": figures.variance_share(variance, metric, fig_dir / "variance_share.png"),
+                "title": f"Share of the variance of {metric} each term explains, per group",
+            }
+        )
+    if not timeline.empty:
+        figs.append(
+            {
+                "key": "timeline",
+                "path": figures.timeline(timeline, fig_dir / "timeline.png"),
+                "title": "Run timeline: every attempt by host, start and end",
+            }
+        )
+    for fig in figs:
+        fig["group"] = WHOLE_STUDY
+    waits = pd.to_numeric(timeline.get("queue_wait_s"), errors="coerce")
+    return {
+        "figures": figs,
+        "factors": factors,
+        "variance": variance,
+        "no_variance": [g for g in doc["groups"] if g not in variance],
+        "compute": compute.to_dict(orient="records"),
+        "attempts": len(timeline),
+        "hosts": sorted(timeline["host"].dropna().astype(str).unique()) if len(timeline) else [],
+        "queue_waits": int(waits.notna().sum()) if len(timeline) else 0,
+        "queue_wait_mean_s": float(waits.mean()) if len(timeline) and waits.notna().any() else None,
+    }
+
+
 def _column_values(summary: pd.DataFrame, column: str) -> list[str]:
     if column not in summary:
         return []
@@ -318,9 +392,12 @@ def render(
     experiments: str | Path | None = None,
     verdicts_csv: str | Path | None = None,
     recommended_yaml: str | Path | None = None,
+    timeline_csv: str | Path | None = None,
+    compute_csv: str | Path | None = None,
 ) -> dict[str, Any]:
     """The report reads the aggregate outputs only; it computes no statistics (stats.json,
-    verdicts.csv and recommended.yaml default to the files beside study.json)."""
+    verdicts.csv, recommended.yaml, timeline.csv and compute.csv default to the files
+    beside study.json)."""
     import jinja2
     import markdown
     import yaml
@@ -346,6 +423,12 @@ def render(
     doc.setdefault("experiments", design.to_dict(orient="records"))
     best = recommended.get("recommended")
     figs = plan_figures(doc, summary, histories, layers, best, fig_dir, stats.get("levels"))
+    timeline = read_table(
+        timeline_csv or here / "timeline.csv", dtype={"host": str, "gpu": str, "job_id": str}
+    )
+    compute = read_table(compute_csv or here / "compute.csv")
+    study_view = whole_study(doc, summary, stats, timeline, compute, fig_dir)
+    figs += study_view["figures"]
     for fig in figs:
         fig["rel"] = str(Path(fig["path"]).relative_to(out_md.parent))
     columns = [c for t in tables.values() for c in t.columns]
@@ -371,6 +454,7 @@ def render(
         "figures": {f["key"]: f for f in figs},
         "group_figures": {g: [f for f in figs if f["group"] == g] for g in doc["groups"]},
         "study_figures": [f for f in figs if f["group"] is None and f["key"] != "overview"],
+        "whole_study": study_view,
         "fmt": fmt,
         "fmt_p": fmt_p,
         "p_is": p_is,

@@ -690,6 +690,17 @@ def _publish(src: Path, dst: Path) -> None:
             shutil.copy2(src / name, target)
 
 
+def attempt_resources() -> dict[str, Any]:
+    """What an attempt runs on, for its record: CPU threads (the job's Snakemake threads,
+    set by the train script; else torch's default), the device, and on a GPU the one
+    CUDA_VISIBLE_DEVICES names (hpstudy.gpuslots), else its index."""
+    device = pick_device()
+    gpu = None
+    if device.type == "cuda":
+        gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or str(device.index or 0)
+    return {"threads": torch.get_num_threads(), "device": device.type, "gpu": gpu}
+
+
 def run_seeds(
     cfg: TrainConfig,
     seeds: list[int],
@@ -731,7 +742,7 @@ def run_seeds(
         try:
             # every attempt's log and record kept beside the checkpoint (walltime kills too);
             # the output still reaches the job's log (or the console) live
-            with attempts.track(ckpt, job_log):
+            with attempts.track(ckpt, job_log, attempt_resources()):
                 results[seed] = run(
                     seed_cfg,
                     prepared,

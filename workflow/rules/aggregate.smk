@@ -24,6 +24,8 @@ rule aggregate:
         stats=f"{R}/{{study}}/stats.json",
         curves=f"{R}/{{study}}/curves.csv.gz",
         layers=f"{R}/{{study}}/layers.csv.gz",
+        timeline=f"{R}/{{study}}/timeline.csv",
+        compute=f"{R}/{{study}}/compute.csv",
         verdicts=report(
             f"{R}/{{study}}/verdicts.csv",
             caption="../report/verdicts.rst",

@@ -6,6 +6,8 @@ rule report:
         stats=f"{R}/{{study}}/stats.json",
         curves=f"{R}/{{study}}/curves.csv.gz",
         layers=f"{R}/{{study}}/layers.csv.gz",
+        timeline=f"{R}/{{study}}/timeline.csv",
+        compute=f"{R}/{{study}}/compute.csv",
         experiments=f"{R}/{{study}}/experiments.tsv",
         verdicts=f"{R}/{{study}}/verdicts.csv",
         recommended=f"{R}/{{study}}/recommended.yaml",

@@ -26,6 +26,8 @@ if "snakemake" in globals():
             sm.output.verdicts,
             sm.output.recommended,
             sm.input.rounds[0] if sm.input.rounds else None,
+            sm.output.timeline,
+            sm.output.compute,
         )
 else:
     from pathlib import Path
@@ -49,4 +51,7 @@ else:
         out / "layers.csv.gz",
         out / "verdicts.csv",
         out / "recommended.yaml",
+        None,
+        out / "timeline.csv",
+        out / "compute.csv",
     )

@@ -22,6 +22,8 @@ def main(res, out_md, out_html, fig_dir, **inputs):
             ("experiments", "experiments.tsv"),
             ("verdicts", "verdicts.csv"),
             ("recommended", "recommended.yaml"),
+            ("timeline", "timeline.csv"),
+            ("compute", "compute.csv"),
         )
     }
     paths.update({k: Path(v) for k, v in inputs.items()})
@@ -39,6 +41,8 @@ def main(res, out_md, out_html, fig_dir, **inputs):
         experiments=paths["experiments"],
         verdicts_csv=paths["verdicts"],
         recommended_yaml=paths["recommended"],
+        timeline_csv=paths["timeline"],
+        compute_csv=paths["compute"],
     )
 
 
@@ -60,6 +64,8 @@ if "snakemake" in globals():
             experiments=i.experiments,
             verdicts=i.verdicts,
             recommended=i.recommended,
+            timeline=i.timeline,
+            compute=i.compute,
         )
 else:
     res, rep = Path(sys.argv[1]), Path(sys.argv[2])
