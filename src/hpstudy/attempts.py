@@ -175,43 +175,53 @@ def _why(exc: BaseException | None) -> str:
 def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> Iterator[None]:
     """Send this process's stdout and stderr (Python and C level) to `path` AND, live, to
     `job_log` (or, without one, to where stderr went before): the job's log keeps showing
-    progress while every line is also kept beside the checkpoint. A pipe and a pump thread;
-    a child process that inherited the pipe (a DataLoader worker) cannot hang the exit."""
+    progress while every line is also kept beside the checkpoint. The descriptors point at
+    `path` itself (append mode), so a line written is kept even if the process is killed the
+    next instant (SIGKILL, OOM killer); a thread follows the file into the job's log. A child
+    process that inherited the descriptors (a DataLoader worker) cannot hang the exit."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    kept = open(path, "ab", buffering=0)
+    kept = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     if job_log is not None:
         Path(job_log).parent.mkdir(parents=True, exist_ok=True)
     live = open(job_log, "ab", buffering=0) if job_log is not None else None
-    read_end, write_end = os.pipe()
+    follow = open(path, "rb", buffering=0)
+    follow.seek(0, os.SEEK_END)
+    done = threading.Event()
 
     def pump() -> None:
-        while chunk := os.read(read_end, 65536):
-            kept.write(chunk)
-            if live is not None:
-                live.write(chunk)
+        while True:
+            finished = done.is_set()  # read once more after the last write
+            chunk = follow.read(65536)
+            if chunk:
+                if live is not None:
+                    live.write(chunk)
+                else:
+                    os.write(saved[1], chunk)
+            elif finished:
+                return
             else:
-                os.write(saved[1], chunk)
+                done.wait(0.05)
 
     thread = threading.Thread(target=pump, name="hpstudy-tee", daemon=True)
     thread.start()
-    os.dup2(write_end, 1)
-    os.dup2(write_end, 2)
-    os.close(write_end)
+    os.dup2(kept, 1)
+    os.dup2(kept, 2)
+    os.close(kept)
     try:
         yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved[0], 1)  # closes the pipe's last write ends held by this process
+        os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
+        done.set()
         thread.join(timeout=10)
         for fd in saved:
             os.close(fd)
         if not thread.is_alive():
-            os.close(read_end)
-            kept.close()
+            follow.close()
             if live is not None:
                 live.close()
 
