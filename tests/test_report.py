@@ -7,6 +7,7 @@ import base64
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -292,7 +293,13 @@ def build_study(
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return build_study(tmp_path_factory.mktemp("synth"), STUDY, LEVELS, diverged=DIVERGED)
+    from hpstudy.figures import FigureOverlapWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FigureOverlapWarning)
+        paths = build_study(tmp_path_factory.mktemp("synth"), STUDY, LEVELS, diverged=DIVERGED)
+    paths["overlaps"] = [str(w.message) for w in caught if w.category is FigureOverlapWarning]
+    return paths
 
 
 def referenced_images(markdown: str) -> list[str]:
@@ -355,6 +362,102 @@ def test_every_figure_is_a_valid_png_referenced_by_the_report(synth):
         )
     }
     assert expected <= set(files), expected - set(files)
+
+
+def test_figures_read_cleanly(synth):
+    """No two labels of any report figure overlap (titles, axis and tick labels, colour
+    bars), and every figure has a title of its own (gradients_* is not "per-epoch curves")."""
+    assert synth["overlaps"] == []
+    titles = {}
+    for png in sorted(synth["figures"].glob("*.png")):
+        with Image.open(png) as img:
+            titles[png.name] = img.text["Title"]
+    assert all(titles.values()), titles
+    assert len(set(titles.values())) == len(titles), titles
+    assert "gradient statistics per epoch" in titles["gradients_batch_size.png"]
+    assert "per-epoch curves" in titles["curves_batch_size.png"]
+
+
+def test_the_overlap_check_sees_labels_that_run_together_and_saving_slants_them(tmp_path):
+    from hpstudy import figures  # Agg, as the workflow draws
+
+    fig, ax = figures.plt.subplots(figsize=(3, 2.5), layout="constrained")
+    names = ["bs32_acc1", "bs16_acc2", "bs64_acc1", "bs32_acc2", "bs128_lr1.2e-3"]
+    ax.plot(range(5), range(5))
+    ax.set_xticks(range(5), labels=names)
+    fig.draw_without_rendering()
+    assert figures.overlapping_labels(fig), "run-together tick labels not seen"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", figures.FigureOverlapWarning)
+        figures._save(fig, tmp_path / "ticks.png")  # slants them until they read cleanly
+    assert figures.overlapping_labels(fig) == []
+    assert {t.get_rotation() for t in ax.get_xticklabels()} <= {45.0, 90.0}
+
+
+def test_epoch_axes_have_integer_ticks(synth):
+    """Two or three epochs: the default locator would put ticks at 1.25, 1.5, 1.75."""
+    from hpstudy import figures
+
+    curves = pd.read_csv(synth["results"] / "curves.csv.gz")
+    summary = pd.read_csv(synth["results"] / "summary.csv")
+    short = curves[curves["epoch"] <= 2]
+    drawn = [
+        figures.learning_curves_figure(short, "scheduler", ["train_loss", "val_r2"]),
+        figures.learning_curves_figure(short, "scheduler", ["grad_norm_mean"]),
+        figures.scheduler_comparison_figure(
+            summary[summary["group"] == "scheduler"],
+            short[short["group"] == "scheduler"],
+            "test_r2",
+        ),
+    ]
+    checked = 0
+    for fig in drawn:
+        fig.draw_without_rendering()
+        for ax in fig.axes:
+            if ax.get_xlabel() == "epoch":
+                lo, hi = ax.get_xlim()
+                ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+                assert ticks and all(float(t).is_integer() for t in ticks), ticks
+                checked += 1
+    assert checked == 4
+
+
+def test_categorical_factors_get_no_connecting_line(synth):
+    """A line joins means of a numeric factor only; optimizers are categories."""
+    from hpstudy import figures
+
+    summary = pd.read_csv(synth["results"] / "summary.csv")
+    runs = summary[summary["group"] == "batch_size"].copy()
+
+    def joining_lines(fig, n_levels):
+        ax = fig.axes[0]
+        return [
+            ln
+            for ln in ax.lines
+            if len(ln.get_xdata()) == n_levels and ln.get_linestyle() not in ("None", "none", "")
+        ]
+
+    numeric = figures.factor_effect_figure(runs, "batch_size", "test_r2", None, "bs")
+    assert len(joining_lines(numeric, 4)) == 1
+    runs["optimizer"] = runs["batch_size"].map({16: "sgd", 32: "adamw", 64: "adam", 128: "rmsprop"})
+    categorical = figures.factor_effect_figure(runs, "optimizer", "test_r2", None, "opt")
+    assert joining_lines(categorical, 4) == []
+    assert len(categorical.axes[0].collections) >= 1  # the means are still drawn as points
+
+
+def test_cost_dots_are_named_and_axes_have_units(synth):
+    from hpstudy import figures
+
+    summary = pd.read_csv(synth["results"] / "summary.csv")
+    fig = figures.cost_figure(summary, "test_r2")
+    ok = summary[summary["status"] == "ok"]
+    names = sorted(ok.groupby("experiment")["label"].first())  # one dot per experiment
+    for ax, unit in zip(fig.axes, ("(s)", "(MiB)", "(samples/s)"), strict=True):
+        assert sorted(t.get_text() for t in ax.texts) == names
+        assert ax.get_xlabel().endswith(unit)
+    boxes = [t.get_window_extent() for t in fig.axes[1].texts]
+    overlapping = sum(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert overlapping <= len(boxes) // 4  # greedy placement: few, if any, collide
 
 
 def report_verdicts(text: str) -> dict[tuple[str, str], str]:

@@ -217,7 +217,11 @@ def plan_figures(
                 add(
                     f"gradients_{group}",
                     figures.learning_curves(
-                        histories, group, DIAGNOSTIC_COLUMNS, fig_dir / f"gradients_{group}.png"
+                        histories,
+                        group,
+                        DIAGNOSTIC_COLUMNS,
+                        fig_dir / f"gradients_{group}.png",
+                        figures.GRADIENTS_TITLE,
                     ),
                     f"{group}: gradient statistics per epoch",
                     group,
