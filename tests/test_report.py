@@ -479,6 +479,8 @@ def test_epoch_axes_have_integer_ticks(synth):
     short = curves[curves["epoch"] <= 2]
     drawn = [
         figures.learning_curves_figure(short, "scheduler", ["train_loss", "val_r2"]),
+        # one epoch (a 1-epoch group): a locator alone would tick at 0.99, 1.005, ...
+        figures.learning_curves_figure(curves[curves["epoch"] == 1], "memory", ["val_loss"]),
         figures.learning_curves_figure(short, "scheduler", ["grad_norm_mean"]),
         figures.scheduler_comparison_figure(
             summary[summary["group"] == "scheduler"],
@@ -495,7 +497,7 @@ def test_epoch_axes_have_integer_ticks(synth):
                 ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
                 assert ticks and all(float(t).is_integer() for t in ticks), ticks
                 checked += 1
-    assert checked == 4
+    assert checked == 5
 
 
 def test_categorical_factors_get_no_connecting_line(synth):

@@ -87,6 +87,19 @@ def integer_ticks(axis) -> None:
     axis.set_major_locator(MaxNLocator(integer=True))
 
 
+def epoch_axis(ax, epochs) -> None:
+    """An epoch x axis: a tick at every epoch when there are few, else whole-number ticks;
+    a single epoch gets a unit-wide axis (a locator would put ticks at 0.99, 1.005, ...)."""
+    epochs = sorted({int(e) for e in epochs if pd.notna(e)})
+    ax.set_xlabel("epoch")
+    if len(epochs) <= 12:
+        ax.set_xticks(epochs)
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
+    else:
+        integer_ticks(ax.xaxis)
+
+
 def _renderer(fig):
     """The renderer that measures text (an Agg figure's own; any figure's after drawing)."""
     canvas = fig.canvas
@@ -486,8 +499,7 @@ def scheduler_comparison_figure(runs: pd.DataFrame, history: pd.DataFrame, metri
             ax=axes[1],
         )
         axes[1].set_yscale("log")
-    axes[1].set_xlabel("epoch")
-    integer_ticks(axes[1].xaxis)
+    epoch_axis(axes[1], history["epoch"] if "epoch" in history else [])
     axes[1].set_ylabel("learning rate (log scale)")
     axes[1].set_title("Learning rate per epoch")
     return fig
@@ -507,8 +519,7 @@ def lr_schedules(history: pd.DataFrame, path: Path, limit: int = 12) -> Path:
     fig, ax = _subplots(figsize=(7.5, 4.2))
     sns.lineplot(data=curves, x="epoch", y="lr", hue="experiment", marker="o", ax=ax)
     ax.set_yscale("log")
-    integer_ticks(ax.xaxis)
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, curves["epoch"])
     ax.set_ylabel("learning rate (log scale)")
     ax.set_title(
         f"Distinct learning-rate schedules ({len(keep)} of "
@@ -539,6 +550,7 @@ def learning_curves_figure(
     rows = (len(columns) + cols - 1) // cols
     fig, axes = _subplots(rows, cols, figsize=(5.3 * cols, 3.8 * rows), squeeze=False)
     order = list(dict.fromkeys(frame["label"]))
+    one_epoch = frame["epoch"].nunique() == 1  # no curve to draw: points with error bars
     for ax, column in zip(axes.flat, columns, strict=False):
         sns.lineplot(
             data=frame,
@@ -547,11 +559,12 @@ def learning_curves_figure(
             hue="label",
             hue_order=order,
             errorbar=T_CI,
+            err_style="bars" if one_epoch else "band",
+            marker="o" if one_epoch else None,
             ax=ax,
             legend=ax is axes.flat[0],
         )
-        ax.set_xlabel("epoch")
-        integer_ticks(ax.xaxis)
+        epoch_axis(ax, frame["epoch"])
         name = label(column)
         positive = frame[column].dropna()
         if (column.endswith("loss") or column == "grad_noise_scale") and (positive > 0).all():
