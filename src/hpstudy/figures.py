@@ -126,20 +126,34 @@ def _tick_labels(ax, which: str) -> list:
     return out
 
 
-def _boxes_overlap(a, b, renderer) -> bool:
-    """Whether two texts overlap; two tick labels rotated alike (slanted x labels) overlap
-    only when their baselines are closer than a line of text, whatever their bounding boxes."""
-    ra, rb = a.get_rotation() % 180, b.get_rotation() % 180
-    if ra == rb and ra not in (0, 90) and getattr(a, "_hp_tick", None) == getattr(b, "_hp_tick", 0):
-        (xa, ya), (xb, yb) = (
-            a.get_transform().transform(a.get_position()),
-            b.get_transform().transform(b.get_position()),
+def _measure(texts, renderer) -> list[tuple]:
+    """Each text measured once: (text, window box, rotation mod 180, anchor in pixels)."""
+    return [
+        (
+            t,
+            t.get_window_extent(renderer),
+            t.get_rotation() % 180,
+            t.get_transform().transform(t.get_position()),
         )
-        along = np.hypot(xa - xb, ya - yb) * abs(np.sin(np.radians(ra)))
-        height = renderer.points_to_pixels(min(a.get_fontsize(), b.get_fontsize()))
-        return along < height
-    ba, bb = a.get_window_extent(renderer), b.get_window_extent(renderer)
-    return ba.width > 0 and bb.width > 0 and ba.overlaps(bb)
+        for t in texts
+    ]
+
+
+def _overlapping_pairs(measured: list[tuple], renderer) -> list[tuple]:
+    """Pairs of measured texts that overlap. Tick labels of one axis slanted alike overlap
+    only when their baselines are closer than a line of text, whatever their bounding boxes."""
+    pairs = []
+    for i, (a, box_a, rot_a, at_a) in enumerate(measured):
+        for b, box_b, rot_b, at_b in measured[i + 1 :]:
+            slanted = rot_a == rot_b and rot_a not in (0, 90)
+            if slanted and getattr(a, "_hp_tick", None) == getattr(b, "_hp_tick", 0):
+                along = np.hypot(*(at_a - at_b)) * abs(np.sin(np.radians(rot_a)))
+                height = renderer.points_to_pixels(min(a.get_fontsize(), b.get_fontsize()))
+                if along < height:
+                    pairs.append((a, b))
+            elif box_a.width > 0 and box_b.width > 0 and box_a.overlaps(box_b):
+                pairs.append((a, b))
+    return pairs
 
 
 def figure_labels(fig) -> list:
@@ -155,7 +169,7 @@ def figure_labels(fig) -> list:
                 texts.append(text)
         for which in ("x", "y"):
             for text in _tick_labels(ax, which):
-                text._hp_tick = (i, which)  # tick labels of one axis, for _boxes_overlap
+                text._hp_tick = (i, which)  # tick labels of one axis, for _overlapping_pairs
                 texts.append(text)
     return texts
 
@@ -163,13 +177,8 @@ def figure_labels(fig) -> list:
 def overlapping_labels(fig) -> list[tuple[str, str]]:
     """Pairs of labels of a drawn figure that overlap (empty when the figure reads cleanly)."""
     renderer = _renderer(fig)
-    texts = figure_labels(fig)
-    return [
-        (a.get_text(), b.get_text())
-        for i, a in enumerate(texts)
-        for b in texts[i + 1 :]
-        if _boxes_overlap(a, b, renderer)
-    ]
+    pairs = _overlapping_pairs(_measure(figure_labels(fig), renderer), renderer)
+    return [(a.get_text(), b.get_text()) for a, b in pairs]
 
 
 def _unclutter_x_ticks(fig) -> None:
@@ -181,12 +190,11 @@ def _unclutter_x_ticks(fig) -> None:
             return
         renderer = _renderer(fig)
         changed = False
-        for ax in fig.axes:
+        for i, ax in enumerate(fig.axes):
             labels = _tick_labels(ax, "x") if ax.get_visible() else []
             for label_ in labels:
-                label_._hp_tick = (id(ax), "x")
-            pairs = ((a, b) for i, a in enumerate(labels) for b in labels[i + 1 :])
-            if any(_boxes_overlap(a, b, renderer) for a, b in pairs):
+                label_._hp_tick = (i, "x")
+            if _overlapping_pairs(_measure(labels, renderer), renderer):
                 changed = True
                 for text in ax.get_xticklabels():
                     text.set_rotation(angle)
@@ -206,12 +214,13 @@ def figure_title(fig) -> str:
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _unclutter_x_ticks(fig)
+    _unclutter_x_ticks(fig)  # lays the figure out
     overlaps = overlapping_labels(fig)
     if overlaps:
         warnings.warn(
             FigureOverlapWarning(f"{path.name}: overlapping labels {overlaps[:4]}"), stacklevel=2
         )
+    fig.set_layout_engine("none")  # keep the layout just checked; savefig need not redo it
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(
             tmp, dpi=110, bbox_inches="tight", format="png", metadata={"Title": figure_title(fig)}
