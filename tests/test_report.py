@@ -436,7 +436,8 @@ def test_report_states_units_and_settings_ignored_on_the_device(synth):
 
     text = synth["report"].read_text()
     assert "the models predict the microbead density per image, in beads/mm²" in text
-    assert "**test_r2** unitless" in text and "test_mse (beads/mm²)²" in text
+    assert "**test_r2**: unitless" in text and "test_mse: (beads/mm²)²" in text
+    assert "Units of test_r2: unitless" in group_section(text, "batch_size")
     # every synthetic run ran on CPU with the default channels_last=True
     line = next(ln for ln in text.splitlines() if ln.startswith("- **Ignored on the device"))
     assert (
