@@ -109,12 +109,7 @@ class Table:
         if isinstance(value, float) and math.isfinite(value):
             value = float(f"{value:.4g}")
         row = dict(zip(FIELDS, (section, case, metric, value, unit, note), strict=True))
-        self.rows.append(row)
-        print(
-            f"  {section:8s} {case:28s} {metric:26s} {value!s:>10s} {unit} {note}",
-            file=sys.stderr,
-            flush=True,
-        )
+        self.rows.append(row)  # printed once, as the markdown table at the end
 
     def markdown(self, header: str) -> str:
         lines = [
@@ -999,6 +994,12 @@ def bench_workflow(table: Table, work: Path, base: str, cores: int, study: str =
         )
 
 
+def first_step(table: Table) -> float:
+    """The fastest start-to-first-step of the overhead section (0 when it did not run)."""
+    first = [float(r["value"]) for r in table.rows if r["metric"] == "start_to_first_step"]
+    return min(first) if first else 0.0
+
+
 def run(
     s: Settings,
     out_dir: Path,
@@ -1014,24 +1015,29 @@ def run(
         needs_data = set(sections) & {"data", "train", "loop", "overhead", "gpu"}
         prepared = make_prepared(work, s) if needs_data else None
         envs = subprocess_envs(work, s) if set(sections) & {"overhead", "dag"} else {}
-        if "data" in sections:
-            bench_data(table, s, prepared, work)
-        if "train" in sections:
-            bench_train(table, s, prepared, work)
-        if "loop" in sections:
-            bench_loop(table, s, prepared, work)
-        if "overhead" in sections:
-            bench_overhead(table, s, prepared, work, envs)
-        if "dag" in sections:
-            label = "bytecode_cache" if "bytecode_cache" in envs else "as_configured"
-            bench_dag(table, s, work, envs[label], label)
-        if "gpu" in sections:
-            first = [float(r["value"]) for r in table.rows if r["metric"] == "start_to_first_step"]
-            bench_gpu(table, s, prepared, work, min(first) if first else 0.0)
-        if "workflow" in sections:
-            bench_workflow(table, work, base, cores)
-        if "main" in sections:
-            bench_main(table, work)
+        steps = {
+            "data": lambda: bench_data(table, s, prepared, work),
+            "train": lambda: bench_train(table, s, prepared, work),
+            "loop": lambda: bench_loop(table, s, prepared, work),
+            "overhead": lambda: bench_overhead(table, s, prepared, work, envs),
+            "dag": lambda: bench_dag(table, s, work, envs[dag_label], dag_label),
+            "gpu": lambda: bench_gpu(table, s, prepared, work, first_step(table)),
+            "workflow": lambda: bench_workflow(table, work, base, cores),
+            "main": lambda: bench_main(table, work),
+        }
+        dag_label = "bytecode_cache" if "bytecode_cache" in envs else "as_configured"
+        for name, step in steps.items():
+            if name in sections:
+                # progress only (stderr): the numbers are printed once, in the table below
+                print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
+                before, start = len(table.rows), time.perf_counter()
+                step()
+                print(
+                    f"benchmark: {name}: {len(table.rows) - before} measurements in "
+                    f"{time.perf_counter() - start:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     header = machine_header(s, command or f"python benchmarks/benchmark.py --{s.mode}")
     csv_path, md_path = table.write(out_dir, s.mode, header)
     print(table.markdown(header))

@@ -76,6 +76,10 @@ def test_data_train_loop_and_gpu_sections(tmp_path):
     assert [[r["section"], r["case"], r["metric"], r["value"]] for r in rows] == [
         p[:4] for p in printed
     ]
+    # the table is printed once: stderr has progress lines only, stdout one table
+    assert proc.stdout.count("| section | case | metric | value |") == 1
+    for r in rows:
+        assert r["metric"] not in proc.stderr, f"{r['metric']} printed twice"
     md = (tmp_path / "bench" / "benchmark-quick.md").read_text()
     assert md.startswith("# hpstudy benchmark (quick)") and "| data | device |" in md
     found = {(r["section"], r["case"], r["metric"]): r["value"] for r in rows}

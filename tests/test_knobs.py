@@ -228,3 +228,27 @@ def test_train_subset_draws_that_many_samples(prepared, tmp_path):
         log=lambda m: None,
     )
     assert metrics["n_train"] == 20 and metrics["optimizer_steps"] == math.ceil(20 / 8)
+
+
+def test_the_settings_the_report_calls_ignored_are_those_the_trainer_skips(prepared, tmp_path):
+    """The report lists config.ignored_settings for each run's device; the Trainer and the
+    loaders follow config.device_effects: one rule, so the list is what the Trainer did."""
+    from dataclasses import replace
+
+    from hpstudy.config import device_effects, ignored_settings
+
+    c = TrainConfig(
+        epochs=1, batch_size=16, mixed_precision=True, data_path="dataloader", pin_memory=True
+    )
+    trainer = Trainer(c, prepared, tmp_path, tmp_path / "ck.pt", lambda m: None)
+    assert trainer.device.type == "cpu"
+    assert set(ignored_settings(c, "cpu")) == {"mixed_precision", "channels_last", "pin_memory"}
+    assert not trainer.amp and trainer.memory_format == torch.contiguous_format
+    assert not trainer.train_loader.loader.pin_memory
+    assert device_effects(c, "cuda") == dict.fromkeys(device_effects(c, "cpu"), True)
+    assert ignored_settings(c, "cuda") == {}
+    # on the device path nothing is pinned, GPU or not
+    assert set(ignored_settings(replace(c, data_path="device"), "cuda")) == {"pin_memory"}
+    # a summary.csv row (strings and floats) reads the same as the config
+    row = {k: str(v) for k, v in c.to_dict().items()}
+    assert ignored_settings(row, "cpu") == ignored_settings(c, "cpu")

@@ -7,6 +7,7 @@ import base64
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,7 @@ groups:
     question: Does weight decay matter?
     baseline: wd0
     grid: {weight_decay: [0.0, 0.001]}
+    fixed: {diagnostics_every: 50}  # more than the runs' 12 steps: no per-layer diagnostics
 """
 
 # mean and seed SD of test_r2 per experiment; seeds get mean + sd * (1, -1, 0), so the SD
@@ -134,7 +136,10 @@ def write_run(run_dir: Path, exp, seed: int, r2: float | None, task: str, metric
             "samples_per_s": 200.0 + 5 * rng.random(),
             "grad_norm_mean": 3.0 / e,
             "grad_norm_cv": 0.3 + 0.05 * rng.random(),
-            "grad_noise_scale": 400.0 / e + 20 * rng.random(),
+            # undefined (|G|^2 estimated <= 0) in seed 1's last epoch, as happens in noisy runs
+            "grad_noise_scale": math.nan
+            if (seed == 1 and e == epochs)
+            else 400.0 / e + 20 * rng.random(),
             "grad_variance": 20.0 / e,
         }
         if task == "regression":
@@ -143,18 +148,25 @@ def write_run(run_dir: Path, exp, seed: int, r2: float | None, task: str, metric
             row |= {"val_accuracy": final * frac, "val_top5": min(1.0, final * frac + 0.3)}
         history.append(row)
     write_csv(run_dir / "history.csv", pd.DataFrame(history))
+    # 84 training images (build_study's manifest); per-layer rows every diagnostics_every
+    # optimizer steps, as Diagnostics records them: none when a run takes fewer steps
+    steps_per_epoch = math.ceil(84 / cfg.effective_batch_size)
+    steps = epochs * steps_per_epoch
+    every = cfg.diagnostics_every
+    recorded = list(range(every, steps + 1, every))[:4] if every else []
     layers = [
         {
             "step": s,
-            "epoch": 1 + s // 20,
+            "epoch": 1 + (s - 1) // steps_per_epoch,
             "layer": name,
             "grad_abs_mean": 10.0 ** (-2 - i * 0.4) * (1 + 0.1 * rng.random()),
             "update_ratio": 10.0 ** (-3 + 0.2 * i) * (1 + 0.1 * rng.random()),
         }
-        for s in (10, 20, 30, 40)
+        for s in recorded
         for i, name in enumerate(LAYERS)
     ]
-    write_csv(run_dir / "layers.csv.gz", pd.DataFrame(layers))
+    columns = ["step", "epoch", "layer", "grad_abs_mean", "update_ratio"]
+    write_csv(run_dir / "layers.csv.gz", pd.DataFrame(layers, columns=columns))
     metrics = {
         "status": "diverged" if diverged else "ok",
         "diverged_epoch": 2 if diverged else None,
@@ -178,6 +190,7 @@ def write_run(run_dir: Path, exp, seed: int, r2: float | None, task: str, metric
         "hostname": "node01",
         "job_id": f"{1000 + seed}.pbs",
         "wall_time_s": 9.0,
+        "optimizer_steps": steps,
         "prepared_sha256": "ab" * 32,
         "config_hash": "x",
     }
@@ -293,7 +306,13 @@ def build_study(
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return build_study(tmp_path_factory.mktemp("synth"), STUDY, LEVELS, diverged=DIVERGED)
+    from hpstudy.figures import FigureOverlapWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FigureOverlapWarning)
+        paths = build_study(tmp_path_factory.mktemp("synth"), STUDY, LEVELS, diverged=DIVERGED)
+    paths["overlaps"] = [str(w.message) for w in caught if w.category is FigureOverlapWarning]
+    return paths
 
 
 def referenced_images(markdown: str) -> list[str]:
@@ -354,8 +373,171 @@ def test_every_figure_is_a_valid_png_referenced_by_the_report(synth):
             "scheduler",
             "determinism",
         )
-    }
+    } - {"gradflow_determinism.png"}  # 12 optimizer steps < diagnostics_every = 50
     assert expected <= set(files), expected - set(files)
+    assert "gradflow_determinism.png" not in files
+
+
+def test_figures_read_cleanly(synth):
+    """No two labels of any report figure overlap (titles, axis and tick labels, colour
+    bars), and every figure has a title of its own (gradients_* is not "per-epoch curves")."""
+    assert synth["overlaps"] == []
+    titles = {}
+    for png in sorted(synth["figures"].glob("*.png")):
+        with Image.open(png) as img:
+            titles[png.name] = img.text["Title"]
+    assert all(titles.values()), titles
+    assert len(set(titles.values())) == len(titles), titles
+    assert "gradient statistics per epoch" in titles["gradients_batch_size.png"]
+    assert "per-epoch curves" in titles["curves_batch_size.png"]
+
+
+def group_section(text: str, group: str) -> str:
+    return text.split(f"## Group `{group}`")[1].split("\n## ")[0]
+
+
+def test_report_says_which_groups_and_levels_have_no_gradient_diagnostics(synth):
+    """Runs with fewer optimizer steps than diagnostics_every record no per-layer rows; the
+    report names them and says how to get the diagnostics, instead of dropping them."""
+    text = synth["report"].read_text()
+    determinism = group_section(text, "determinism")
+    assert (
+        "**No gradient-flow diagnostics for group `determinism`:** its runs took at most 12 "
+        "optimizer steps, fewer than `diagnostics_every` = 50" in determinism
+    )
+    assert "lower `diagnostics_every` to 12 or less" in determinism
+    # 84 images: bs64 takes 2 steps per epoch, bs128 one; 8 and 4 steps < 10
+    batch = group_section(text, "batch_size")
+    assert "No gradient-flow diagnostics for `bs64`, `bs128` (left out of the" in batch
+    assert "at most 8 optimizer steps, fewer than `diagnostics_every` = 10" in batch
+    assert "No gradient-flow diagnostics" not in group_section(text, "scheduler")
+
+
+def test_primary_table_first_with_few_columns_then_the_rest(synth):
+    text = synth["report"].read_text()
+    for group in ("batch_size", "memory", "grad_accumulation"):
+        tables = [
+            block.splitlines()
+            for block in group_section(text, group).split("\n\n")
+            if block.startswith("| experiment |")
+        ]
+        primary, other = tables[0], tables[1]
+        header = [c.strip() for c in primary[0].strip("|").split("|")]
+        assert len(header) <= 8, header
+        assert header[0] == "experiment" and "test_r2 (mean ± SD)" in header
+        assert "95% CI" in header and "runs ok" in header
+        assert not any(c.startswith("test_mse") for c in header)
+        rest = [c.strip() for c in other[0].strip("|").split("|")]
+        assert "test_mse (mean ± SD) [95% CI]" in rest and "optimizer steps" in rest
+        assert len(primary) == len(other)  # the same experiments, row for row
+
+
+def test_report_states_units_and_settings_ignored_on_the_device(synth):
+    from hpstudy.config import DEVICE_SETTINGS
+
+    text = synth["report"].read_text()
+    assert "the models predict the microbead density per image, in beads/mm²" in text
+    assert "**test_r2**: unitless" in text and "test_mse: (beads/mm²)²" in text
+    assert "Units of test_r2: unitless" in group_section(text, "batch_size")
+    # every synthetic run ran on CPU with the default channels_last=True
+    line = next(ln for ln in text.splitlines() if ln.startswith("- **Ignored on the device"))
+    assert (
+        f"`channels_last=True` on cpu in 63 of 63 runs ({DEVICE_SETTINGS['channels_last']})" in line
+    )
+    assert "mixed_precision" not in line  # not asked for
+
+
+def test_b_noise_says_how_many_seeds_it_is_from(synth):
+    text = synth["report"].read_text()
+    row = {ln.split(" |")[0]: ln for ln in text.splitlines() if " | 1,260,129 | " in ln}
+    assert len(row) == 21
+    # seed 1's last epoch has no B_noise; seed 2 of scheduler-step diverged (not finished)
+    assert "(2/3 seeds)" in row["| `batch_size-bs16`"]
+    assert "(1/2 seeds)" in row["| `scheduler-step`"]
+
+
+def test_the_overlap_check_sees_labels_that_run_together_and_saving_slants_them(tmp_path):
+    from hpstudy import figures  # Agg, as the workflow draws
+
+    fig, ax = figures.plt.subplots(figsize=(3, 2.5), layout="constrained")
+    names = ["bs32_acc1", "bs16_acc2", "bs64_acc1", "bs32_acc2", "bs128_lr1.2e-3"]
+    ax.plot(range(5), range(5))
+    ax.set_xticks(range(5), labels=names)
+    fig.draw_without_rendering()
+    assert figures.overlapping_labels(fig), "run-together tick labels not seen"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", figures.FigureOverlapWarning)
+        figures._save(fig, tmp_path / "ticks.png")  # slants them until they read cleanly
+    assert figures.overlapping_labels(fig) == []
+    assert {t.get_rotation() for t in ax.get_xticklabels()} <= {45.0, 90.0}
+
+
+def test_epoch_axes_have_integer_ticks(synth):
+    """Two or three epochs: the default locator would put ticks at 1.25, 1.5, 1.75."""
+    from hpstudy import figures
+
+    curves = pd.read_csv(synth["results"] / "curves.csv.gz")
+    summary = pd.read_csv(synth["results"] / "summary.csv")
+    short = curves[curves["epoch"] <= 2]
+    drawn = [
+        figures.learning_curves_figure(short, "scheduler", ["train_loss", "val_r2"]),
+        # one epoch (a 1-epoch group): a locator alone would tick at 0.99, 1.005, ...
+        figures.learning_curves_figure(curves[curves["epoch"] == 1], "memory", ["val_loss"]),
+        figures.learning_curves_figure(short, "scheduler", ["grad_norm_mean"]),
+        figures.scheduler_comparison_figure(
+            summary[summary["group"] == "scheduler"],
+            short[short["group"] == "scheduler"],
+            "test_r2",
+        ),
+    ]
+    checked = 0
+    for fig in drawn:
+        fig.draw_without_rendering()
+        for ax in fig.axes:
+            if ax.get_xlabel() == "epoch":
+                lo, hi = ax.get_xlim()
+                ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+                assert ticks and all(float(t).is_integer() for t in ticks), ticks
+                checked += 1
+    assert checked == 5
+
+
+def test_categorical_factors_get_no_connecting_line(synth):
+    """A line joins means of a numeric factor only; optimizers are categories."""
+    from hpstudy import figures
+
+    summary = pd.read_csv(synth["results"] / "summary.csv")
+    runs = summary[summary["group"] == "batch_size"].copy()
+
+    def joining_lines(fig, n_levels):
+        ax = fig.axes[0]
+        return [
+            ln
+            for ln in ax.lines
+            if len(ln.get_xdata()) == n_levels and ln.get_linestyle() not in ("None", "none", "")
+        ]
+
+    numeric = figures.factor_effect_figure(runs, "batch_size", "test_r2", None, "bs")
+    assert len(joining_lines(numeric, 4)) == 1
+    runs["optimizer"] = runs["batch_size"].map({16: "sgd", 32: "adamw", 64: "adam", 128: "rmsprop"})
+    categorical = figures.factor_effect_figure(runs, "optimizer", "test_r2", None, "opt")
+    assert joining_lines(categorical, 4) == []
+    assert len(categorical.axes[0].collections) >= 1  # the means are still drawn as points
+
+
+def test_cost_dots_are_named_and_axes_have_units(synth):
+    from hpstudy import figures
+
+    summary = pd.read_csv(synth["results"] / "summary.csv")
+    fig = figures.cost_figure(summary, "test_r2")
+    ok = summary[summary["status"] == "ok"]
+    names = sorted(ok.groupby("experiment")["label"].first())  # one dot per experiment
+    for ax, unit in zip(fig.axes, ("(s)", "(MiB)", "(samples/s)"), strict=True):
+        assert sorted(t.get_text() for t in ax.texts) == names
+        assert ax.get_xlabel().endswith(unit)
+    boxes = [t.get_window_extent() for t in fig.axes[1].texts]
+    overlapping = sum(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert overlapping <= len(boxes) // 4  # greedy placement: few, if any, collide
 
 
 def report_verdicts(text: str) -> dict[tuple[str, str], str]:

@@ -78,9 +78,9 @@ class TrainConfig:
     mix: str = "none"  # CutMix/MixUp (classification only)
     mix_alpha: float = 1.0
     # numerics and speed
-    mixed_precision: bool = False  # autocast on CUDA; ignored (recorded) on CPU
+    mixed_precision: bool = False  # autocast on CUDA; ignored on CPU (device_effects)
     amp_dtype: str = "bf16"  # fp16 adds a GradScaler
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # CUDA only (device_effects)
     compile: bool = False  # torch.compile the model
     # diagnostics (cheap; every N optimizer steps, 0 disables)
     diagnostics_every: int = 10
@@ -124,6 +124,48 @@ class TrainConfig:
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.grad_accum_steps
+
+
+# Settings that act on CUDA only, and why they do nothing elsewhere (the report quotes this).
+DEVICE_SETTINGS = {
+    "mixed_precision": "autocast runs on CUDA only; the runs computed in float32",
+    "channels_last": "the channels-last memory format is applied on CUDA only",
+    "pin_memory": "pinned memory speeds host-to-GPU copies, on the DataLoader path only",
+}
+
+
+def _flag(value: Any) -> bool:
+    """A boolean setting as a config or a summary.csv row holds it (True, "True", 1.0)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "1.0", "yes")
+    return bool(value) and not (isinstance(value, float) and math.isnan(value))
+
+
+def device_effects(settings: TrainConfig | dict[str, Any], device_type: str) -> dict[str, bool]:
+    """Whether each device-dependent setting takes effect on `device_type` ("cpu", "cuda"):
+    the one decision the Trainer and the loaders follow and the report reads back."""
+    if isinstance(settings, TrainConfig):
+        settings = settings.to_dict()
+    cuda = device_type.split(":")[0] == "cuda"
+    return {
+        "mixed_precision": _flag(settings["mixed_precision"]) and cuda,
+        "channels_last": _flag(settings["channels_last"]) and cuda,
+        "pin_memory": _flag(settings["pin_memory"])
+        and cuda
+        and settings["data_path"] == "dataloader",
+    }
+
+
+def ignored_settings(settings: TrainConfig | dict[str, Any], device_type: str) -> dict[str, str]:
+    """The device settings a run asked for (true) that did nothing on its device, with why."""
+    if isinstance(settings, TrainConfig):
+        settings = settings.to_dict()
+    effects = device_effects(settings, device_type)
+    return {
+        name: why
+        for name, why in DEVICE_SETTINGS.items()
+        if _flag(settings[name]) and not effects[name]
+    }
 
 
 def did_you_mean(unknown: list[str], known) -> str:

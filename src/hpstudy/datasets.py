@@ -213,6 +213,15 @@ DATASET_TASKS = {
     "cifar100": "classification",
     "mnist": "classification",
 }
+# What each dataset's models predict, and in which units: the one place the report (and
+# anything else that states units) reads them. Classification targets have no units.
+DATASET_TARGETS = {
+    "microbeads": ("microbead density per image", "beads/mm²"),
+    "vgg_cells": ("cell count per image", "cells"),
+    "cifar10": ("class of each image (10 classes)", ""),
+    "cifar100": ("class of each image (100 classes)", ""),
+    "mnist": ("digit in each image (10 classes)", ""),
+}
 
 
 def missing_files(name: str, location: str | Path) -> list[str]:

@@ -8,6 +8,8 @@ accumulation, workers x cleanup, or the scheduler (see `report.plan_figures`).
 
 from __future__ import annotations
 
+import textwrap
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -68,11 +70,161 @@ def _theme() -> None:
     sns.set_theme(style="whitegrid", context="notebook")
 
 
+def _subplots(*args, **kwargs):
+    """plt.subplots with constrained layout: titles, axis labels, colour bars and a
+    suptitle get their own space instead of running into each other (tight_layout ignores
+    the suptitle and colour-bar labels)."""
+    return plt.subplots(*args, layout="constrained", **kwargs)
+
+
+def wrap(text: str, width: int = 34) -> str:
+    """A long axis label on several lines, so it never runs past its axes."""
+    return textwrap.fill(text, width)
+
+
+def integer_ticks(axis) -> None:
+    """Whole-number ticks only (epochs, steps): never 1.25 or 1.75."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def epoch_axis(ax, epochs) -> None:
+    """An epoch x axis: a tick at every epoch when there are few, else whole-number ticks;
+    a single epoch gets a unit-wide axis (a locator would put ticks at 0.99, 1.005, ...)."""
+    epochs = sorted({int(e) for e in epochs if pd.notna(e)})
+    ax.set_xlabel("epoch")
+    if len(epochs) <= 12:
+        ax.set_xticks(epochs)
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
+    else:
+        integer_ticks(ax.xaxis)
+
+
+def _renderer(fig):
+    """The renderer that measures text (an Agg figure's own; any figure's after drawing)."""
+    canvas = fig.canvas
+    return canvas.get_renderer() if hasattr(canvas, "get_renderer") else fig._get_renderer()
+
+
+class FigureOverlapWarning(UserWarning):
+    """Two labels of a saved figure overlap; the report's figures must read cleanly."""
+
+
+def _tick_labels(ax, which: str) -> list:
+    """The tick labels an axis draws: non-empty, visible, at ticks inside the view."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    lo, hi = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
+    span = (hi - lo) * 1e-9
+    out = []
+    for locs, labels in (
+        (axis.get_majorticklocs(), axis.get_majorticklabels()),
+        (axis.get_minorticklocs(), axis.get_minorticklabels()),
+    ):
+        for loc, text in zip(locs, labels, strict=False):
+            if text.get_visible() and text.get_text() and lo - span <= loc <= hi + span:
+                out.append(text)
+    return out
+
+
+def _measure(texts, renderer) -> list[tuple]:
+    """Each text measured once: (text, window box, rotation mod 180, anchor in pixels)."""
+    return [
+        (
+            t,
+            t.get_window_extent(renderer),
+            t.get_rotation() % 180,
+            t.get_transform().transform(t.get_position()),
+        )
+        for t in texts
+    ]
+
+
+def _overlapping_pairs(measured: list[tuple], renderer) -> list[tuple]:
+    """Pairs of measured texts that overlap. Tick labels of one axis slanted alike overlap
+    only when their baselines are closer than a line of text, whatever their bounding boxes."""
+    pairs = []
+    for i, (a, box_a, rot_a, at_a) in enumerate(measured):
+        for b, box_b, rot_b, at_b in measured[i + 1 :]:
+            slanted = rot_a == rot_b and rot_a not in (0, 90)
+            if slanted and getattr(a, "_hp_tick", None) == getattr(b, "_hp_tick", 0):
+                along = np.hypot(*(at_a - at_b)) * abs(np.sin(np.radians(rot_a)))
+                height = renderer.points_to_pixels(min(a.get_fontsize(), b.get_fontsize()))
+                if along < height:
+                    pairs.append((a, b))
+            elif box_a.width > 0 and box_b.width > 0 and box_a.overlaps(box_b):
+                pairs.append((a, b))
+    return pairs
+
+
+def figure_labels(fig) -> list:
+    """The labels of a figure: suptitle and figure texts, and per axes (colour bars
+    included) its title, axis labels and tick labels. Annotations inside a plot (heat-map
+    cells, the cost plot's experiment names) are data, not labels."""
+    texts = [t for t in fig.texts if t.get_visible() and t.get_text()]
+    for i, ax in enumerate(fig.axes):
+        if not ax.get_visible():
+            continue
+        for text in (ax.title, ax.xaxis.label, ax.yaxis.label):
+            if text.get_visible() and text.get_text():
+                texts.append(text)
+        for which in ("x", "y"):
+            for text in _tick_labels(ax, which):
+                text._hp_tick = (i, which)  # tick labels of one axis, for _overlapping_pairs
+                texts.append(text)
+    return texts
+
+
+def overlapping_labels(fig) -> list[tuple[str, str]]:
+    """Pairs of labels of a drawn figure that overlap (empty when the figure reads cleanly)."""
+    renderer = _renderer(fig)
+    pairs = _overlapping_pairs(_measure(figure_labels(fig), renderer), renderer)
+    return [(a.get_text(), b.get_text()) for a, b in pairs]
+
+
+def _unclutter_x_ticks(fig) -> None:
+    """Slant (45°, then 90°) the x tick labels of any axes whose labels run together; the
+    figure is drawn (laid out) when this returns."""
+    for angle in (45, 90, None):
+        fig.draw_without_rendering()
+        if angle is None:
+            return
+        renderer = _renderer(fig)
+        changed = False
+        for i, ax in enumerate(fig.axes):
+            labels = _tick_labels(ax, "x") if ax.get_visible() else []
+            for label_ in labels:
+                label_._hp_tick = (i, "x")
+            if _overlapping_pairs(_measure(labels, renderer), renderer):
+                changed = True
+                for text in ax.get_xticklabels():
+                    text.set_rotation(angle)
+                    text.set_horizontalalignment("right" if angle != 90 else "center")
+                    text.set_rotation_mode("anchor" if angle != 90 else "default")
+        if not changed:
+            return
+
+
+def figure_title(fig) -> str:
+    """The figure's suptitle, else its panels' titles joined (kept in the PNG's metadata)."""
+    if fig.get_suptitle():
+        return fig.get_suptitle()
+    return " | ".join(ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title())
+
+
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _unclutter_x_ticks(fig)  # lays the figure out
+    overlaps = overlapping_labels(fig)
+    if overlaps:
+        warnings.warn(
+            FigureOverlapWarning(f"{path.name}: overlapping labels {overlaps[:4]}"), stacklevel=2
+        )
+    fig.set_layout_engine("none")  # keep the layout just checked; savefig need not redo it
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        fig.savefig(
+            tmp, dpi=110, bbox_inches="tight", format="png", metadata={"Title": figure_title(fig)}
+        )
     plt.close(fig)
     return path
 
@@ -113,7 +265,7 @@ def overview_figure(
     n = len(groups)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
     for ax, (group, experiments) in zip(axes.flat, groups.items(), strict=False):
         frame = ok[ok["group"] == group]
         order = [e.split("-", 1)[1] for e in experiments]
@@ -147,10 +299,8 @@ def overview_figure(
         ax.set_visible(False)
     fig.suptitle(
         f"{label(metric)}: mean and 95% t-interval over seeds (as in the tables); "
-        "dots are single runs",
-        y=1.0,
+        "dots are single runs"
     )
-    fig.tight_layout()
     return fig
 
 
@@ -163,11 +313,19 @@ def factor_effect(
 ) -> Path:
     """The metric against one factor's values (mean and 95% CI over seeds, dots = runs); a
     second panel on a log axis for the secondary metric (MSE or cross-entropy)."""
+    return _save(factor_effect_figure(runs, factor, metric, secondary, title), path)
+
+
+def factor_effect_figure(
+    runs: pd.DataFrame, factor: str, metric: str, secondary: str | None, title: str
+):
+    """A line joins the means only where the factor is numeric (batch size, lr): a line
+    between categories (optimizers, schedules) would suggest an order that is not there."""
     _theme()
     ok = _ok(runs).copy()
     numeric = pd.api.types.is_numeric_dtype(ok[factor]) and ok[factor].nunique() > 1
     columns = [c for c in (metric, secondary) if c and c in ok]
-    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 4), squeeze=False)
+    fig, axes = _subplots(1, len(columns), figsize=(5.5 * len(columns), 4), squeeze=False)
     if not numeric:
         ok[factor] = ok[factor].astype(str)
     for ax, column in zip(axes.flat, columns, strict=True):
@@ -181,6 +339,7 @@ def factor_effect(
             ax=ax,
             color="C0",
             markers="o",
+            linestyle="-" if numeric else "none",
         )
         sns.stripplot(
             data=ok,
@@ -206,8 +365,7 @@ def factor_effect(
             ax.set_ylabel(label(column))
         ax.set_xlabel(label(factor))
     fig.suptitle(f"{title}: mean and 95% CI over seeds; dots are single runs")
-    fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def lr_vs_metric(runs: pd.DataFrame, metric: str, path: Path) -> Path:
@@ -215,7 +373,7 @@ def lr_vs_metric(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     _theme()
     ok = _ok(runs).copy()
     ok["batch size"] = ok["batch_size"].astype(int).astype(str)
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = _subplots(figsize=(6.5, 4.2))
     order = sorted(ok["batch size"].unique(), key=int)
     sns.lineplot(
         data=ok,
@@ -233,7 +391,6 @@ def lr_vs_metric(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(label(metric))
     ax.set_title("Learning rate vs metric by batch size (mean and 95% CI over seeds)")
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -251,7 +408,7 @@ def accumulation_bars(runs: pd.DataFrame, metric: str, path: Path) -> Path:
         + ok["grad_accum_steps"].astype(int).astype(str),
     )
     order = sorted(ok["how"].unique(), key=lambda h: (h != "true batch", h))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _subplots(figsize=(7, 4.2))
     sns.barplot(
         data=ok,
         x="effective batch",
@@ -267,7 +424,6 @@ def accumulation_bars(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.set_ylabel(label(metric))
     ax.set_title("True vs accumulated batches (mean and 95% CI over seeds)")
     ax.legend(title="", fontsize="small")
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -276,7 +432,7 @@ def workers_cleanup(runs: pd.DataFrame, metric: str, path: Path) -> Path:
     _theme()
     ok = _ok(runs)
     columns = [c for c in (metric, "time_per_epoch_s") if c in ok]
-    fig, axes = plt.subplots(1, len(columns), figsize=(5.8 * len(columns), 4), squeeze=False)
+    fig, axes = _subplots(1, len(columns), figsize=(5.8 * len(columns), 4), squeeze=False)
     for ax, column in zip(axes.flat, columns, strict=True):
         table = ok.pivot_table(
             index="num_workers", columns="cleanup_every", values=column, aggfunc="mean"
@@ -308,7 +464,6 @@ def workers_cleanup(runs: pd.DataFrame, metric: str, path: Path) -> Path:
         ax.set_xlabel("cleanup every N batches (0 = never)")
         ax.set_ylabel("DataLoader workers")
         ax.set_title(f"{label(column)}: mean ± SD over seeds")
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -316,9 +471,13 @@ def scheduler_comparison(
     runs: pd.DataFrame, history: pd.DataFrame, metric: str, path: Path
 ) -> Path:
     """The metric per scheduler (mean and 95% CI) and each scheduler's LR per epoch."""
+    return _save(scheduler_comparison_figure(runs, history, metric), path)
+
+
+def scheduler_comparison_figure(runs: pd.DataFrame, history: pd.DataFrame, metric: str):
     _theme()
     ok = _ok(runs)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = _subplots(1, 2, figsize=(12, 4.2))
     order = list(dict.fromkeys(ok["label"]))
     sns.barplot(
         data=ok,
@@ -349,11 +508,10 @@ def scheduler_comparison(
             ax=axes[1],
         )
         axes[1].set_yscale("log")
-    axes[1].set_xlabel("epoch")
+    epoch_axis(axes[1], history["epoch"] if "epoch" in history else [])
     axes[1].set_ylabel("learning rate (log scale)")
     axes[1].set_title("Learning rate per epoch")
-    fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def lr_schedules(history: pd.DataFrame, path: Path, limit: int = 12) -> Path:
@@ -367,30 +525,41 @@ def lr_schedules(history: pd.DataFrame, path: Path, limit: int = 12) -> Path:
             seen.add(key)
             keep.append(exp)
     curves = curves[curves["experiment"].isin(keep[:limit])]
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = _subplots(figsize=(7.5, 4.2))
     sns.lineplot(data=curves, x="epoch", y="lr", hue="experiment", marker="o", ax=ax)
     ax.set_yscale("log")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, curves["epoch"])
     ax.set_ylabel("learning rate (log scale)")
     ax.set_title(
         f"Distinct learning-rate schedules ({len(keep)} of "
         f"{history['experiment'].nunique()} experiments)"
     )
     ax.legend(fontsize="x-small", title="")
-    fig.tight_layout()
     return _save(fig, path)
 
 
-def learning_curves(history: pd.DataFrame, group: str, columns: list[str], path: Path) -> Path:
+CURVES_TITLE = "per-epoch curves (mean and 95% band over seeds)"
+GRADIENTS_TITLE = "gradient statistics per epoch (mean and 95% band over seeds)"
+
+
+def learning_curves(
+    history: pd.DataFrame, group: str, columns: list[str], path: Path, title: str = CURVES_TITLE
+) -> Path:
     """Per-epoch curves of one group: mean and 95% band over seeds, one line per level."""
+    return _save(learning_curves_figure(history, group, columns, title), path)
+
+
+def learning_curves_figure(
+    history: pd.DataFrame, group: str, columns: list[str], title: str = CURVES_TITLE
+):
     _theme()
     frame = history[history["group"] == group]
     columns = [c for c in columns if c in frame and frame[c].notna().any()]
     cols = min(len(columns), 3)
     rows = (len(columns) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.3 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(5.3 * cols, 3.8 * rows), squeeze=False)
     order = list(dict.fromkeys(frame["label"]))
+    one_epoch = frame["epoch"].nunique() == 1  # no curve to draw: points with error bars
     for ax, column in zip(axes.flat, columns, strict=False):
         sns.lineplot(
             data=frame,
@@ -399,21 +568,24 @@ def learning_curves(history: pd.DataFrame, group: str, columns: list[str], path:
             hue="label",
             hue_order=order,
             errorbar=T_CI,
+            err_style="bars" if one_epoch else "band",
+            marker="o" if one_epoch else None,
             ax=ax,
             legend=ax is axes.flat[0],
         )
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(label(column))
+        epoch_axis(ax, frame["epoch"])
+        name = label(column)
         positive = frame[column].dropna()
         if (column.endswith("loss") or column == "grad_noise_scale") and (positive > 0).all():
             ax.set_yscale("log")
-            ax.set_ylabel(f"{label(column)}, log scale")
+            name = f"{name}, log scale"
+        ax.set_ylabel(wrap(name, 30))
+    if axes.flat[0].get_legend() is not None:
+        axes.flat[0].get_legend().set_title("")
     for ax in list(axes.flat)[len(columns) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{group}: per-epoch curves (mean and 95% band over seeds)")
-    fig.tight_layout()
-    return _save(fig, path)
+    fig.suptitle(f"{group}: {title}")
+    return fig
 
 
 def _log10(values: pd.Series) -> pd.Series:
@@ -424,7 +596,7 @@ def _log10(values: pd.Series) -> pd.Series:
 def gradient_flow_run(layers: pd.DataFrame, title: str, path: Path) -> Path:
     """One run: mean |grad| and ||dW||/||W|| per layer (rows) and step (columns)."""
     _theme()
-    fig, axes = plt.subplots(1, 2, figsize=(14, max(3.5, 0.28 * layers["layer"].nunique())))
+    fig, axes = _subplots(1, 2, figsize=(14, max(3.5, 0.28 * layers["layer"].nunique())))
     order = list(dict.fromkeys(layers["layer"]))
     for ax, column, name in (
         (axes[0], "grad_abs_mean", "log10 mean |grad|"),
@@ -433,12 +605,11 @@ def gradient_flow_run(layers: pd.DataFrame, title: str, path: Path) -> Path:
         table = layers.pivot_table(
             index="layer", columns="step", values=column, aggfunc="mean"
         ).reindex(order)
-        sns.heatmap(_log10(table), cmap="magma", ax=ax, cbar_kws={"label": name})
+        sns.heatmap(_log10(table), cmap="magma", ax=ax, cbar_kws={"label": name, "pad": 0.02})
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("")
         ax.set_title(name)
     fig.suptitle(title)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -449,7 +620,7 @@ def gradient_flow_group(layers: pd.DataFrame, group: str, path: Path) -> Path:
     frame = layers[layers["group"] == group]
     order = list(dict.fromkeys(frame["layer"]))
     levels = list(dict.fromkeys(frame["label"]))
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         1, 2, figsize=(max(10, 2.2 * len(levels) + 6), max(3.5, 0.28 * len(order)))
     )
     for ax, column, name in (
@@ -465,7 +636,7 @@ def gradient_flow_group(layers: pd.DataFrame, group: str, path: Path) -> Path:
             annot=True,
             fmt=".1f",
             ax=ax,
-            cbar_kws={"label": name},
+            cbar_kws={"label": name, "pad": 0.02},
             annot_kws={"fontsize": 7},
         )
         ax.set_xlabel("")
@@ -474,7 +645,6 @@ def gradient_flow_group(layers: pd.DataFrame, group: str, path: Path) -> Path:
     fig.suptitle(
         f"{group}: gradient flow and weight updates per layer (mean over recorded steps and seeds)"
     )
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -491,7 +661,7 @@ def early_stopping(summary: pd.DataFrame, experiments: list[str], path: Path) ->
         .fillna("no")
     )
     order = [e for e in experiments if e in set(ok["experiment"])]
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(order) + 1)))
+    fig, ax = _subplots(figsize=(8, max(3, 0.35 * len(order) + 1)))
     sns.barplot(
         data=ok,
         y="experiment",
@@ -514,19 +684,60 @@ def early_stopping(summary: pd.DataFrame, experiments: list[str], path: Path) ->
         jitter=False,
         palette="Set1",
     )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    integer_ticks(ax.xaxis)
     ax.set_xlabel("epoch")
     ax.set_ylabel("")
     ax.set_title("Early stopping: best validation epoch per run (dots) and epochs run (bars)")
     ax.legend(
         fontsize="small", title="dots: stopped early?", loc="upper left", bbox_to_anchor=(1.01, 1)
     )
-    fig.tight_layout()
     return _save(fig, path)
 
 
 def cost(summary: pd.DataFrame, metric: str, path: Path) -> Path:
     """Cost against quality per experiment: time per epoch, peak memory and throughput."""
+    return _save(cost_figure(summary, metric), path)
+
+
+# where an annotation may sit relative to its dot (points), tried in this order
+LABEL_OFFSETS = [(dx, dy) for dy in (3, -11, 13, -21, 23, -31) for dx in (5, -5)]
+
+
+def label_points(ax, xs, ys, names, fontsize: float = 7) -> list:
+    """Write `names` next to the dots (xs, ys) of `ax`, each at the first nearby offset where
+    it overlaps neither an earlier name nor a dot (greedy; the last offset when all are taken)."""
+    fig = ax.figure
+    fig.draw_without_rendering()
+    renderer = _renderer(fig)
+    radius = renderer.points_to_pixels(3.5)
+    dots = [ax.transData.transform((x, y)) for x, y in zip(xs, ys, strict=True)]
+    taken = [
+        matplotlib.transforms.Bbox.from_extents(x - radius, y - radius, x + radius, y + radius)
+        for x, y in dots
+    ]
+    texts = []
+    for x, y, name in zip(xs, ys, names, strict=True):
+        for dx, dy in LABEL_OFFSETS:
+            text = ax.annotate(
+                name,
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize=fontsize,
+                ha="left" if dx > 0 else "right",
+                va="bottom",
+            )
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(t) for t in taken) or (dx, dy) == LABEL_OFFSETS[-1]:
+                break
+            text.remove()
+        taken.append(box)
+        texts.append(text)
+    return texts
+
+
+def cost_figure(summary: pd.DataFrame, metric: str):
+    """One dot per experiment, named by its label; colour = group."""
     _theme()
     ok = _ok(summary)
     means = (
@@ -537,10 +748,11 @@ def cost(summary: pd.DataFrame, metric: str, path: Path) -> Path:
             memory=("peak_memory_mb", "mean"),
             throughput=("throughput_samples_per_s", "mean"),
             group=("group", "first"),
+            name=("label", "first") if "label" in ok else ("experiment", "first"),
         )
         .reset_index()
     )
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    fig, axes = _subplots(1, 3, figsize=(17, 5.2))
     for ax, column, name in (
         (axes[0], "time", "time per epoch (s)"),
         (axes[1], "memory", "peak memory (MiB)"),
@@ -550,10 +762,14 @@ def cost(summary: pd.DataFrame, metric: str, path: Path) -> Path:
             data=means, x=column, y="metric", hue="group", ax=ax, s=50, legend=ax is axes[0]
         )
         ax.set_xlabel(name)
-        ax.set_ylabel(f"{label(metric)} (mean)")
-    fig.suptitle("Cost vs quality, one dot per experiment (means over seeds)")
-    fig.tight_layout()
-    return _save(fig, path)
+        ax.set_ylabel(wrap(f"{label(metric)}, mean over seeds", 30))
+        ax.margins(x=0.15, y=0.08)  # room for the names at the edges
+    if axes[0].get_legend() is not None:
+        sns.move_legend(axes[0], "upper left", bbox_to_anchor=(0, -0.18), ncol=3, title="group")
+    for ax, column in zip(axes, ("time", "memory", "throughput"), strict=True):
+        label_points(ax, means[column], means["metric"], means["name"])
+    fig.suptitle("Cost vs quality, one dot per experiment (means over seeds), named by its label")
+    return fig
 
 
 # -- whole-study views: every run, the variance each term explains, the run timeline ----------

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import torch
 
+from hpstudy.config import device_effects
+
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -98,19 +100,18 @@ class TorchLoader:
         shuffle: bool,
         seed: int = 0,
         num_workers: int = 0,
-        pin_memory: bool = True,
+        pin_memory: bool = False,  # the caller decides (config.device_effects)
         drop_last: bool = False,
     ):
         self.n, self.batch_size, self.device = len(indices), batch_size, device
         self.drop_last = drop_last
         self.sampler = _OrderSampler(self.n, seed, shuffle)
-        pin = pin_memory and device.type == "cuda"
         self.loader = torch.utils.data.DataLoader(
             _Subset(images, targets, indices),
             batch_size=batch_size,
             sampler=self.sampler,
             num_workers=num_workers,
-            pin_memory=pin,
+            pin_memory=pin_memory,
             persistent_workers=num_workers > 0,
             drop_last=drop_last,
         )
@@ -140,7 +141,7 @@ def make_loader(
             shuffle,
             cfg.seed,
             cfg.num_workers,
-            cfg.pin_memory,
+            device_effects(cfg, device.type)["pin_memory"],
             drop_last,
         )
     return DeviceLoader(images, targets, indices, batch_size, device, shuffle, cfg.seed, drop_last)

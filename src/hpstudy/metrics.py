@@ -37,6 +37,22 @@ def primary_metric(task: str, chosen: str | None = None) -> str:
     return column
 
 
+def metric_units(metric: str, target_units: str) -> str:
+    """The units of a test metric, given the units of the dataset's target."""
+    name = metric.removeprefix("test_")
+    if name == "r2":
+        return "unitless (1 is perfect, 0 predicts no better than the mean)"
+    if name == "mse":
+        return f"({target_units})²" if target_units else "target units²"
+    if name in ("rmse", "mae"):
+        return target_units or "target units"
+    if name in ("accuracy", "top5"):
+        return "fraction of test images classified correctly (0 to 1; ×100 for %)"
+    if name == "loss":
+        return "nats (mean cross-entropy per test image)"
+    raise ValueError(f"no units known for metric {metric!r}")
+
+
 def lower_is_better(metric: str) -> bool:
     return metric in LOWER_IS_BETTER
 

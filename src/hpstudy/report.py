@@ -17,8 +17,10 @@ import pandas as pd
 from hpstudy import figures, paths
 from hpstudy.aggregate import COST_METRICS
 from hpstudy.atomic import write_text
+from hpstudy.config import ignored_settings
+from hpstudy.datasets import DATASET_TARGETS
 from hpstudy.embed import embed_images
-from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
+from hpstudy.metrics import LOWER_IS_BETTER, metric_columns, metric_units
 from hpstudy.provenance import git_commit, package_versions
 
 DIAGNOSTIC_COLUMNS = ["grad_norm_mean", "grad_norm_cv", "grad_noise_scale", "grad_variance"]
@@ -108,15 +110,86 @@ def experiment_diagnostics(
         if math.isfinite(row["parameters"]):
             row["parameters"] = int(round(row["parameters"]))
         if not histories.empty:
-            hist = histories[histories["experiment"] == exp]
+            hist = histories[
+                (histories["experiment"] == exp) & histories["seed"].isin(runs["seed"])
+            ]
             last = hist.sort_values("epoch").groupby("seed").tail(1)
             for column in DIAGNOSTIC_COLUMNS:
                 row[column] = float(last[column].mean()) if column in last else math.nan
+                # seeds with a value: B_noise is undefined (NaN) in an epoch whose gradient
+                # pairs estimate |G|^2 <= 0, so its mean may rest on fewer seeds than n
+                row[f"{column}_n"] = int(last[column].notna().sum()) if column in last else 0
         if not benchmarks.empty:
             bench = benchmarks[benchmarks["experiment"] == exp]
             row["job_wall_s"] = float(bench["job_wall_s"].mean()) if len(bench) else math.nan
         rows.append(row)
     return rows
+
+
+def target(dataset: str, metrics: list[str]) -> dict[str, Any]:
+    """What the models predict, in which units, and the units of each test metric."""
+    what, units = DATASET_TARGETS.get(dataset, ("the dataset's target", ""))
+    return {
+        "what": what,
+        "units": units,
+        "metric_units": {m: metric_units(m, units) for m in metrics},
+    }
+
+
+def ignored_on_device(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """Settings the runs asked for that did nothing on the device they ran on (mixed
+    precision, channels_last or pin_memory on CPU, ...), with how many runs: read back
+    through config.ignored_settings, the rule the Trainer and loaders follow."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in summary.to_dict(orient="records"):
+        device = row.get("device")
+        if not isinstance(device, str) or not device:
+            continue
+        try:
+            ignored = ignored_settings(row, device)
+        except KeyError:  # a summary from before these columns existed
+            continue
+        for name, why in ignored.items():
+            entry = found.setdefault(
+                (device, name),
+                {"device": device, "setting": name, "value": row[name], "why": why, "runs": 0},
+            )
+            entry["runs"] += 1
+    return list(found.values())
+
+
+def missing_gradient_flow(
+    doc: dict[str, Any], summary: pd.DataFrame, layers: pd.DataFrame
+) -> dict[str, dict[str, Any]]:
+    """Per group, the experiments with finished runs but no per-layer diagnostics, and why:
+    a run records them every `diagnostics_every` optimizer steps, so a run with fewer steps
+    records none and would silently drop out of the gradient-flow figures."""
+    ok = summary[summary["status"] == "ok"]
+    recorded = set(layers["experiment"]) if not layers.empty else set()
+    out = {}
+    for group in doc["groups"]:
+        runs = ok[(ok["group"] == group) & ~ok["experiment"].isin(recorded)]
+        if runs.empty:
+            continue
+        steps, every = (
+            pd.to_numeric(runs[c], errors="coerce") if c in runs else pd.Series(dtype=float)
+            for c in ("optimizer_steps", "diagnostics_every")
+        )
+        info = {
+            "labels": list(dict.fromkeys(runs["label"])),
+            "whole_group": set(runs["experiment"])
+            >= set(ok.loc[ok["group"] == group, "experiment"]),
+            "max_steps": int(steps.max()) if steps.notna().any() else None,
+            "every": int(every.min()) if every.notna().any() else None,
+        }
+        if info["every"] == 0:
+            info["why"] = "off"
+        elif None not in (info["max_steps"], info["every"]) and info["max_steps"] < info["every"]:
+            info["why"] = "too_few_steps"
+        else:
+            info["why"] = "not_recorded"
+        out[group] = info
+    return out
 
 
 def varies(frame: pd.DataFrame, column: str) -> bool:
@@ -217,7 +290,11 @@ def plan_figures(
                 add(
                     f"gradients_{group}",
                     figures.learning_curves(
-                        histories, group, DIAGNOSTIC_COLUMNS, fig_dir / f"gradients_{group}.png"
+                        histories,
+                        group,
+                        DIAGNOSTIC_COLUMNS,
+                        fig_dir / f"gradients_{group}.png",
+                        figures.GRADIENTS_TITLE,
                     ),
                     f"{group}: gradient statistics per epoch",
                     group,
@@ -466,6 +543,9 @@ def render(
         "diagnostics": experiment_diagnostics(summary, histories, benchmarks, metric, experiments),
         "provenance": provenance(summary, benchmarks, repo),
         "cost": {c: runs_ok[c].mean() for c in COST_METRICS if c in runs_ok},
+        "target": target(doc["dataset"]["name"], metrics or [metric]),
+        "ignored": ignored_on_device(summary),
+        "no_gradient_flow": missing_gradient_flow(doc, summary, layers),
     }
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(paths.templates()),

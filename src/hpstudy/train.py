@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from hpstudy import attempts, checkpoint
 from hpstudy.atomic import write_csv, write_json, write_text
 from hpstudy.augment import Augmenter
-from hpstudy.config import TrainConfig
+from hpstudy.config import TrainConfig, device_effects
 from hpstudy.diagnostics import Diagnostics, job_environment
 from hpstudy.loaders import make_loader
 from hpstudy.logs import duration
@@ -247,6 +247,7 @@ class Trainer:
         self.device = pick_device()
         if self.device.type == "cuda":  # fixed input shapes: pick conv kernels once
             torch.backends.cudnn.benchmark = True
+        effects = device_effects(cfg, self.device.type)  # what the report says was ignored
         seed_everything(cfg.seed)
         data = data if data is not None else load_prepared(prepared)  # shared by the seeds
         self.manifest = data["manifest"]
@@ -277,9 +278,7 @@ class Trainer:
         outputs = 1 if self.task == "regression" else self.num_classes
         self.model = build_model(cfg.model, channels, outputs, cfg.upsample_size or size).to(dev)
         self.memory_format = (
-            torch.channels_last
-            if cfg.channels_last and dev.type == "cuda"
-            else torch.contiguous_format
+            torch.channels_last if effects["channels_last"] else torch.contiguous_format
         )
         self.model = self.model.to(memory_format=self.memory_format)
         example = self._inputs(images[train_idx[:2]].to(dev))
@@ -287,7 +286,7 @@ class Trainer:
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = make_optimizer(cfg, self.model)
         self.scheduler = make_scheduler(cfg, self.optimizer)
-        self.amp = cfg.mixed_precision and dev.type == "cuda"
+        self.amp = effects["mixed_precision"]
         self.amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and cfg.amp_dtype == "fp16")
         self.augment = Augmenter(cfg, self.task, self.num_classes, mean=norm_mean, std=norm_std)
