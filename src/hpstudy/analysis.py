@@ -748,14 +748,24 @@ def adequacy(levels: list[dict[str, Any]], metric: str) -> list[str]:
 
 
 # -- evidence text ----------------------------------------------------------------------
-def evidence(row: dict[str, Any], metric: str, what: str) -> str:
-    """'bs16 − bs32 = −0.05 test_r2 (95% CI −0.08 to −0.02), paired by seed, Holm p=0.01'."""
+def ci_name(alpha: float = ALPHA) -> str:
+    """The name of a 1 - alpha interval with the digits alpha needs: '95% CI' at 0.05,
+    '98.4% CI' at a sequential look's nominal level 0.016, '99.995% CI' at 5e-5."""
+    pct = 100 * alpha
+    decimals = max(0, 1 - math.floor(math.log10(pct))) if pct > 0 else 0
+    text = f"{100 - pct:.{decimals}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + "% CI"
+
+
+def evidence(row: dict[str, Any], metric: str, what: str, alpha: float = ALPHA) -> str:
+    """'bs16 − bs32 = −0.05 test_r2 (95% CI −0.08 to −0.02), paired by seed, Holm p=0.01';
+    the interval is named by its level, 1 - alpha (a sequential look's: '98.4% CI')."""
     est = row.get("estimate", math.nan)
     if not math.isfinite(_f(est)):
         return row.get("evidence", "") or ""
     text = f"{what} = {est:+.3g} {metric}"
     if math.isfinite(_f(row.get("ci_low"))):
-        text += f" (95% CI {_fmt(row['ci_low'])} to {_fmt(row['ci_high'])})"
+        text += f" ({ci_name(alpha)} {_fmt(row['ci_low'])} to {_fmt(row['ci_high'])})"
     if row.get("method"):
         text += f", {row['method']}"
     if math.isfinite(_f(row.get("p_adj"))):
@@ -876,7 +886,7 @@ def analyse_group(
                 alpha=alpha,
             )
             row["evidence"] = (
-                evidence(row, metric, what)
+                evidence(row, metric, what, alpha)
                 + (
                     f"; F = {_fmt(e.get('F', math.nan))}"
                     if math.isfinite(e.get("F", math.nan))
@@ -921,11 +931,13 @@ def analyse_group(
             alpha=alpha,
         )
         row["evidence"] = (
-            evidence(row, metric, f"slope {unit}") if tr["testable"] else tr.get("note", "")
+            evidence(row, metric, f"slope {unit}", alpha) if tr["testable"] else tr.get("note", "")
         )
         if sesoi and tr.get("ci90_range"):
             lo, hi = tr["ci90_range"]
-            row["evidence"] += f"; change over the studied range: 90% CI {_fmt(lo)} to {_fmt(hi)}"
+            row["evidence"] += (
+                f"; change over the studied range: {ci_name(2 * alpha)} {_fmt(lo)} to {_fmt(hi)}"
+            )
         means = values.mean()
         order = sorted(means.dropna().index, key=lambda lv: x_of[lv])
         step = np.diff([means[lv] for lv in order])
@@ -999,10 +1011,12 @@ def analyse_group(
             )
         elif om["testable"]:
             row["evidence"] = evidence(
-                row, metric, f"best − worst level ({om['best']} − {om['worst']})"
+                row, metric, f"best − worst level ({om['best']} − {om['worst']})", alpha
             ) + (f"; OLS ANOVA {_p_is(om['p_ols'])}, Welch ANOVA {_p_is(om['p_welch'])}")
             if sesoi:
-                row["evidence"] += "; equivalence needs every pair's 90% CI inside ±sesoi"
+                row["evidence"] += (
+                    f"; equivalence needs every pair's {ci_name(2 * alpha)} inside ±sesoi"
+                )
         else:
             row["evidence"] = om.get("note", "")
         result["omnibus"] = {k: v for k, v in om.items() if k != "comparison"}
@@ -1048,7 +1062,7 @@ def analyse_group(
         if row["verdict"] == "inconclusive":
             row["seeds_needed"] = seeds_needed(comp, sesoi)
         row["evidence"] = (
-            evidence(row, metric, row["question"].replace(" vs ", " − "))
+            evidence(row, metric, row["question"].replace(" vs ", " − "), alpha)
             if comp["testable"]
             else comp["note"]
         )
