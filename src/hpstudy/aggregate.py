@@ -226,17 +226,19 @@ def aggregate_study(
     out_verdicts: str | Path | None = None,
     out_recommended: str | Path | None = None,
     rounds: str | Path | None = None,
+    seeds: Any = None,
 ) -> pd.DataFrame:
     """Write summary.csv (one row per experiment x seed, in study order), study.json,
     groups/*.csv, (given out_curves/out_layers) the study's per-epoch and per-layer tables,
     and the analysis (hpstudy.analysis): stats.json, verdicts.csv and recommended.yaml.
     `rounds`: a sequential study's last round file (rounds/round{k}.yaml, issue 11): each
     question's verdict is the one of the round that decided it (verdicts.csv gains `round`
-    and `seeds`), and summary.csv a `round` column (the round that ran the seed)."""
+    and `seeds`), and summary.csv a `round` column (the round that ran the seed).
+    `seeds`: the workflow's `--config seeds=...` override of the study file's seeds."""
     from hpstudy.atomic import write_csv, write_json
     from hpstudy.study import load_study
 
-    study = load_study(study_file)
+    study = load_study(study_file, seeds)
     prepared = Path(prepared)  # the manifest, or the prepared file beside it
     manifest_file = prepared if prepared.suffix == ".json" else prepared.with_name("manifest.json")
     manifest = json.loads(manifest_file.read_text())
@@ -301,10 +303,13 @@ def aggregate_study(
         if rounds is not None:
             import yaml
 
-            from hpstudy.sequential import final_verdicts
+            from hpstudy import rounds as rounds_
 
             with open(rounds) as fh:
-                result["verdicts"] = final_verdicts(yaml.safe_load(fh))
+                decision = yaml.safe_load(fh)
+            result["verdicts"] = rounds_.verdict_table(decision, study)
+            document["sequential"] = rounds_.study_part(decision, study)
+            write_json(out_study, document)
         write_outputs(result, out_stats, out_verdicts, out_recommended)
     return summary
 
@@ -314,13 +319,14 @@ def _plain(value: Any) -> Any:
 
 
 def round_inputs(
-    study_file: str | Path, manifest: str | Path, records: list[str | Path]
+    study_file: str | Path, manifest: str | Path, records: list[str | Path], seeds: Any = None
 ) -> tuple[Study, pd.DataFrame, dict[str, Any]]:
-    """What a sequential study's round decision reads: the study, the runs finished so far
-    (one row per experiment x seed) and the design document analyse_study expects."""
+    """What a sequential study's round decision reads: the study (with the `seeds`
+    override), the runs finished so far (one row per experiment x seed) and the design
+    document analyse_study expects."""
     from hpstudy.study import load_study
 
-    study = load_study(study_file)
+    study = load_study(study_file, seeds)
     manifest_data = json.loads(Path(manifest).read_text())
     summary = per_experiment(study, load_records(records))
     document = study_document(study, manifest_data, [])

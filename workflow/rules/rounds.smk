@@ -44,5 +44,7 @@ checkpoint decide_round:
         decision=f"{R}/{{study}}/rounds/round{{k}}.yaml",
     log:
         f"{R}/logs/rounds/{{study}}/round{{k}}.log",
+    params:
+        seeds=SEEDS,
     script:
         "../scripts/decide_round.py"

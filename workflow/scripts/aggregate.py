@@ -26,6 +26,7 @@ if "snakemake" in globals():
             sm.output.verdicts,
             sm.output.recommended,
             sm.input.rounds[0] if sm.input.rounds else None,
+            sm.params.seeds,
         )
 else:
     from pathlib import Path
