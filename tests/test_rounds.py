@@ -175,3 +175,10 @@ def test_cluster_profiles_ask_the_same_for_round_train_jobs(repo, profile):
     assert config["set-resources"]["train_round"] == config["set-resources"]["train"]
     threads = config.get("set-threads", {})
     assert threads.get("train_round") == threads.get("train")
+
+
+def test_worked_example_names_the_interval_of_the_row_it_explains():
+    row = {"group": "lr", "contrast": "high_vs_low", "expect": "a_better", "verdict": "supported"}
+    row |= {"estimate": 0.1, "ci_low": 0.02, "ci_high": 0.18, "p_adj": 0.01, "tost_p": math.nan}
+    assert "(95% CI 0.02" in analysis.worked_example([row])
+    assert "(98.4% CI 0.02" in analysis.worked_example([{**row, "level": 0.016}])

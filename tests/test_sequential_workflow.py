@@ -156,6 +156,8 @@ def test_a_decided_group_stops_an_open_one_gets_seeds_and_the_report_says_so(ful
     assert "finished in round 2 with **8 runs** of the 9" in section
     assert "**1 run saved (11%)**" in section
     assert "| `cleanup` / `(group)` | **identical by construction** | 1 | 2 | decided |" in section
+    example = report.split("**Worked example.**")[1].split("\n")[0]
+    assert "% CI" in example and "95% CI" not in example, example
     assert "| CI (at its look's level) |" in report and "| 95% CI |" not in report.split("##")[1]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from hpstudy.analysis import analyse_study, write_outputs
+from hpstudy.analysis import analyse_study, worked_example, write_outputs
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
 from hpstudy.metrics import primary_metric as task_primary_metric
 from hpstudy.stats import mean_ci
@@ -308,6 +308,8 @@ def aggregate_study(
             with open(rounds) as fh:
                 decision = yaml.safe_load(fh)
             result["verdicts"] = rounds_.verdict_table(decision, study)
+            # the worked example explains a row of verdicts.csv, at its look's level
+            result["worked_example"] = worked_example(result["verdicts"].to_dict("records"))
             document["sequential"] = rounds_.study_part(decision, study)
             write_json(out_study, document)
         write_outputs(result, out_stats, out_verdicts, out_recommended)

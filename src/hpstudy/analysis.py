@@ -1180,7 +1180,8 @@ def recommend(
 
 
 def worked_example(rows: list[dict[str, Any]]) -> str:
-    """The rule applied to one row of this study, in words."""
+    """The rule applied to one row of this study, in words; its interval named by the row's
+    `level` where it has one (a sequential look's), else by ALPHA."""
     pick = next(
         (
             r
@@ -1194,7 +1195,7 @@ def worked_example(rows: list[dict[str, Any]]) -> str:
     expect = pick["expect"] or "nothing (two-sided)"
     return (
         f"`{pick['group']}` / `{pick['contrast']}` predicts {expect}; the estimate is "
-        f"{_fmt(pick['estimate'])} (95% CI {_fmt(pick['ci_low'])} to "
+        f"{_fmt(pick['estimate'])} ({ci_name(_level(pick))} {_fmt(pick['ci_low'])} to "
         f"{_fmt(pick['ci_high'])}), Holm-adjusted {_p_is(pick['p_adj'])}"
         + (
             f", TOST {_p_is(pick['tost_p'])} at ±{_fmt(pick['sesoi'])}"
@@ -1203,6 +1204,11 @@ def worked_example(rows: list[dict[str, Any]]) -> str:
         )
         + f", so the verdict is **{pick['verdict']}**."
     )
+
+
+def _level(row: dict[str, Any]) -> float:
+    level = _f(row.get("level", ALPHA))
+    return level if math.isfinite(level) and 0 < level < 1 else ALPHA
 
 
 def identical_configs(configs: dict[str, dict[str, Any]]) -> list[list[str]]:
