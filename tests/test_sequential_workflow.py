@@ -181,6 +181,12 @@ def test_killed_in_round_2_resumes_to_the_result_of_an_uninterrupted_run(after_r
     _, work = after_round_1
     results = work / "results/tinyseq"
     assert (results / "rounds/round1.yaml").is_file() and not (results / "summary.csv").exists()
+    # what a cluster node runs for a round-2 train job: it re-evaluates the round's seeds from
+    # round1.yaml, which Snakemake allows only with the checkpoint's output as an input
+    cfg = load_study(work / "studies/tinyseq.yaml").experiment("lr-lr1e-3").config_id
+    job = f"train_round:study=tinyseq,k=2,cfg={cfg}"
+    node = run_snakemake(work, "-n", "--mode", "remote", "--target-jobs", job, "--cores", "1")
+    assert f"k=2, cfg={cfg}" in node.stdout, node.stdout[-2000:]
     target = "results/tinyseq/verdicts.csv"  # the aggregate outputs; no report
     cmd = snakemake_cmd(
         "--directory", str(work), "--configfile", str(work / "config.yaml"), "--cores", "2"
