@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from hpstudy.analysis import analyse_study, write_outputs
+from hpstudy.analysis import analyse_study, worked_example, write_outputs
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
 from hpstudy.metrics import primary_metric as task_primary_metric
 from hpstudy.stats import mean_ci
@@ -366,6 +366,7 @@ def aggregate_study(
     rounds: str | Path | None = None,
     out_timeline: str | Path | None = None,
     out_compute: str | Path | None = None,
+    seeds: Any = None,
 ) -> pd.DataFrame:
     """Write summary.csv (one row per experiment x seed, in study order), study.json,
     groups/*.csv, (given out_curves/out_layers) the study's per-epoch and per-layer tables,
@@ -374,11 +375,13 @@ def aggregate_study(
     question's verdict is the one of the round that decided it (verdicts.csv gains `round`
     and `seeds`), and summary.csv a `round` column (the round that ran the seed).
     `out_timeline`/`out_compute`: every attempt of every run (timeline.csv) and the compute
-    spent per study and group (compute.csv)."""
+    spent per study and group (compute.csv).
+
+    `seeds`: the workflow's `--config seeds=...` override of the study file's seeds."""
     from hpstudy.atomic import write_csv, write_json
     from hpstudy.study import load_study
 
-    study = load_study(study_file)
+    study = load_study(study_file, seeds)
     prepared = Path(prepared)  # the manifest, or the prepared file beside it
     manifest_file = prepared if prepared.suffix == ".json" else prepared.with_name("manifest.json")
     manifest = json.loads(manifest_file.read_text())
@@ -449,10 +452,15 @@ def aggregate_study(
         if rounds is not None:
             import yaml
 
-            from hpstudy.sequential import final_verdicts
+            from hpstudy import rounds as rounds_
 
             with open(rounds) as fh:
-                result["verdicts"] = final_verdicts(yaml.safe_load(fh))
+                decision = yaml.safe_load(fh)
+            result["verdicts"] = rounds_.verdict_table(decision, study)
+            # the worked example explains a row of verdicts.csv, at its look's level
+            result["worked_example"] = worked_example(result["verdicts"].to_dict("records"))
+            document["sequential"] = rounds_.study_part(decision, study)
+            write_json(out_study, document)
         best = (result["recommended"] or {}).get("recommended")
         if best:  # the settings as the study resolved them (experiments.tsv holds lists as JSON)
             exp = next(e for e in study.experiments if e.id == best["experiment"])
@@ -468,13 +476,14 @@ def _plain(value: Any) -> Any:
 
 
 def round_inputs(
-    study_file: str | Path, manifest: str | Path, records: list[str | Path]
+    study_file: str | Path, manifest: str | Path, records: list[str | Path], seeds: Any = None
 ) -> tuple[Study, pd.DataFrame, dict[str, Any]]:
-    """What a sequential study's round decision reads: the study, the runs finished so far
-    (one row per experiment x seed) and the design document analyse_study expects."""
+    """What a sequential study's round decision reads: the study (with the `seeds`
+    override), the runs finished so far (one row per experiment x seed) and the design
+    document analyse_study expects."""
     from hpstudy.study import load_study
 
-    study = load_study(study_file)
+    study = load_study(study_file, seeds)
     manifest_data = json.loads(Path(manifest).read_text())
     summary = per_experiment(study, load_records(records))
     document = study_document(study, manifest_data, [])

@@ -799,14 +799,24 @@ def adequacy(levels: list[dict[str, Any]], metric: str) -> list[str]:
 
 
 # -- evidence text ----------------------------------------------------------------------
-def evidence(row: dict[str, Any], metric: str, what: str) -> str:
-    """'bs16 − bs32 = −0.05 test_r2 (95% CI −0.08 to −0.02), paired by seed, Holm p=0.01'."""
+def ci_name(alpha: float = ALPHA) -> str:
+    """The name of a 1 - alpha interval with the digits alpha needs: '95% CI' at 0.05,
+    '98.4% CI' at a sequential look's nominal level 0.016, '99.995% CI' at 5e-5."""
+    pct = 100 * alpha
+    decimals = max(0, 1 - math.floor(math.log10(pct))) if pct > 0 else 0
+    text = f"{100 - pct:.{decimals}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + "% CI"
+
+
+def evidence(row: dict[str, Any], metric: str, what: str, alpha: float = ALPHA) -> str:
+    """'bs16 − bs32 = −0.05 test_r2 (95% CI −0.08 to −0.02), paired by seed, Holm p=0.01';
+    the interval is named by its level, 1 - alpha (a sequential look's: '98.4% CI')."""
     est = row.get("estimate", math.nan)
     if not math.isfinite(_f(est)):
         return row.get("evidence", "") or ""
     text = f"{what} = {est:+.3g} {metric}"
     if math.isfinite(_f(row.get("ci_low"))):
-        text += f" (95% CI {_fmt(row['ci_low'])} to {_fmt(row['ci_high'])})"
+        text += f" ({ci_name(alpha)} {_fmt(row['ci_low'])} to {_fmt(row['ci_high'])})"
     if row.get("method"):
         text += f", {row['method']}"
     if math.isfinite(_f(row.get("p_adj"))):
@@ -928,7 +938,7 @@ def analyse_group(
                 alpha=alpha,
             )
             row["evidence"] = (
-                evidence(row, metric, what)
+                evidence(row, metric, what, alpha)
                 + (
                     f"; F = {_fmt(e.get('F', math.nan))}"
                     if math.isfinite(e.get("F", math.nan))
@@ -973,11 +983,13 @@ def analyse_group(
             alpha=alpha,
         )
         row["evidence"] = (
-            evidence(row, metric, f"slope {unit}") if tr["testable"] else tr.get("note", "")
+            evidence(row, metric, f"slope {unit}", alpha) if tr["testable"] else tr.get("note", "")
         )
         if sesoi and tr.get("ci90_range"):
             lo, hi = tr["ci90_range"]
-            row["evidence"] += f"; change over the studied range: 90% CI {_fmt(lo)} to {_fmt(hi)}"
+            row["evidence"] += (
+                f"; change over the studied range: {ci_name(2 * alpha)} {_fmt(lo)} to {_fmt(hi)}"
+            )
         means = values.mean()
         order = sorted(means.dropna().index, key=lambda lv: x_of[lv])
         step = np.diff([means[lv] for lv in order])
@@ -1055,10 +1067,12 @@ def analyse_group(
             )
         elif om["testable"]:
             row["evidence"] = evidence(
-                row, metric, f"best − worst level ({om['best']} − {om['worst']})"
+                row, metric, f"best − worst level ({om['best']} − {om['worst']})", alpha
             ) + (f"; OLS ANOVA {_p_is(om['p_ols'])}, Welch ANOVA {_p_is(om['p_welch'])}")
             if sesoi:
-                row["evidence"] += "; equivalence needs every pair's 90% CI inside ±sesoi"
+                row["evidence"] += (
+                    f"; equivalence needs every pair's {ci_name(2 * alpha)} inside ±sesoi"
+                )
         else:
             row["evidence"] = om.get("note", "")
         variance = om.get("variance")
@@ -1110,7 +1124,7 @@ def analyse_group(
         if row["verdict"] == "inconclusive":
             row["seeds_needed"] = seeds_needed(comp, sesoi)
         row["evidence"] = (
-            evidence(row, metric, row["question"].replace(" vs ", " − "))
+            evidence(row, metric, row["question"].replace(" vs ", " − "), alpha)
             if comp["testable"]
             else comp["note"]
         )
@@ -1228,7 +1242,8 @@ def recommend(
 
 
 def worked_example(rows: list[dict[str, Any]]) -> str:
-    """The rule applied to one row of this study, in words."""
+    """The rule applied to one row of this study, in words; its interval named by the row's
+    `level` where it has one (a sequential look's), else by ALPHA."""
     pick = next(
         (
             r
@@ -1242,7 +1257,7 @@ def worked_example(rows: list[dict[str, Any]]) -> str:
     expect = pick["expect"] or "nothing (two-sided)"
     return (
         f"`{pick['group']}` / `{pick['contrast']}` predicts {expect}; the estimate is "
-        f"{_fmt(pick['estimate'])} (95% CI {_fmt(pick['ci_low'])} to "
+        f"{_fmt(pick['estimate'])} ({ci_name(_level(pick))} {_fmt(pick['ci_low'])} to "
         f"{_fmt(pick['ci_high'])}), Holm-adjusted {_p_is(pick['p_adj'])}"
         + (
             f", TOST {_p_is(pick['tost_p'])} at ±{_fmt(pick['sesoi'])}"
@@ -1251,6 +1266,11 @@ def worked_example(rows: list[dict[str, Any]]) -> str:
         )
         + f", so the verdict is **{pick['verdict']}**."
     )
+
+
+def _level(row: dict[str, Any]) -> float:
+    level = _f(row.get("level", ALPHA))
+    return level if math.isfinite(level) and 0 < level < 1 else ALPHA
 
 
 def identical_configs(configs: dict[str, dict[str, Any]]) -> list[list[str]]:

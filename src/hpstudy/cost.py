@@ -503,16 +503,26 @@ def long_warning(study, seconds: float, calibration: Calibration) -> str | None:
 
 
 def one_line(
-    study, calibration: Calibration, n_images: int | None = None, parallel: int = 1
+    study,
+    calibration: Calibration,
+    n_images: int | None = None,
+    parallel: int = 1,
+    progress=None,
 ) -> str:
-    """The workflow's start line for one study."""
+    """The workflow's start line for one study. `progress` (hpstudy.rounds.progress) of a
+    sequential study: the runs planned so far (round k), not max seeds of everything."""
     estimates = distinct(estimate_study(study, calibration, n_images))
-    seeds = len(study.seeds)
-    wall = sum(e.wall_s for e in estimates) * seeds
+    if progress is None:
+        seeds = [len(study.seeds)] * len(estimates)
+        runs = f"{sum(seeds)} runs"
+    else:
+        seeds = [progress.seeds[study.experiment(e.experiment).config_id] for e in estimates]
+        runs = progress.text()
+    wall = sum(e.wall_s * n for e, n in zip(estimates, seeds, strict=True))
     line = (
-        f"hpstudy: {study.name}: {len(estimates) * seeds} runs, "
-        f"{flops_text(sum(e.flops for e in estimates) * seeds)} of training, about "
-        f"{duration(wall / max(parallel, 1))} on {calibration.device}"
+        f"hpstudy: {study.name}: {runs}, "
+        f"{flops_text(sum(e.flops * n for e, n in zip(estimates, seeds, strict=True)))} of "
+        f"training, about {duration(wall / max(parallel, 1))} on {calibration.device}"
         + (f" with {parallel} runs at once" if parallel > 1 else "")
         + f" (estimate: {calibration.machine}; `python -m hpstudy.study {study.path}` "
         "for the breakdown)"

@@ -5,8 +5,10 @@ and in which direction each is better. Every other module asks here."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch only where tensors are scored: the bookkeeping jobs (decide_round,
+    import torch  # aggregate, report) read these facts and skip its ~5 s import
 
 # Test metrics per task, as training writes them (`test_` + the name); the first is the
 # default primary metric. A study's `metric:` (study.schema.yaml, checked against
@@ -67,6 +69,8 @@ def regression_metrics(pred: torch.Tensor, true: torch.Tensor) -> dict[str, floa
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    import torch
+
     logits, labels = logits.float(), labels.long()
     loss = float(torch.nn.functional.cross_entropy(logits, labels))
     k = min(5, logits.shape[1])

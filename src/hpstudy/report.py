@@ -16,6 +16,7 @@ import pandas as pd
 
 from hpstudy import figures, paths
 from hpstudy.aggregate import COST_METRICS
+from hpstudy.analysis import ci_name
 from hpstudy.atomic import write_text
 from hpstudy.config import ignored_settings
 from hpstudy.datasets import DATASET_TARGETS
@@ -536,6 +537,9 @@ def render(
         "fmt_p": fmt_p,
         "p_is": p_is,
         "fmt_signed": fmt_signed,
+        "ci_name": ci_name,
+        # a sequential study's verdicts carry the interval of the look that decided them
+        "verdict_ci": "CI (at its look's level)" if doc.get("sequential") else "95% CI",
         "cost_metrics": COST_METRICS,
         "n_runs": len(summary),
         "n_ok": len(runs_ok),

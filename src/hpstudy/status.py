@@ -76,6 +76,7 @@ class StudyStatus:
     study: str
     runs: list[Run]
     eta_s: float | None = None
+    progress: Any = None  # a sequential study's hpstudy.rounds.Progress
     mean_run_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -93,8 +94,8 @@ class StudyStatus:
 # --------------------------------------------------------------------------- the study's runs
 
 
-def _seeds(study_file: Path) -> list[int]:
-    """The `seeds` of a study file: its top-level line when it fits on one line (a
+def _seeds_value(study_file: Path) -> Any:
+    """The `seeds` value of a study file: its top-level line when it fits on one line (a
     10,000-experiment file takes seconds to parse), else the whole file."""
     import yaml
 
@@ -103,20 +104,70 @@ def _seeds(study_file: Path) -> list[int]:
     seeds = yaml.safe_load(m[1]) if m else None
     if seeds is None:
         seeds = (yaml.safe_load(text) or {}).get("seeds", 3)
+    return seeds
+
+
+def _seeds(study_file: Path) -> list[int]:
+    """The seeds a fixed study file lists."""
+    seeds = _seeds_value(study_file)
     if isinstance(seeds, dict):  # a sequential plan (issue 11): every seed up to max
         return list(range(int(seeds.get("max", 3))))
     return list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
 
 
-def expected_runs(study: str, results: Path, studies_dir: Path) -> list[Run]:
+def _plan_from_rounds(results: Path, study: str) -> dict[str, Any] | None:
+    """The seed plan a study was run with, from its first round file: a study run
+    sequentially with `--config seeds=...` has no plan in its file."""
+    import yaml
+
+    first = results / study / "rounds" / "round1.yaml"
+    if not first.is_file():
+        return None
+    decision = yaml.safe_load(first.read_text()) or {}
+    looks = [int(n) for n in decision.get("looks") or []]
+    if not looks:
+        return None
+    return {
+        "initial": looks[0],
+        "max": looks[-1],
+        "step": looks[1] - looks[0] if len(looks) > 1 else 1,
+        "spending": decision.get("spending", "obrien_fleming"),
+    }
+
+
+def expected_runs(
+    study: str, results: Path, studies_dir: Path, seeds: Any = None
+) -> tuple[list[Run], Any]:
     """Every run of the study, from `experiments.tsv` (written by the workflow's first
-    jobs) when it is newer than the study file, else from the study file itself."""
+    jobs) when it is newer than the study file, else from the study file itself; and for a
+    sequential study (its file's `seeds`, `seeds` = the workflow's `--config seeds=...`, or
+    its round files) its hpstudy.rounds.Progress: only the runs planned so far."""
     study_file = studies_dir / f"{study}.yaml"
     table = results / study / "experiments.tsv"
     if not study_file.is_file():
         from hpstudy.study import missing_study
 
         raise SystemExit(f"hpstudy: {missing_study(study_file)}")
+    file_seeds = None if seeds is not None else _seeds_value(study_file)
+    if seeds is None and not isinstance(file_seeds, dict):
+        seeds = _plan_from_rounds(results, study)
+    if seeds is not None or isinstance(file_seeds, dict):
+        from hpstudy import rounds
+        from hpstudy.study import StudyError, load_study
+
+        try:
+            spec = load_study(study_file, seeds)
+        except StudyError as err:
+            raise SystemExit(f"hpstudy: invalid study: {err}") from None
+        progress = rounds.progress(spec, results)
+        runs, seen = [], set()
+        for e in spec.experiments:
+            if e.config_id in seen:
+                continue
+            seen.add(e.config_id)
+            planned = progress.seeds[e.config_id] if progress else len(spec.seeds)
+            runs += [Run(e.id, s, e.config_id, e.config.epochs) for s in spec.seeds[:planned]]
+        return runs, progress
     if table.is_file() and table.stat().st_mtime >= study_file.stat().st_mtime:
         with open(table, newline="") as fh:
             rows = [
@@ -144,7 +195,7 @@ def expected_runs(study: str, results: Path, studies_dir: Path) -> list[Run]:
         runs += [
             Run(exp, int(seed), cfg or "", int(float(epochs)) if epochs else None) for seed in seeds
         ]
-    return runs
+    return runs, None
 
 
 # --------------------------------------------------------------------------- reading files
@@ -260,7 +311,9 @@ def scheduler_jobs(workdirs: list[Path]) -> dict[tuple, dict[str, Any]]:
             except ValueError:
                 continue
             wildcards = rec.get("wildcards") or {}
-            if rec.get("rule") != "train" or not all(k in wildcards for k in JOB_KEY):
+            if rec.get("rule") not in ("train", "train_round") or not all(
+                k in wildcards for k in JOB_KEY
+            ):
                 continue
             short = str(rec["jobid"]).split(".", 1)[0]
             status, reason = (
@@ -284,9 +337,11 @@ def study_status(
     studies_dir: str | Path = "config/studies",
     workdirs: list[Path] | None = None,
     now: float | None = None,
+    seeds: Any = None,
 ) -> StudyStatus:
+    """`seeds`: the workflow's `--config seeds=...` (parse_seeds_override's value)."""
     results, now = Path(results), time.time() if now is None else now
-    runs = expected_runs(study, results, Path(studies_dir))
+    runs, plan_progress = expected_runs(study, results, Path(studies_dir), seeds)
     listing, root = Listing(results), str(results)
     if workdirs is None:
         workdirs = list(dict.fromkeys([Path.cwd(), results.resolve().parent]))
@@ -329,7 +384,7 @@ def study_status(
             run.state = WAITING
             if progress or listing.exists(files["checkpoint"]):
                 run.detail["resume_epoch"] = progress.get("epoch")
-    status = StudyStatus(study, runs)
+    status = StudyStatus(study, runs, progress=plan_progress)
     _estimate(status, run_times)
     return status
 
@@ -397,10 +452,10 @@ def _line(run: Run) -> str:
 def render(status: StudyStatus, limit: int = 20) -> str:
     counts = status.counts
     resumable = sum(1 for r in status.runs if r.state == WAITING and "resume_epoch" in r.detail)
-    lines = [
-        f"study {status.study}: {len(status.runs)} runs  "
-        + "  ".join(f"{s} {counts[s]}" for s in STATES)
-    ]
+    runs = f"{len(status.runs)} runs"
+    if status.progress is not None:  # sequential: the runs planned so far, and the most
+        runs = status.progress.text() + ";"
+    lines = [f"study {status.study}: {runs}  " + "  ".join(f"{s} {counts[s]}" for s in STATES)]
     if resumable:
         lines.append(f"  {resumable} waiting run(s) will resume from a checkpoint")
     if status.done:
@@ -446,6 +501,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", help="results folder (default: config's results_dir)")
     parser.add_argument("--studies", help="study files (default: config's studies_dir)")
     parser.add_argument(
+        "--seeds",
+        help="the seeds the workflow runs with (its --config seeds=..., e.g. "
+        "'{initial: 3, max: 10, step: 2}'; default: config's `seeds`, else the study "
+        "file's, or the plan of the study's round files)",
+    )
+    parser.add_argument(
         "--configfile",
         default="config/config.yaml",
         help="workflow config to take the defaults from",
@@ -457,8 +518,14 @@ def main(argv: list[str] | None = None) -> int:
     studies = args.study or [s for s in str(config.get("study", "quick")).split(",") if s]
     results = Path(args.results or config.get("results_dir", "results"))
     studies_dir = Path(args.studies or config.get("studies_dir", "config/studies"))
+    from hpstudy.study import StudyError, parse_seeds_override
+
+    try:
+        seeds = parse_seeds_override(args.seeds or config.get("seeds"))
+    except StudyError as err:
+        raise SystemExit(f"hpstudy: {err}") from None
     while True:
-        reports = [study_status(s, results, studies_dir) for s in studies]
+        reports = [study_status(s, results, studies_dir, seeds=seeds) for s in studies]
         text = "\n\n".join(render(r) for r in reports)
         if args.watch:
             print("\033[H\033[J" + time.strftime("%H:%M:%S ") + text, flush=True)

@@ -309,19 +309,62 @@ def _explain(err) -> str:
     return err.message
 
 
-def load_study(path: str | Path) -> Study:
+SEEDS_EXAMPLE = "seeds='{initial: 3, max: 10, step: 2}'"
+
+
+def parse_seeds_override(value: Any) -> Any:
+    """The `seeds` override of the workflow (`--config seeds=...`) as the study file's
+    `seeds` would hold it; None when not given. Snakemake hands a nested value over as a
+    string, or as a mapping of strings (it parses `--config` with YAML's BaseLoader):
+    both are parsed with YAML here, so `{initial: 3, max: 10}`, `5` and `[0, 1, 2]` read
+    as they would in a study file."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise StudyError(
+                f"--config seeds={value!r}: not valid YAML ({str(err).splitlines()[0]}); "
+                f"write it as {SEEDS_EXAMPLE} (sequential) or seeds=5 (fixed)"
+            ) from None
+        return parse_seeds_override(value) if isinstance(value, dict | list) else value
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return value
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return parse_seeds_override(value)
+
+
+def load_study(path: str | Path, seeds: Any = None) -> Study:
+    """The study file at `path`, expanded; `seeds` (parse_seeds_override's result) replaces
+    its `seeds` key before validation: `--config seeds=...` runs a shipped study with another
+    seed plan, checked exactly as the file's own `seeds` would be."""
     path = Path(path)
     if not path.is_file():
         raise StudyError(missing_study(path))
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise StudyError(f"{path}: a study file must be a mapping with name, dataset, base, groups")
+    where = str(path)
+    if seeds is not None:
+        data = {**data, "seeds": seeds}
+        where = f"{path} with --config seeds={_flow(seeds)}"
     if isinstance(data.get("seeds"), dict):  # a sequential plan: name the key that is wrong
-        validate(data["seeds"], "seed_plan.schema.yaml", str(path), ("seeds",))
-    validate(data, "study.schema.yaml", str(path))
+        validate(data["seeds"], "seed_plan.schema.yaml", where, ("seeds",))
+    validate(data, "study.schema.yaml", where)
     if data["name"] != path.stem:
         raise StudyError(f"{path}: name: {data['name']!r} must equal the file name {path.stem!r}")
-    plan = _seed_plan(path, data.get("seeds", 3))
+    plan = _seed_plan(where, data.get("seeds", 3))
     seeds = data.get("seeds", 3)
     if plan is not None:
         seeds = list(range(plan.max))
@@ -370,7 +413,13 @@ def load_study(path: str | Path) -> Study:
     )
 
 
-def _seed_plan(path: Path, seeds: Any) -> SeedPlan | None:
+def _flow(value: Any) -> str:
+    """A value as one line of YAML flow style ({initial: 3, max: 10})."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000)
+    return text.strip().removesuffix("...").strip()
+
+
+def _seed_plan(path: Path | str, seeds: Any) -> SeedPlan | None:
     """`seeds: {initial, max, step, futility, spending}` as a SeedPlan (issue 11); None for
     a fixed number or list of seeds. The schema checked types and ranges; this checks what
     relates one key to another."""

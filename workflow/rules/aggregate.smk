@@ -41,5 +41,6 @@ rule aggregate:
     params:
         all_runs=get_all_runs,
         allow_partial=config["allow_partial"],
+        seeds=SEEDS,
     script:
         "../scripts/aggregate.py"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from hpstudy import cost
+from hpstudy import cost, rounds
 from hpstudy.config import config_hash
 from hpstudy.datasets import missing_files
-from hpstudy.study import StudyError, load_study
+from hpstudy.study import StudyError, load_study, parse_seeds_override
 from hpstudy.study import validate as validate_schema
 
 # `--config allow_partial=true` arrives as the string "true" (Snakemake parses only True/False)
@@ -34,13 +34,21 @@ container: config["container_image"]
 R = config["results_dir"].rstrip("/")
 REPORTS = config["reports_dir"].rstrip("/")
 STUDY_NAMES = [s.strip() for s in str(config["study"]).split(",") if s.strip()]
+# `--config seeds=...` replaces every study's seeds (a shipped study run sequentially);
+# Snakemake hands it over as a string or a mapping of strings: parsed here, checked by
+# load_study as the study file's own `seeds` would be, before any job runs
+try:
+    SEEDS = parse_seeds_override(config.get("seeds"))
+except StudyError as err:
+    sys.exit(f"hpstudy: invalid config: {err}")
 
 
 @cache
 def get_study(name):
-    """The expanded study; a bad study file stops the workflow before any job runs."""
+    """The expanded study (with the `seeds` override); a bad study file stops the workflow
+    before any job runs."""
     try:
-        return load_study(Path(config["studies_dir"]) / f"{name}.yaml")
+        return load_study(Path(config["studies_dir"]) / f"{name}.yaml", SEEDS)
     except StudyError as err:
         sys.exit(f"hpstudy: invalid study: {err}")
 
@@ -234,7 +242,11 @@ if ESTIMATE:
         _study = get_study(_name)
         print(
             cost.one_line(
-                _study, calibration(1), microbead_images(_study), os.cpu_count()
+                _study,
+                calibration(1),
+                microbead_images(_study),
+                os.cpu_count(),
+                rounds.progress(_study, R),  # sequential: the runs planned so far
             ),
             file=sys.stderr,
         )
@@ -381,5 +393,7 @@ def get_final_outputs(wildcards):
 localrules:
     experiments,
     extract,
+    extract_round,
+    decide_round,
     aggregate,
     report,

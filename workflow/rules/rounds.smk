@@ -1,6 +1,9 @@
 rule train_round:
     input:
         prepared=get_prepared,
+        # the round before decides this round's seeds (params, runtime): a job that
+        # re-evaluates them on a cluster node needs the checkpoint's output as an input
+        previous=get_previous_round,
     output:
         runs=directory(f"{R}/{{study}}/rounds/{{k}}/runs/{{cfg}}"),
     log:
@@ -22,6 +25,7 @@ rule extract_round:
     input:
         runs=f"{R}/{{study}}/rounds/{{k}}/runs/{{cfg}}",
         benchmark=f"{R}/benchmarks/train/{{study}}/round{{k}}/{{cfg}}.tsv",
+        previous=get_previous_round,
     output:
         record=f"{R}/{{study}}/rounds/{{k}}/records/{{cfg}}.json",
         curves=f"{R}/{{study}}/rounds/{{k}}/records/{{cfg}}.curves.csv",
@@ -44,5 +48,7 @@ checkpoint decide_round:
         decision=f"{R}/{{study}}/rounds/round{{k}}.yaml",
     log:
         f"{R}/logs/rounds/{{study}}/round{{k}}.log",
+    params:
+        seeds=SEEDS,
     script:
         "../scripts/decide_round.py"

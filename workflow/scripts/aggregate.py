@@ -28,6 +28,7 @@ if "snakemake" in globals():
             sm.input.rounds[0] if sm.input.rounds else None,
             sm.output.timeline,
             sm.output.compute,
+            sm.params.seeds,
         )
 else:
     from pathlib import Path

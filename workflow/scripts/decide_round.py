@@ -1,21 +1,23 @@
 """Checkpoint decide_round: the decision after round k of a sequential study (issue 11).
 
 CLI: python decide_round.py STUDY_YAML MANIFEST ROUND OUT_YAML [PREVIOUS_YAML] -- RECORD.json...
+(HPSTUDY_SEEDS='{initial: 3, max: 10}' stands for the workflow's --config seeds=...)
 """
 
+import os
 import sys
 
 from hpstudy.logs import redirect_to
 
 
-def main(study_file, manifest, round_, out, previous, records):
+def main(study_file, manifest, round_, out, previous, records, seeds=None):
     import yaml
 
     from hpstudy.aggregate import round_inputs
     from hpstudy.atomic import write_text
     from hpstudy.sequential import decide_round
 
-    study, summary, design = round_inputs(study_file, manifest, records)
+    study, summary, design = round_inputs(study_file, manifest, records, seeds)
     prior = None
     if previous:
         with open(previous) as fh:
@@ -41,8 +43,12 @@ if "snakemake" in globals():
             sm.output.decision,
             sm.input.previous[0] if sm.input.previous else None,
             list(sm.input.records),
+            sm.params.seeds,
         )
 else:
     args = sys.argv[1:]
     head, records = args[: args.index("--")], args[args.index("--") + 1 :]
-    main(head[0], head[1], head[2], head[3], head[4] if len(head) > 4 else None, records)
+    from hpstudy.study import parse_seeds_override
+
+    seeds = parse_seeds_override(os.environ.get("HPSTUDY_SEEDS"))
+    main(head[0], head[1], head[2], head[3], head[4] if len(head) > 4 else None, records, seeds)
