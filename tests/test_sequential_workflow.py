@@ -155,6 +155,7 @@ def test_a_decided_group_stops_an_open_one_gets_seeds_and_the_report_says_so(ful
     section = report.split("## Sequential seeds")[1].split("\n## ")[0]
     assert "finished in round 2 with **8 runs** of the 9" in section
     assert "**1 run saved (11%)**" in section
+    assert "2 to 3 seeds per experiment as its questions needed" in report  # not "3 seeds each"
     assert "| `cleanup` / `(group)` | **identical by construction** | 1 | 2 | decided |" in section
     example = report.split("**Worked example.**")[1].split("\n")[0]
     assert "% CI" in example and "95% CI" not in example, example
