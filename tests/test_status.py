@@ -181,6 +181,21 @@ def test_slurm_logs_name_the_job_of_a_failed_run(tree, tmp_path):
     ) in text
 
 
+def test_slurm_logs_of_a_round_job_name_the_job(tree, tmp_path):
+    """A sequential study's train jobs are train_round's: the latest round's log counts."""
+    studies, results = tree
+    base = tmp_path / ".snakemake" / "slurm_logs" / "rule_train_round"
+    for k, job in ((1, "998"), (2, "1010"), (10, "1020")):
+        (base / f"tiny_{k}_{cfg_of('bs-bs16')}").mkdir(parents=True)
+        (base / f"tiny_{k}_{cfg_of('bs-bs16')}" / f"{job}.log").write_text("")
+    (base / f"tiny_11_{cfg_of('bs-bs16')}").mkdir()  # submitted, not started: no log yet
+    text = render(study_status("tiny", results, studies, workdirs=[tmp_path]))
+    assert (
+        "Slurm job 1020 (log "
+        f".snakemake/slurm_logs/rule_train_round/tiny_10_{cfg_of('bs-bs16')}/1020.log)"
+    ) in text
+
+
 def test_command_prints_the_counts_and_runs(tree, capsys):
     studies, results = tree
     assert main(["tiny", "--results", str(results), "--studies", str(studies)]) == 0

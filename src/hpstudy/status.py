@@ -46,6 +46,8 @@ JOB_KEY = ("cfg",)
 # The Slurm plugin's log folder of one train job, under .snakemake/slurm_logs/ (its
 # wildcards joined by "_"); the job writes {jobid}.log there once it starts.
 SLURM_LOGS = "rule_train/{study}_{cfg}"
+# a sequential study's train jobs are rule train_round's, one per round: {study}_{k}_{cfg}
+SLURM_ROUND_LOGS = "rule_train_round"
 
 FINISHED, RUNNING, WAITING, FAILED, DIVERGED = (
     "finished",
@@ -294,6 +296,26 @@ def slurm_job(workdirs: list[Path], folder: str) -> dict[str, Any] | None:
     return None
 
 
+def slurm_round_job(workdirs: list[Path], study: str, cfg: str) -> dict[str, Any] | None:
+    """The newest Slurm job of a sequential study's train jobs for one configuration: the
+    log folder of its latest round that has one."""
+    pattern = re.compile(rf"{re.escape(study)}_(\d+)_{re.escape(cfg)}")
+    for workdir in workdirs:
+        try:
+            folders = os.listdir(workdir / ".snakemake" / "slurm_logs" / SLURM_ROUND_LOGS)
+        except OSError:
+            continue
+        rounds = sorted(
+            ((int(m.group(1)), name) for name in folders if (m := pattern.fullmatch(name))),
+            reverse=True,
+        )
+        for _, name in rounds:
+            job = slurm_job([workdir], f"{SLURM_ROUND_LOGS}/{name}")
+            if job is not None:
+                return job
+    return None
+
+
 def scheduler_jobs(workdirs: list[Path]) -> dict[tuple, dict[str, Any]]:
     """PBS jobs of the `train` rule by JOB_KEY (the latest submission wins), with their
     last known state, from the PBS profile's files in `.snakemake/pbs/`."""
@@ -364,7 +386,9 @@ def study_status(
         progress = _json(f"{root}/{files['progress']}") if listing.exists(files["progress"]) else {}
         if job is None and slurm and (progress or listing.exists(files["failure"])):
             fields = {"study": study, "exp": run.exp, "cfg": run.cfg, "seed": run.seed}
-            job = slurm_job(slurm, SLURM_LOGS.format(**fields))
+            job = slurm_job(slurm, SLURM_LOGS.format(**fields)) or slurm_round_job(
+                slurm, study, run.cfg
+            )
             if job is not None:
                 run.detail["job"] = job
         if progress and _alive(progress, job, now):
