@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from hpstudy.atomic import write_json
+from hpstudy.logs import redirect_to
 
 FINISHED = "finished"
 KILLED = "killed without a word (SIGKILL, out-of-memory killer or node failure?)"
@@ -177,15 +178,16 @@ def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> It
     `job_log` (or, without one, to where stderr went before): the job's log keeps showing
     progress while every line is also kept beside the checkpoint. The descriptors point at
     `path` itself (append mode), so a line written is kept even if the process is killed the
-    next instant (SIGKILL, OOM killer); a thread follows the file into the job's log. A child
-    process that inherited the descriptors (a DataLoader worker) cannot hang the exit."""
-    sys.stdout.flush()
+    next instant (SIGKILL, OOM killer; logs.redirect_to does the pointing); a thread follows
+    the file into the job's log. A child process that inherited the descriptors (a
+    DataLoader worker) cannot hang the exit."""
     sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    kept = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     if job_log is not None:
         Path(job_log).parent.mkdir(parents=True, exist_ok=True)
-    live = open(job_log, "ab", buffering=0) if job_log is not None else None
+        live = open(job_log, "ab", buffering=0)
+    else:
+        live = os.fdopen(os.dup(2), "wb", buffering=0)  # where stderr went before
+    Path(path).touch()
     follow = open(path, "rb", buffering=0)
     follow.seek(0, os.SEEK_END)
     done = threading.Event()
@@ -195,10 +197,7 @@ def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> It
             finished = done.is_set()  # read once more after the last write
             chunk = follow.read(65536)
             if chunk:
-                if live is not None:
-                    live.write(chunk)
-                else:
-                    os.write(saved[1], chunk)
+                live.write(chunk)
             elif finished:
                 return
             else:
@@ -206,24 +205,15 @@ def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> It
 
     thread = threading.Thread(target=pump, name="hpstudy-tee", daemon=True)
     thread.start()
-    os.dup2(kept, 1)
-    os.dup2(kept, 2)
-    os.close(kept)
     try:
-        yield
+        with redirect_to(path):
+            yield
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
         done.set()
         thread.join(timeout=10)
-        for fd in saved:
-            os.close(fd)
         if not thread.is_alive():
             follow.close()
-            if live is not None:
-                live.close()
+            live.close()
 
 
 @contextlib.contextmanager
