@@ -181,7 +181,7 @@ def conditional_power(
     return float(decided.mean())
 
 
-def is_futile(
+def futility_stop(
     plan: SeedPlan,
     look: int,
     estimate: float,
@@ -189,14 +189,16 @@ def is_futile(
     n: int,
     sesoi: float | None,
     final_level: float,
-) -> bool:
-    """Whether an inconclusive question stops for futility at look `look` (0-based): the
-    plan asks for it, the look is not the last and the final look's conditional power is
-    below FUTILITY_POWER. Futility is non-binding: stopping early never rejects, so it cannot
-    raise the false-claim rate; it only gives up power, which the simulation measures."""
+) -> float | None:
+    """The final look's conditional power if an inconclusive question stops for futility at
+    look `look` (0-based), else None: it stops when the plan asks for futility, the look is
+    not the last and that power is below FUTILITY_POWER. Futility is non-binding: stopping
+    early never rejects, so it cannot raise the false-claim rate; it only gives up power,
+    which the simulation measures."""
     if not plan.futility or look >= len(plan.looks) - 1:
-        return False
-    return conditional_power(estimate, sd, n, plan.max, final_level, sesoi) < FUTILITY_POWER
+        return None
+    power = conditional_power(estimate, sd, n, plan.max, final_level, sesoi)
+    return power if power < FUTILITY_POWER else None
 
 
 # -- the decision after a round ----------------------------------------------------------
@@ -298,18 +300,21 @@ def decide_round(
             if n >= plan.max or k >= len(looks):
                 q["status"] = "at max"
                 q["why"] = f"inconclusive with {n} seeds, the most the plan allows"
-            elif math.isfinite(sd) and is_futile(
-                plan,
-                k - 1,
-                float(row.get("estimate") or 0.0),
-                sd,
-                n,
-                doc.get("sesoi"),
-                levels[-1],
-            ):
-                cp = conditional_power(
-                    float(row.get("estimate") or 0.0), sd, n, plan.max, levels[-1], doc.get("sesoi")
+            elif (
+                math.isfinite(sd)
+                and (
+                    cp := futility_stop(
+                        plan,
+                        k - 1,
+                        float(row.get("estimate") or 0.0),
+                        sd,
+                        n,
+                        doc.get("sesoi"),
+                        levels[-1],
+                    )
                 )
+                is not None
+            ):
                 q["status"] = "futile"
                 q["why"] = (
                     f"futility: at the observed estimate and seed SD {sd:.3g}, the final look "
@@ -461,9 +466,10 @@ def simulate(
                 futile = (
                     seq is None
                     and v == "inconclusive"
-                    and is_futile(
+                    and futility_stop(
                         plan, k, float(d.mean()), float(np.std(d, ddof=1)), n, sesoi, levels[-1]
                     )
+                    is not None
                 )
                 if seq is None and (v != "inconclusive" or futile or k == len(looks) - 1):
                     seq, used = v, n
