@@ -192,8 +192,8 @@ def measure(
     import torch.nn.functional as F
 
     from hpstudy.config import TrainConfig
-    from hpstudy.models import build_model
-    from hpstudy.train import flops_per_sample, make_optimizer
+    from hpstudy.models import build_model, flops_per_sample
+    from hpstudy.optim import make_optimizer
 
     dev = torch.device(device)
     previous = torch.get_num_threads()
@@ -273,7 +273,7 @@ class Calibration:
             self.path = path or cache_path()
             self.data = _load(self.path)
             if device is None:
-                from hpstudy.train import pick_device
+                from hpstudy.device import pick_device
 
                 device = str(pick_device())
             self.device = device
@@ -318,7 +318,7 @@ class Calibration:
         return entry
 
     def startup_s(self) -> float:
-        """A train job's fixed start-up here: a fresh `import torch, hpstudy.train`, timed
+        """A train job's fixed start-up here: a fresh `import torch, hpstudy.seeds`, timed
         once per machine (it is long on a loaded machine or a slow shared file system)."""
         entry = self.entries.get(STARTUP_KEY)
         if entry is None and self.profile is None:
@@ -326,7 +326,7 @@ class Calibration:
 
             t0 = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-c", "import torch, torchvision, hpstudy.train"],
+                [sys.executable, "-c", "import torch, torchvision, hpstudy.seeds"],
                 check=False,
                 capture_output=True,
                 timeout=600,
@@ -366,8 +366,7 @@ def _bs(key: str) -> int:
 def measure_flops(shape: Shape) -> float:
     import torch
 
-    from hpstudy.models import build_model
-    from hpstudy.train import flops_per_sample
+    from hpstudy.models import build_model, flops_per_sample
 
     model = build_model(shape.model, shape.channels, shape.outputs, shape.size)
     x = torch.randn(2, shape.channels, shape.size, shape.size)

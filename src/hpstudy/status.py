@@ -36,7 +36,7 @@ from typing import Any
 # wildcards that name one `train` job, to match scheduler jobs to their runs.
 LAYOUT = {
     # one train job per configuration; each seed trains (and finishes) under checkpoints/,
-    # and the job links the finished seeds into runs/{cfg}/ at its end (hpstudy.train)
+    # and the job links the finished seeds into runs/{cfg}/ at its end (hpstudy.seeds)
     "metrics": "{study}/checkpoints/{cfg}/seed{seed}/metrics.json",
     "progress": "{study}/checkpoints/{cfg}/seed{seed}.progress.json",
     "failure": "{study}/checkpoints/{cfg}/seed{seed}.failed.json",
