@@ -14,7 +14,8 @@ from hpstudy.augment import color_jitter, shift_hue
 from hpstudy.config import ConfigError, TrainConfig
 from hpstudy.loaders import DeviceLoader, TorchLoader, num_batches
 from hpstudy.optim import make_optimizer, make_scheduler
-from hpstudy.study import StudyError, load_study
+from hpstudy.study import load_study
+from hpstudy.studyfile import StudyError
 from hpstudy.task import input_normalisation
 from hpstudy.train import run
 

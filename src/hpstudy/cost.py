@@ -16,7 +16,7 @@ start-up. ``python -m hpstudy.cost calibrate STUDY.yaml --out gpu.json``, run on
 writes a *device profile*: the same calibration for that device, which ``--device-profile``
 (and the cluster walltimes, ``profiles/walltime.yaml``) then use instead of this machine.
 
-    python -m hpstudy.study config/studies/bottleneck.yaml     # checks it and prints the cost
+    hpstudy check config/studies/bottleneck.yaml     # checks it and prints the cost
     python -m hpstudy.cost estimate config/studies/quick.yaml --device-profile gpu.json
 """
 
@@ -523,8 +523,7 @@ def one_line(
         f"{flops_text(sum(e.flops * n for e, n in zip(estimates, seeds, strict=True)))} of "
         f"training, about {duration(wall / max(parallel, 1))} on {calibration.device}"
         + (f" with {parallel} runs at once" if parallel > 1 else "")
-        + f" (estimate: {calibration.machine}; `python -m hpstudy.study {study.path}` "
-        "for the breakdown)"
+        + f" (estimate: {calibration.machine}; `hpstudy check {study.path}` for the breakdown)"
     )
     warning = long_warning(study, wall / max(parallel, 1), calibration)
     return line + ("\nhpstudy: " + warning if warning else "")
@@ -573,7 +572,8 @@ def walltime_minutes(run_wall_s: float, n_runs: int, attempt: int, policy: Wallt
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hpstudy.study import StudyError, load_study
+    from hpstudy.study import load_study
+    from hpstudy.studyfile import StudyError
 
     parser = argparse.ArgumentParser(
         prog="python -m hpstudy.cost",

@@ -147,7 +147,7 @@ def expected_runs(
     study_file = studies_dir / f"{study}.yaml"
     table = results / study / "experiments.tsv"
     if not study_file.is_file():
-        from hpstudy.study import missing_study
+        from hpstudy.studyfile import missing_study
 
         raise SystemExit(f"hpstudy: {missing_study(study_file)}")
     file_seeds = None if seeds is not None else _seeds_value(study_file)
@@ -155,7 +155,8 @@ def expected_runs(
         seeds = _plan_from_rounds(results, study)
     if seeds is not None or isinstance(file_seeds, dict):
         from hpstudy import rounds
-        from hpstudy.study import StudyError, load_study
+        from hpstudy.study import load_study
+        from hpstudy.studyfile import StudyError
 
         try:
             spec = load_study(study_file, seeds)
@@ -178,7 +179,8 @@ def expected_runs(
             ]
         seeds = _seeds(study_file)
     else:
-        from hpstudy.study import StudyError, load_study
+        from hpstudy.study import load_study
+        from hpstudy.studyfile import StudyError
 
         try:
             spec = load_study(study_file)
@@ -542,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     studies = args.study or [s for s in str(config.get("study", "quick")).split(",") if s]
     results = Path(args.results or config.get("results_dir", "results"))
     studies_dir = Path(args.studies or config.get("studies_dir", "config/studies"))
-    from hpstudy.study import StudyError, parse_seeds_override
+    from hpstudy.studyfile import StudyError, parse_seeds_override
 
     try:
         seeds = parse_seeds_override(args.seeds or config.get("seeds"))
