@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hpstudy.formatting import approx_duration, flops_text
+
 CALIBRATION_STEPS = 4  # timed optimizer steps per shape, after one warm-up step
 CALIBRATION_SECONDS = 2.0  # ... or fewer when they take longer than this
 # On a CPU the time per sample hardly depends on the batch size (quick study, 64 px:
@@ -440,21 +442,6 @@ def distinct(estimates: list[RunEstimate]) -> list[RunEstimate]:
     return [e for e in estimates if not e.shared]
 
 
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def flops_text(flops: float) -> str:
-    for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
-        if flops >= scale:
-            return f"{flops / scale:.3g} {unit}"
-    return f"{flops:.3g} FLOP"
-
-
 def where(calibration: Calibration) -> str:
     return calibration.machine
 
@@ -472,19 +459,21 @@ def report(study, estimates: list[RunEstimate], calibration: Calibration, parall
         lines.append(
             f"  {group:<24} {len(rows) * seeds:>5} "
             f"{flops_text(sum(e.flops for e in rows) * seeds):>12} "
-            f"{duration(sum(e.train_s for e in rows) * seeds):>11} "
-            f"{duration(sum(e.wall_s for e in rows) * seeds):>10}"
+            f"{approx_duration(sum(e.train_s for e in rows) * seeds):>11} "
+            f"{approx_duration(sum(e.wall_s for e in rows) * seeds):>10}"
         )
     trained = distinct(estimates)
     total_wall = sum(e.wall_s for e in trained) * seeds
     lines.append(
         f"  {'total (distinct configs)':<24} {len(trained) * seeds:>5} "
         f"{flops_text(sum(e.flops for e in trained) * seeds):>12} "
-        f"{duration(sum(e.train_s for e in trained) * seeds):>11} "
-        f"{duration(total_wall):>10}"
+        f"{approx_duration(sum(e.train_s for e in trained) * seeds):>11} "
+        f"{approx_duration(total_wall):>10}"
     )
     if parallel > 1:
-        lines.append(f"  with {parallel} runs at once: about {duration(total_wall / parallel)}")
+        lines.append(
+            f"  with {parallel} runs at once: about {approx_duration(total_wall / parallel)}"
+        )
     warning = long_warning(study, total_wall / max(parallel, 1), calibration)
     if warning:
         lines.append("  " + warning)
@@ -495,7 +484,7 @@ def long_warning(study, seconds: float, calibration: Calibration) -> str | None:
     if calibration.device.startswith("cuda") or seconds <= LONG_ON_CPU_S:
         return None
     return (
-        f"WARNING: {study.name} is expected to take {duration(seconds)} on this CPU-only "
+        f"WARNING: {study.name} is expected to take {approx_duration(seconds)} on this CPU-only "
         "machine; run it on a GPU (profiles/local, pbs, slurm) or trim it (seeds, epochs, "
         "data_percentage)"
     )
@@ -521,7 +510,7 @@ def one_line(
     line = (
         f"hpstudy: {study.name}: {runs}, "
         f"{flops_text(sum(e.flops * n for e, n in zip(estimates, seeds, strict=True)))} of "
-        f"training, about {duration(wall / max(parallel, 1))} on {calibration.device}"
+        f"training, about {approx_duration(wall / max(parallel, 1))} on {calibration.device}"
         + (f" with {parallel} runs at once" if parallel > 1 else "")
         + f" (estimate: {calibration.machine}; `hpstudy check {study.path}` for the breakdown)"
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 from hpstudy.atomic import write_csv, write_json
 from hpstudy.checkpoint import RunState
-from hpstudy.logs import duration
+from hpstudy.formatting import duration
 
 # the short names of the primary validation metric in the epoch log line
 LOG_NAMES = {"r2": "val_r2", "accuracy": "val_acc"}

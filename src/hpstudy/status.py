@@ -439,7 +439,7 @@ def _estimate(status: StudyStatus, run_times: list[float]) -> None:
 
 
 def _duration(seconds: float | None) -> str:
-    from hpstudy.logs import duration
+    from hpstudy.formatting import duration
 
     return "?" if seconds is None or not math.isfinite(seconds) else duration(seconds)
 

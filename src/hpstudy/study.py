@@ -16,6 +16,7 @@ from typing import Any
 
 from hpstudy.config import TrainConfig
 from hpstudy.expand import Experiment, Group, build_config, expand_groups, resolve_batch
+from hpstudy.formatting import format_rows
 from hpstudy.sequential import SeedPlan
 from hpstudy.study_checks import check_study
 from hpstudy.studyfile import StudyError, flow, load_yaml, missing_study, validate
@@ -186,16 +187,6 @@ def study_rows(study: Study) -> list[dict[str, Any]]:
         }
         for g in study.groups.values()
     ]
-
-
-def format_rows(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table with aligned columns (the columns of the first row)."""
-    columns = list(rows[0])
-    width = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    return "\n".join(
-        "  ".join(str(r.get(c, "")).ljust(width[c]) for c in columns).rstrip()
-        for r in [{c: c for c in columns}, *rows]
-    )
 
 
 def describe(study: Study) -> str:
