@@ -12,17 +12,16 @@ the estimate needs two numbers:
 
 A run's training time is then ``epochs x ceil(n_train / batch_size) x seconds_per_step`` (an
 upper bound: early stopping only shortens it), its wall time adds evaluation and a fixed
-start-up. ``python -m hpstudy.cost calibrate STUDY.yaml --out gpu.json``, run on a GPU node,
+start-up. ``hpstudy calibrate STUDY.yaml --out gpu.json`` (`calibrate`), run on a GPU node,
 writes a *device profile*: the same calibration for that device, which ``--device-profile``
 (and the cluster walltimes, ``profiles/walltime.yaml``) then use instead of this machine.
 
     hpstudy check config/studies/bottleneck.yaml     # checks it and prints the cost
-    python -m hpstudy.cost estimate config/studies/quick.yaml --device-profile gpu.json
+    hpstudy check config/studies/quick.yaml --device-profile gpu.json
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -266,7 +265,7 @@ class Calibration:
             if not data["machines"]:
                 raise ValueError(
                     f"{self.profile}: no calibration in this device profile; make "
-                    "one with python -m hpstudy.cost calibrate STUDY.yaml --out FILE"
+                    "one with hpstudy calibrate STUDY.yaml --out FILE"
                 )
             self.path, self.data = self.profile, data
             self.machine = next(iter(data["machines"]))
@@ -557,52 +556,20 @@ def walltime_minutes(run_wall_s: float, n_runs: int, attempt: int, policy: Wallt
     return max(1, math.ceil(minutes))
 
 
-# --------------------------------------------------------------------------- command line
+# --------------------------------------------------------------------------- device profiles
 
 
-def main(argv: list[str] | None = None) -> int:
-    from hpstudy.study import load_study
-    from hpstudy.studyfile import StudyError
-
-    parser = argparse.ArgumentParser(
-        prog="python -m hpstudy.cost",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("estimate", "calibrate"):
-        p = sub.add_parser(name)
-        p.add_argument("studies", nargs="+")
-        p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-        p.add_argument(
-            "--n-images",
-            type=int,
-            default=None,
-            help="images of the microbead folder (default: the generated 1948)",
-        )
-    sub.choices["estimate"].add_argument("--device-profile", default=None)
-    sub.choices["estimate"].add_argument("--parallel", type=int, default=1)
-    sub.choices["calibrate"].add_argument("--out", required=True, help="device profile to write")
-    args = parser.parse_args(argv)
-    try:
-        studies = [load_study(s) for s in args.studies]
-    except StudyError as err:
-        print(f"hpstudy: invalid study: {err}", file=sys.stderr)
-        return 2
-    if args.command == "calibrate":
-        cal = Calibration(threads=args.threads, path=Path(args.out))
-        for study in studies:
-            estimate_study(study, cal, args.n_images)
-        data = _load(Path(args.out))
-        data["machines"] = {cal.machine: data["machines"].get(cal.machine, {})}
-        _save(Path(args.out), data)
-        print(f"{args.out}: {len(data['machines'][cal.machine])} shapes on {cal.machine}")
-        return 0
-    cal = Calibration(threads=args.threads, device_profile=args.device_profile)
+def calibrate(
+    studies, out: str | os.PathLike, threads: int = 1, n_images: int | None = None
+) -> Calibration:
+    """Measure every run shape of `studies` on this machine and write them to `out` as a
+    device profile (this machine's entries only), for --device-profile elsewhere."""
+    out = Path(out)
+    cal = Calibration(threads=threads, path=out)
     for study in studies:
-        print(report(study, estimate_study(study, cal, args.n_images), cal, args.parallel))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        estimate_study(study, cal, n_images)
+    data = _load(out)
+    data["machines"] = {cal.machine: data["machines"].get(cal.machine, {})}
+    _save(out, data)
+    cal.data = data
+    return cal
