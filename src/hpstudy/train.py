@@ -70,6 +70,9 @@ CALLBACKS: list[Any] = []
 
 
 class Trainer:
+    """One run of `cfg` (its seed included) on a prepared dataset: __init__ builds what the
+    run needs (data, model, optimizer, schedule), `fit()` trains, tests and writes it."""
+
     def __init__(
         self,
         cfg: TrainConfig,
@@ -111,9 +114,9 @@ class Trainer:
         self.val_loader = make_loader(cfg, images, targets, val_idx, dev, False, eval_batch)
         self.test_loader = make_loader(cfg, images, targets, test_idx, dev, False, eval_batch)
         channels, size = self.manifest["image_shape"][0], self.manifest["image_shape"][1]
-        model = build_model(cfg.model, channels, self.task.outputs, cfg.upsample_size or size)
+        model = build_model(cfg.model, channels, task.outputs, cfg.upsample_size or size)
         self.model = model.to(dev).to(memory_format=self.memory_format)
-        example = self.task.inputs(images[train_idx[:2]].to(dev))
+        example = task.inputs(images[train_idx[:2]].to(dev))
         self.flops = flops_per_sample(self.model, example)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = make_optimizer(cfg, self.model)
@@ -122,7 +125,7 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and cfg.amp_dtype == "fp16")
         self.augment = Augmenter(
-            cfg, self.task.kind, self.task.num_classes, mean=task.norm_mean, std=task.norm_std
+            cfg, task.kind, task.num_classes, mean=task.norm_mean, std=task.norm_std
         )
         self.diag = Diagnostics(self.model, cfg.diagnostics_every, cfg.effective_batch_size)
         self.state = RunState()
