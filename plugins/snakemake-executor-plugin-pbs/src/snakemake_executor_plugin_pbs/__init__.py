@@ -142,7 +142,7 @@ class Executor(RemoteExecutor):
                 "wildcards": request.wildcards,
                 "attempt": request.attempt,
                 "mem_mb": mem_mb,
-                "output": str(output),
+                "output": str(output.resolve()),
                 "submitted": submitted,
                 "qsub": shlex.join(args),
             }
@@ -223,14 +223,18 @@ class Executor(RemoteExecutor):
             if self._retries_left(job):
                 mem = self.memory_for(job, job_request(job))
                 parts.append(f"the retry asks for mem={mem}mb")
-        elif verdict.walltime_killed and self._retries_left(job):
-            parts.append("the retry asks for the same memory and its own runtime")
-        logs = ([str(output)] if output.is_file() else []) + failure_logs(
-            self.settings.failure_logs, j.aux["props"]
-        )
+        elif self._retries_left(job) and self.memory_for(job, job_request(job)):
+            parts.append(f"the retry keeps mem={self.memory_for(job, job_request(job))}mb")
+        # named in the message, not as aux logs: show-failed-logs would print them whole
+        kept = failure_logs(self.settings.failure_logs, j.aux["props"])
+        if kept:
+            parts.append(f"logs of every attempt: {', '.join(kept)}")
         msg = "; ".join(parts) + ". "  # Snakemake appends its own sentence
-        self.records.failed(msg + (f"Logs: {', '.join(logs)}" if logs else ""))
-        self.report_job_error(j, msg=msg, aux_logs=logs)
+        outputs = [str(output)] if output.is_file() else []
+        self.records.failed(msg + (f"PBS output: {output}" if outputs else ""))
+        if job.is_group():  # Snakemake 9 does not print the message of a failed group job
+            self.logger.error(msg)
+        self.report_job_error(j, msg=msg, aux_logs=outputs)
 
     @staticmethod
     def _retries_left(job: JobExecutorInterface) -> bool:
