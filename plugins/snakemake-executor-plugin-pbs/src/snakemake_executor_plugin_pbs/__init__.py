@@ -126,7 +126,7 @@ class Executor(RemoteExecutor):
         try:
             jobid = qsub(args, self.settings.qsub_retry_seconds, warn=self._warn)
         except SubmitError as err:
-            self.report_job_error(SubmittedJobInfo(job), msg=str(err))
+            self.report_job_error(SubmittedJobInfo(job), msg=f"{err}\n")
             return
         grown = mem_mb != request.resources.get("mem_mb")
         self.logger.info(
