@@ -41,13 +41,24 @@ LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in mod
 COMMAND_LINE = {"cli", "__main__"}  # the only modules that may parse a command line
 
 
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
 @functools.cache
 def package_modules() -> dict[str, ast.Module]:
-    return {
-        path.stem: ast.parse(path.read_text(), filename=str(path))
-        for path in sorted(PACKAGE.glob("*.py"))
-        if path.stem != "__init__"
+    """Every module: a file of the package, or a subpackage (hpstudy.analysis) as one module
+    with the imports of all its files, its `__main__.py` apart as `NAME.__main__`."""
+    modules = {
+        path.stem: _parse(path) for path in sorted(PACKAGE.glob("*.py")) if path.stem != "__init__"
     }
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        files = [p for p in sorted(init.parent.glob("*.py")) if p.stem != "__main__"]
+        body = [node for p in files for node in _parse(p).body]
+        modules[init.parent.name] = ast.Module(body=body, type_ignores=[])
+        if (init.parent / "__main__.py").is_file():
+            modules[f"{init.parent.name}.__main__"] = _parse(init.parent / "__main__.py")
+    return modules
 
 
 def imported(tree: ast.Module) -> dict[str, int]:

@@ -468,7 +468,7 @@ def test_the_overlap_check_sees_labels_that_run_together_and_saving_slants_them(
     assert figures.overlapping_labels(fig), "run-together tick labels not seen"
     with warnings.catch_warnings():
         warnings.simplefilter("error", figures.FigureOverlapWarning)
-        figures._save(fig, tmp_path / "ticks.png")  # slants them until they read cleanly
+        figures.save(fig, tmp_path / "ticks.png")  # slants them until they read cleanly
     assert figures.overlapping_labels(fig) == []
     assert {t.get_rotation() for t in ax.get_xticklabels()} <= {45.0, 90.0}
 
