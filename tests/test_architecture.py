@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
             "config prepare loaders optim task attempts stats extract pbs",
         ),
         ("training", "progress train seeds"),
-        ("statistics", "analysis sequential rounds figures"),
+        ("statistics", "analysis sequential rounds figures figure_plan"),
         ("study files and their cost", "studyfile expand study_checks study cost"),
         ("whole-study stages and views", "aggregate report status"),
         ("the command", "cli __main__"),
