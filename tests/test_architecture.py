@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ),
         (
             "configs, data, run records",
-            "config prepare loaders optim task attempts stats extract pbs",
+            "config prepare loaders optim task attempts stats extract pbs scheduler_jobs",
         ),
         ("training", "progress train seeds"),
         ("statistics", "analysis sequential rounds figures figure_plan"),
