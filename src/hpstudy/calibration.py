@@ -64,6 +64,17 @@ def cache_path() -> Path:
     return Path(root) / "calibration.json"
 
 
+def default_device() -> str:
+    """The device a run trains on here (hpstudy.device.pick_device): HPSTUDY_DEVICE when set,
+    without importing torch (4 s of a dry run on a loaded machine), else asked of torch."""
+    wanted = os.environ.get("HPSTUDY_DEVICE")
+    if wanted:
+        return wanted
+    from hpstudy.device import pick_device
+
+    return str(pick_device())
+
+
 def cpu_name() -> str:
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
         for line in fh:
@@ -192,12 +203,8 @@ class Calibration:
         else:
             self.path = path or cache_path()
             self.data = load_file(self.path)
-            if device is None:
-                from hpstudy.device import pick_device
-
-                device = str(pick_device())
-            self.device = device
-            self.machine = machine_key(device, threads)
+            self.device = device or default_device()
+            self.machine = machine_key(self.device, threads)
         self.threads = threads
         self.measured: list[str] = []
 
