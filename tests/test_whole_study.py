@@ -14,12 +14,13 @@ import yaml
 from test_report import check_figures, write_run
 
 from hpstudy import attempts, figures
-from hpstudy.aggregate import aggregate_study, compute_table, timeline_table
+from hpstudy.aggregate import aggregate_study
 from hpstudy.analysis import analyse_group
 from hpstudy.atomic import write_csv, write_json
 from hpstudy.extract import write_extract
 from hpstudy.report import render
 from hpstudy.study import load_study
+from hpstudy.timeline import compute_table, timeline_table
 
 
 # -- variance shares -------------------------------------------------------------------
