@@ -33,7 +33,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("training", "progress train seeds"),
         ("statistics", "analysis sequential rounds figures figure_plan"),
         ("study files and their cost", "studyfile expand study_checks study calibration cost"),
-        ("whole-study stages and views", "timeline aggregate report status rule_inputs"),
+        ("a study's jobs and attempts", "rule_inputs timeline"),
+        ("whole-study stages and views", "aggregate report status"),
         ("the command", "cli __main__"),
     )
 )
