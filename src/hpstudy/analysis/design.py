@@ -44,8 +44,8 @@ class Design:
 
     @functools.cached_property
     def table(self) -> Table:
-        """values and ran as the arrays the tests index."""
-        return Table(self.values, self.ran)
+        """values, ran and failed as the arrays the tests index."""
+        return Table(self.values, self.ran, self.failed)
 
     @property
     def expect(self) -> dict[str, Any]:
@@ -65,29 +65,43 @@ def higher_is_better(metric: str) -> bool:
 
 @dataclass
 class Runs:
-    """The study's runs as seed x experiment tables: the metric (nan where a run did not
-    finish), which runs exist and which did not finish normally."""
+    """The study's runs as seed x experiment arrays: the metric (nan where a run did not
+    finish), which runs exist and which did not finish normally; `col`: experiment ->
+    column."""
 
-    values: pd.DataFrame
-    ran: pd.DataFrame
-    failed: pd.DataFrame
+    seeds: np.ndarray
+    col: dict[str, int]
+    values: np.ndarray
+    ran: np.ndarray
+    failed: np.ndarray
+
+    def frame(self, array: np.ndarray, experiments: list[str], names=None) -> pd.DataFrame:
+        """Seed x experiment columns of one of the arrays (absent experiments: no runs)."""
+        fill = np.nan if array.dtype.kind == "f" else False
+        padded = np.column_stack([array, np.full(len(self.seeds), fill, dtype=array.dtype)])
+        index = [self.col.get(e, -1) for e in experiments]
+        return pd.DataFrame(padded[:, index], index=self.seeds, columns=names or experiments)
 
 
 def run_table(summary: pd.DataFrame, metric: str) -> Runs:
-    """One row per experiment x seed (summary.csv) as seed x experiment tables."""
+    """One row per experiment x seed (summary.csv) as seed x experiment arrays."""
     frame = summary.drop_duplicates(["experiment", "seed"])
-    ok = frame["status"] == "ok"
-    y = pd.to_numeric(frame[metric], errors="coerce") if metric in frame else np.nan
-    wide = (
-        frame.assign(y=pd.Series(y, index=frame.index).where(ok), failed=~ok, ran=True)
-        .set_index(["seed", "experiment"])[["y", "failed", "ran"]]
-        .unstack("experiment")
+    seeds, row = np.unique(frame["seed"].to_numpy(), return_inverse=True)
+    experiments = list(dict.fromkeys(frame["experiment"]))
+    col = {e: i for i, e in enumerate(experiments)}
+    column = np.array([col[e] for e in frame["experiment"]], dtype=int)
+    ok = (frame["status"] == "ok").to_numpy()
+    y = (
+        pd.to_numeric(frame[metric], errors="coerce").to_numpy(float)
+        if metric in frame
+        else np.full(len(frame), np.nan)
     )
-    return Runs(
-        values=wide["y"].astype(float),
-        ran=wide["ran"].notna(),
-        failed=wide["failed"].eq(True),
-    )
+    shape = (len(seeds), len(experiments))
+    values, ran, failed = np.full(shape, np.nan), np.zeros(shape, bool), np.zeros(shape, bool)
+    values[row, column] = np.where(ok, y, np.nan)
+    ran[row, column] = True
+    failed[row, column] = ~ok
+    return Runs(seeds, col, values, ran, failed)
 
 
 def recognise(
@@ -102,15 +116,11 @@ def recognise(
     experiments = list(spec["experiments"])
     labels = [configs[e]["label"] for e in experiments]
     by_label = dict(zip(labels, experiments, strict=True))
-    rename = dict(zip(experiments, labels, strict=True))
-
-    def part(table: pd.DataFrame, fill) -> pd.DataFrame:
-        out = table.reindex(columns=experiments, fill_value=fill).rename(columns=rename)
-        return out.loc[runs.ran.reindex(columns=experiments, fill_value=False).any(axis=1)]
-
-    values = part(runs.values, np.nan)
-    ran = part(runs.ran, False)
-    failed = part(runs.failed, False)
+    ran = runs.frame(runs.ran, experiments, labels)
+    rows = ran.any(axis=1).to_numpy()
+    ran = ran.loc[rows]
+    values = runs.frame(runs.values, experiments, labels).loc[rows]
+    failed = runs.frame(runs.failed, experiments, labels).loc[rows]
     settings = {
         lb: {k: v for k, v in configs[e].items() if k not in BOOKKEEPING}
         for lb, e in by_label.items()

@@ -132,13 +132,17 @@ class Table:
     """Seed x level numbers as one array, columns by label: the tests index it thousands of
     times in a simulation, which pandas made slow. nan = the run did not finish."""
 
-    def __init__(self, frame: pd.DataFrame | Table, ran: pd.DataFrame | None = None):
+    def __init__(self, frame: pd.DataFrame | Table, ran=None, failed=None):
         if isinstance(frame, Table):
             self.__dict__.update(frame.__dict__)
             return
         self.x = frame.to_numpy(float)
         self.col = {c: i for i, c in enumerate(frame.columns)}
-        self.ran = None if ran is None else ran.reindex_like(frame).fillna(False).to_numpy(bool)
+        self.ran = None if ran is None else ran.to_numpy(bool)
+        self.failed = None if failed is None else failed.to_numpy(bool)
+
+    def mask(self, array: np.ndarray, labels) -> np.ndarray:
+        return array[:, [self.col[c] for c in labels]]
 
     def columns(self, labels) -> np.ndarray:
         return self.x[:, [self.col[c] for c in labels]]

@@ -21,6 +21,12 @@ BOUNDS = {  # the range of a metric, where its intervals are clipped
 }
 
 
+def _column(runs: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in runs:
+        return np.full(len(runs), np.nan)
+    return pd.to_numeric(runs[name], errors="coerce").to_numpy(float)
+
+
 def level_table(
     runs: pd.DataFrame,
     experiments: list[str],
@@ -28,59 +34,52 @@ def level_table(
     metric: str,
     baseline: str | None,
 ) -> list[dict[str, Any]]:
-    rows = []
-    base = runs[runs["experiment"] == baseline] if baseline else None
+    """One row per level: runs, finished, failed (by status), mean, SD and t-interval of the
+    metric over finished seeds (clipped to its range), optimizer steps, runs still
+    improving at their last epoch (best epoch = last epoch), and Fisher's exact test of its
+    failure rate against the baseline's."""
+    exp = runs["experiment"].to_numpy()
+    status = runs["status"].to_numpy()
+    ok = status == "ok"
+    y, steps = _column(runs, metric), _column(runs, "optimizer_steps")
+    late = _column(runs, "best_epoch") >= _column(runs, "epochs_run")
     bounds = BOUNDS.get(metric)
-    for exp in experiments:
-        frame = runs[runs["experiment"] == exp]
-        ok = frame[frame["status"] == "ok"]
-        values = pd.to_numeric(ok[metric], errors="coerce") if metric in ok else pd.Series()
-        mean, sd, lo, hi = t_interval(values)
+    base = exp == baseline if baseline else None
+    rows = []
+    for e in experiments:
+        mine = exp == e
+        fin = mine & ok
+        mean, sd, lo, hi = t_interval(y[fin][~np.isnan(y[fin])])
         clipped = False
         if bounds and math.isfinite(hi) and (hi > bounds[1] or lo < bounds[0]):
             lo, hi, clipped = max(lo, bounds[0]), min(hi, bounds[1]), True
-        steps = (
-            pd.to_numeric(ok["optimizer_steps"], errors="coerce").mean()
-            if "optimizer_steps" in ok
-            else math.nan
-        )
+        n_runs, n_ok = int(mine.sum()), int(fin.sum())
+        bad, counts = np.unique(status[mine & ~ok].astype(str), return_counts=True)
         row = {
-            "experiment": exp,
-            "label": labels[exp],
-            "n_runs": len(frame),
-            "n_ok": len(ok),
-            "n_failed": int(len(frame) - len(ok)),
-            "statuses": {
-                s: int(n)
-                for s, n in frame.loc[frame["status"] != "ok", "status"].value_counts().items()
-            },
+            "experiment": e,
+            "label": labels[e],
+            "n_runs": n_runs,
+            "n_ok": n_ok,
+            "n_failed": n_runs - n_ok,
+            "statuses": {str(k): int(v) for k, v in zip(bad, counts, strict=True)},
             "mean": mean,
             "sd": sd,
             "ci_low": lo,
             "ci_high": hi,
             "ci_clipped": clipped,
-            "optimizer_steps": float(steps) if pd.notna(steps) else math.nan,
-            "n_not_converged": not_converged(ok),
+            "optimizer_steps": (
+                float(np.nanmean(steps[fin])) if np.isfinite(steps[fin]).any() else math.nan
+            ),
+            "n_not_converged": int(late[fin].sum()),
             "fisher_p": math.nan,
         }
-        if base is not None and exp != baseline and len(base):
-            table = [
-                [row["n_failed"], row["n_ok"]],
-                [int((base["status"] != "ok").sum()), int((base["status"] == "ok").sum())],
-            ]
-            if table[0][0] + table[1][0] > 0:
+        if base is not None and e != baseline and base.any():
+            base_failed = int((base & ~ok).sum())
+            table = [[row["n_failed"], n_ok], [base_failed, int((base & ok).sum())]]
+            if row["n_failed"] + base_failed > 0:
                 row["fisher_p"] = float(st.fisher_exact(table).pvalue)
         rows.append(row)
     return rows
-
-
-def not_converged(ok: pd.DataFrame) -> int:
-    """Runs whose best validation epoch is their last epoch (still improving when stopped)."""
-    if not {"best_epoch", "epochs_run"} <= set(ok):
-        return 0
-    best = pd.to_numeric(ok["best_epoch"], errors="coerce")
-    last = pd.to_numeric(ok["epochs_run"], errors="coerce")
-    return int((best >= last).sum())
 
 
 def rank_check(runs: pd.DataFrame, experiments: list[str], metric: str, sign: int) -> dict:

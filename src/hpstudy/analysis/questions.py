@@ -126,11 +126,11 @@ def contrast(d: dz.Design, spec: dict[str, Any], sesoi: float | None, alpha: flo
 def side_failures(d: dz.Design, a: list[str], b: list[str]) -> dict[str, Any]:
     """Seeds each side ran and failed (a side fails on a seed where any of its levels did),
     with Fisher's exact test of the two failure rates."""
-    out = {}
+    out, t = {}, d.table
     for side, labels in (("a", a), ("b", b)):
-        ran = d.ran[labels].any(axis=1)
+        ran = t.mask(t.ran, labels).any(axis=1)
         out[f"ran_{side}"] = int(ran.sum())
-        out[f"failed_{side}"] = int((d.failed[labels].any(axis=1) & ran).sum())
+        out[f"failed_{side}"] = int((t.mask(t.failed, labels).any(axis=1) & ran).sum())
     out["fisher_p"] = fisher(out["failed_a"], out["ran_a"], out["failed_b"], out["ran_b"])
     return out
 

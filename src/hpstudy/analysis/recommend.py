@@ -20,7 +20,7 @@ CLAIMS_BETTER = ("supported", "contradicted", "differs")
 
 def _pair(runs: Runs, a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seed x {a, b} values (nan = not finished) and which runs exist."""
-    return runs.values.reindex(columns=[a, b]), runs.ran.reindex(columns=[a, b], fill_value=False)
+    return runs.frame(runs.values, [a, b]), runs.frame(runs.ran, [a, b])
 
 
 def recommend(

@@ -119,7 +119,11 @@ def better_side(d: Design, q: qs.Question, spec: dict | None) -> list[str]:
     return [d.experiments[lb] for lb in labels]
 
 
-def to_row(d: Design, q: qs.Question, metric, sesoi, alpha, alpha_final, spec) -> dict[str, Any]:
+def to_row(
+    d: Design, q: qs.Question, metric, sesoi, alpha, alpha_final, spec, describe=True
+) -> dict[str, Any]:
+    """The verdicts.csv row of a decided question (`describe`: with the seeds an
+    inconclusive one needs; the simulations skip the power solver)."""
     claims = q.verdict in ("supported", "contradicted", "differs", "depends")
     lo, hi = q.ci if q.testable and not q.identical else (math.nan, math.nan)
     if q.identical:
@@ -162,7 +166,7 @@ def to_row(d: Design, q: qs.Question, metric, sesoi, alpha, alpha_final, spec) -
         "_family": q.power_family if q.ci_alpha < alpha else 1,
         "_better": better_side(d, q, spec),
     }
-    if q.verdict == "inconclusive":
+    if q.verdict == "inconclusive" and describe:
         level = level_used(alpha_final, q.share, q.power_family)
         row["seeds_needed"] = seeds_needed(q.test.sd, q.margin, level, q.test.paired)
         row["_level_used"] = level
@@ -241,7 +245,7 @@ def analyse_group(
     experiments = spec["experiments"]
     labels = {e: configs[e]["label"] for e in experiments}
     levels = lv.level_table(runs, experiments, labels, metric, spec.get("baseline"))
-    noise = lv.noise_check(d.values)
+    noise = lv.noise_check(d.values) if describe else {}
     warn = lv.adequacy(levels, metric, noise)
     questions = group_questions(d, sesoi, alpha)
     decide_all(d, questions, alpha)
@@ -256,6 +260,7 @@ def analyse_group(
             alpha,
             alpha_final or alpha,
             specs.get(q.contrast) if q.family == "contrasts" else None,
+            describe,
         )
         row["warnings"] = "; ".join(warn)
         rows.append(row)
@@ -266,10 +271,10 @@ def analyse_group(
         "kind": spec.get("kind", "grid"),
         "design": d.kind,
         "noise": noise,
-        "rank_check": lv.rank_check(runs, experiments, metric, d.sign),
         "rows": rows,
     }
     if describe:
+        result["rank_check"] = lv.rank_check(runs, experiments, metric, d.sign)
         result.update(_describe(d, runs, metric, questions))
     return result
 
@@ -324,7 +329,8 @@ def analyse_study(
     settings of every experiment (`experiments`). `alpha`: the level the verdicts and
     intervals use (a sequential look's nominal level); `alpha_final`: the level the seeds
     needed are computed for (a sequential study's last look; default alpha); `describe`:
-    fit the descriptive models too (variance shares; the simulations skip them)."""
+    the descriptive parts too (model fits, rank check, noise check, seeds needed); the
+    simulations skip them, the verdicts do not depend on them."""
     metric = doc["metric"]
     sesoi = doc.get("sesoi")
     configs = {e["experiment"]: e for e in doc["experiments"]}
