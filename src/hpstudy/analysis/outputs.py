@@ -26,8 +26,9 @@ def json_safe(obj: Any) -> Any:
 
 
 def stats_document(result: dict[str, Any]) -> dict[str, Any]:
-    """stats.json: everything analyse_study found, JSON-safe (verdicts as records)."""
-    doc = {k: v for k, v in result.items() if k != "verdicts"}
+    """stats.json: everything analyse_study found, JSON-safe (verdicts as records; other
+    tables, such as the runs hpstudy.analyze checked, stay out)."""
+    doc = {k: v for k, v in result.items() if k != "verdicts" and not hasattr(v, "to_dict")}
     doc["verdicts"] = result["verdicts"].to_dict(orient="records")
     return json_safe(doc)
 

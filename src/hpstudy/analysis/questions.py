@@ -22,6 +22,7 @@ from hpstudy.analysis.inference import (
     untestable,
     welch_anova,
 )
+from hpstudy.analysis.wording import _p_is
 
 NO_EFFECT = ("equal", "none")
 
@@ -189,9 +190,27 @@ def levels(d: dz.Design, sesoi: float | None, alpha: float, expect: str) -> Ques
         testable=math.isfinite(p),
         n_a=t.n,
         n_b=t.n,
-        extra={"best": best, "worst": worst, "pairs": m, "p_welch": welch_anova(d.table, usable)},
+        extra={
+            "best": best,
+            "worst": worst,
+            "pairs": m,
+            "strongest": _strongest(pairs, tests, d.sign, (best, worst)),
+        },
         power_family=m,
     )
+
+
+def _strongest(pairs, tests: list[TTest], sign: int, shown: tuple[str, str]) -> str:
+    """'a − b = +0.02, unadjusted p = 0.01': the pair with the smallest p, better level
+    first, where it is not the best-minus-worst pair the row shows."""
+    ps = [t.p() if math.isfinite(t.p()) else 2.0 for t in tests]
+    i = min(range(len(ps)), key=ps.__getitem__)
+    if ps[i] > 1 or set(pairs[i]) == set(shown):
+        return ""
+    a, b = pairs[i]
+    if sign * tests[i].estimate < 0:
+        a, b = b, a
+    return f"{a} − {b} = {abs(tests[i].estimate):+.3g}, unadjusted {_p_is(ps[i])}"
 
 
 # -- the group row of a trend ------------------------------------------------------------

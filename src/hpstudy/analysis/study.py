@@ -170,6 +170,7 @@ def to_row(
         level = level_used(alpha_final, q.share, q.power_family)
         row["seeds_needed"] = seeds_needed(q.test.sd, q.margin, level, q.test.paired)
         row["_level_used"] = level
+        row["_sequential"] = alpha_final != alpha
     a = b = ""
     if spec is not None:
         a, b = (
@@ -206,21 +207,29 @@ def _evidence(d, q, row, metric, alpha, a, b) -> str:
         )
     if not q.testable:
         return "; ".join(q.notes) or "nothing to test"
-    parts = [ev.evidence(row, metric, q.what, alpha)]
-    if d.kind == "trend" and q.family == "group":
+    trend = d.kind == "trend" and q.family == "group"
+    shown = {**row, "tost_p": math.nan} if trend else row  # a trend's TOST is over its pairs
+    if trend:
+        shown["method"] = q.test.method
+    parts = [ev.evidence(shown, metric, q.what, alpha)]
+    if q.test.se == 0:
+        parts.append("the same effect on every seed (no seed variance), so it is exact")
+    if trend:
         parts += ev.trend_details(q, metric, alpha)
     if q.extra.get("simple"):
         parts.append(ev.simple_effects(q))
-    if q.extra.get("p_welch") is not None and math.isfinite(q.extra.get("p_welch", math.nan)):
-        parts.append(f"Welch's ANOVA (unpaired check) {ev._p_is(q.extra['p_welch'])}")
+    if q.extra.get("strongest"):
+        parts.append(f"the pair that differs most clearly: {q.extra['strongest']}")
     parts += q.notes
     if q.failures:
         parts.append(ev.failures(q.failures, a, b))
     if q.verdict == "inconclusive" and math.isfinite(row["seeds_needed"]):
+        where = (
+            "Holm's share of the last look's level" if row["_sequential"] else "Holm's share of α"
+        )
         parts.append(
             f"~{int(row['seeds_needed'])} seeds per level would decide it (80% power for "
-            f"±{ev._fmt(q.margin)} at level {row['_level_used']:.3g}, the level the answer "
-            "uses: Holm's and the last look's)"
+            f"±{ev._fmt(q.margin)} at level {row['_level_used']:.3g}, {where})"
         )
     if not q.margin and q.verdict == "inconclusive":
         parts.append("no sesoi declared, so no equivalence claim is possible")

@@ -72,7 +72,7 @@ def evidence(row: dict[str, Any], metric: str, what: str, alpha: float = ALPHA) 
         claim = " of |effect| > ±sesoi" if row.get("expect") in ("equal", "none") else ""
         text += f", Holm-adjusted {_p_is(row['p_adj'])}{claim}"
     if math.isfinite(_f(row.get("tost_p"))):
-        text += f", TOST {_p_is(row['tost_p'])} at ±{_fmt(row.get('margin') or row['sesoi'])}"
+        text += f", TOST {_p_is(row['tost_p'])} at ±{_fmt(row['sesoi'])}"
     return text
 
 
@@ -87,7 +87,10 @@ def trend_details(q, metric: str, alpha: float) -> list[str]:
             f"({ci_name(2 * alpha)} {_fmt(lo * span)} to {_fmt(hi * span)})"
         )
     if q.extra.get("lof_method"):
-        out.append(f"lack of fit: Holm-adjusted {_p_is(q.extra.get('p_lof_adj', math.nan))}")
+        out.append(
+            f"lack of fit (the levels' deviations from the line): {q.extra['lof_method']}, "
+            f"Holm-adjusted {_p_is(q.extra.get('p_lof_adj', math.nan))}"
+        )
     if math.isfinite(_f(q.tost_p)):
         out.append(f"every pair of levels within ±sesoi: TOST {_p_is(q.tost_p)}")
     return out
@@ -142,7 +145,7 @@ def worked_example(rows: list[dict[str, Any]]) -> str:
         f"{_fmt(pick['estimate'])} ({ci_name(_level(pick))} {_fmt(pick['ci_low'])} to "
         f"{_fmt(pick['ci_high'])}), Holm-adjusted {_p_is(pick['p_adj'])}"
         + (
-            f", TOST {_p_is(pick['tost_p'])} at ±{_fmt(pick.get('margin') or pick['sesoi'])}"
+            f", TOST {_p_is(pick['tost_p'])} at ±{_fmt(pick['sesoi'])}"
             if math.isfinite(_f(pick.get("tost_p")))
             else ""
         )
@@ -155,3 +158,25 @@ def worked_example(rows: list[dict[str, Any]]) -> str:
 def _level(row: dict[str, Any]) -> float:
     level = _f(row.get("level", ALPHA))
     return level if math.isfinite(level) and 0 < level < 1 else ALPHA
+
+
+CLAIMS = ("supported", "contradicted", "differs", "depends")
+RELEVANCE_WORDS = {
+    "relevant": " (relevant)",
+    "negligible": " (negligible: inside ±sesoi)",
+    "unclear": " (size unclear)",
+}
+
+
+def verdict_words(row: dict[str, Any]) -> str:
+    """The verdict cell of a report table: '**differs**, not monotone; best at bs32',
+    '**depends** on lr', '**supported** (negligible: inside ±sesoi)'."""
+    verdict = row.get("verdict") or ""
+    qualifier = row.get("qualifier") or ""
+    text = f"**{verdict}**"
+    if isinstance(qualifier, str) and qualifier:
+        text += (" " if verdict == "depends" else ", ") + qualifier
+    relevance = row.get("relevance")
+    if verdict in CLAIMS and isinstance(relevance, str):
+        text += RELEVANCE_WORDS.get(relevance, "")
+    return text
