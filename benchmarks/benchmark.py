@@ -197,6 +197,7 @@ def bench_data(table: Table, s: Settings, prepared: Path, work: Path) -> None:
     other processes on a shared host hits them alike."""
     import torch
 
+    from hpstudy.seeding import augment_generator
     from hpstudy.train import Trainer
 
     trainers = {}
@@ -207,9 +208,9 @@ def bench_data(table: Table, s: Settings, prepared: Path, work: Path) -> None:
         )
 
     def one_epoch(trainer, epoch):
-        gen, n = trainer._epoch_generator(epoch), 0
+        gen, n = augment_generator(trainer.cfg.seed, epoch, trainer.device), 0
         for x_u8, y in trainer.train_loader.epoch(epoch):
-            x, _ = trainer.augment(trainer._inputs(x_u8), trainer._targets(y), gen)
+            x, _ = trainer.augment(trainer.task.inputs(x_u8), trainer.task.targets(y), gen)
             n += len(x)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize(trainer.device)
@@ -289,7 +290,7 @@ def ideal_stepper(trainer):
     import torch
 
     from hpstudy.models import build_model
-    from hpstudy.train import make_optimizer
+    from hpstudy.optim import make_optimizer
 
     cfg, dev = trainer.cfg, trainer.device
     image_shape = trainer.manifest["image_shape"]
@@ -297,8 +298,8 @@ def ideal_stepper(trainer):
     model = model.to(memory_format=trainer.memory_format)
     optimizer = make_optimizer(cfg, model)
     images = trainer.train_loader.images[: cfg.batch_size]
-    x = trainer._inputs(images.to(dev))
-    y = trainer._targets(trainer.train_loader.targets[: cfg.batch_size].to(dev))
+    x = trainer.task.inputs(images.to(dev))
+    y = trainer.task.targets(trainer.train_loader.targets[: cfg.batch_size].to(dev))
 
     def step():
         with torch.autocast(dev.type, dtype=trainer.amp_dtype, enabled=trainer.amp):
@@ -382,19 +383,19 @@ import json, sys, time
 t = [time.perf_counter()]
 import torch
 t.append(time.perf_counter())
-import hpstudy.train as tr
+import hpstudy.train
 t.append(time.perf_counter())
 tv = "torchvision" in sys.modules
 from hpstudy.prepare import load_prepared
 data = load_prepared(sys.argv[1])
 t.append(time.perf_counter())
-from hpstudy.models import build_model
+from hpstudy.models import build_model, flops_per_sample
 shape = data["manifest"]["image_shape"]
 model = build_model("resnet_shallow", shape[0], 1, shape[1])
 t.append(time.perf_counter())
 tv_build = "torchvision" in sys.modules and not tv
 x = data["images"][:2].float()
-tr.flops_per_sample(model, x)
+flops_per_sample(model, x)
 t.append(time.perf_counter())
 names = ["import_torch", "import_hpstudy_train", "load_prepared", "build_model", "count_flops"]
 out = {n: b - a for n, a, b in zip(names, t, t[1:])}
@@ -667,7 +668,8 @@ def bench_dag(table: Table, s: Settings, work: Path, env: dict, env_label: str) 
 def bench_gpu(table: Table, s: Settings, prepared: Path, work: Path, overhead_s: float) -> None:
     import torch
 
-    from hpstudy.train import Trainer, pick_device
+    from hpstudy.device import pick_device
+    from hpstudy.train import Trainer
 
     if pick_device().type != "cuda":
         table.add("gpu", "all", "status", "skipped: no CUDA device")

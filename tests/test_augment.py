@@ -113,7 +113,8 @@ def test_mixing_needs_classes_and_a_positive_alpha():
 
 
 def test_mix_on_a_regression_study_is_a_load_time_error(tmp_path):
-    from hpstudy.study import StudyError, load_study
+    from hpstudy.study import load_study
+    from hpstudy.studyfile import StudyError
 
     path = tmp_path / "mixreg.yaml"
     path.write_text("""name: mixreg

@@ -311,13 +311,13 @@ def _write_study(folder: Path, case) -> Path:
     "case_id, mutation, expected", STUDY_CASES, ids=[c[0] for c in STUDY_CASES]
 )
 def test_bad_study_is_rejected(tmp_path, capsys, case_id, mutation, expected):
-    """Through the checker's `main` in-process (the subprocess test below shows that its
+    """Through the command's `main` in-process (the subprocess test below shows that its
     return value is the exit status): saves a Python start per case."""
-    from hpstudy.study import main
+    from hpstudy.cli import main
 
     path = _write_study(tmp_path / "studies", mutation)
     before = files_under(tmp_path)
-    status = main([str(path)])
+    status = main(["check", str(path)])
     stderr = capsys.readouterr().err
     assert status == 2, stderr
     assert stderr.startswith(f"hpstudy: invalid study: {path}"), stderr
@@ -327,17 +327,17 @@ def test_bad_study_is_rejected(tmp_path, capsys, case_id, mutation, expected):
 
 
 def test_study_checker_exit_status(tmp_path):
-    """`python -m hpstudy.study` exits 0 for the catalogue's base study (so every case above
+    """`hpstudy check` exits 0 for the catalogue's base study (so every case above
     fails for its own defect) and 2 for a bad one."""
     good = _write_study(tmp_path / "good", lambda study: None)
     bad = _write_study(tmp_path / "bad", _set("base.lr", -1))
     proc = subprocess.run(
-        [PYTHON, "-m", "hpstudy.study", str(good)], capture_output=True, text=True, timeout=120
+        [PYTHON, "-m", "hpstudy", "check", str(good)], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     assert "1 experiments, 1 seeds, 1 runs" in proc.stdout
     proc = subprocess.run(
-        [PYTHON, "-m", "hpstudy.study", str(good), str(bad)],
+        [PYTHON, "-m", "hpstudy", "check", str(good), str(bad)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from hpstudy.config import DEFAULTS, ConfigError, TrainConfig
-from hpstudy.study import STUDY_ONLY_KEYS
+from hpstudy.expand import STUDY_ONLY_KEYS
 
 
 def test_defaults_are_valid_and_hash_is_stable():

@@ -1,6 +1,8 @@
 import pytest
 
-from hpstudy.study import StudyError, load_study, make_label
+from hpstudy.expand import make_label
+from hpstudy.study import load_study
+from hpstudy.studyfile import StudyError
 
 STUDY = """
 name: s1

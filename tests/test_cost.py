@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,7 +137,7 @@ def test_study_checker_prints_the_cost(tmp_path):
         )
     )
     proc = subprocess.run(
-        ["python", "-m", "hpstudy.study", str(study)],
+        [sys.executable, "-m", "hpstudy", "check", str(study)],
         capture_output=True,
         text=True,
         timeout=300,

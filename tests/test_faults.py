@@ -127,7 +127,7 @@ def _oom_run(tmp_path: Path, prepared: Path) -> tuple[subprocess.CompletedProces
 
 @pytest.mark.slow
 def test_out_of_memory_fails_the_run_and_keeps_the_reason(tmp_path, prepared):
-    from hpstudy.train import EXIT_OUT_OF_MEMORY, failure_note_path
+    from hpstudy.failures import EXIT_OUT_OF_MEMORY, failure_note_path
 
     proc, run_dir, checkpoint = _oom_run(tmp_path, prepared)
     assert proc.returncode == EXIT_OUT_OF_MEMORY, proc.stderr[-3000:]
@@ -159,8 +159,8 @@ def _aggregate_fixture(tmp_path: Path, finished_run: Path):
     import shutil
 
     from hpstudy.extract import write_extract
+    from hpstudy.failures import failure_note_path
     from hpstudy.study import load_study
-    from hpstudy.train import failure_note_path
 
     studies = tmp_path / "studies"
     studies.mkdir()
@@ -401,7 +401,8 @@ def test_cuda_out_of_memory_fails_the_run(tmp_path, prepared, monkeypatch):
     import torch
 
     from hpstudy.config import TrainConfig
-    from hpstudy.train import RunFailed, failure_note_path, run
+    from hpstudy.failures import RunFailed, failure_note_path
+    from hpstudy.train import run
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")

@@ -227,7 +227,7 @@ def test_run_subcommand_keeps_the_slot_for_the_command(tmp_path):
         "gpuslots.holders(Path(os.environ['HPSTUDY_GPU_LOCK_DIR']), ['4', '5']))"
     )
     out = subprocess.run(
-        [sys.executable, "-m", "hpstudy.gpuslots", "run", "--", sys.executable, "-c", probe],
+        [sys.executable, "-m", "hpstudy", "gpuslots", "run", "--", sys.executable, "-c", probe],
         env=env,
         capture_output=True,
         text=True,
@@ -241,7 +241,7 @@ def test_run_subcommand_keeps_the_slot_for_the_command(tmp_path):
 def test_count_subcommand(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2", "HPSTUDY_JOBS_PER_GPU": "2"}
     out = subprocess.run(
-        [sys.executable, "-m", "hpstudy.gpuslots", "count"],
+        [sys.executable, "-m", "hpstudy", "gpuslots", "count"],
         env=env,
         capture_output=True,
         text=True,
@@ -257,7 +257,7 @@ rule all:
 rule train:
     output: "out/{i}.txt"
     shell:
-        "python -m hpstudy.gpuslots run -- sh -c "
+        "python -m hpstudy gpuslots run -- sh -c "
         "'echo $CUDA_VISIBLE_DEVICES $(date +%s.%N) > {output}; sleep 2; date +%s.%N >> {output}'"
 """
 

@@ -10,7 +10,8 @@ import pytest
 from conftest import REPO, run_snakemake, write_workdir
 
 from hpstudy.config import ConfigError, TrainConfig
-from hpstudy.study import StudyError, load_study
+from hpstudy.study import load_study
+from hpstudy.studyfile import StudyError
 
 STUDY = """
 name: s1
@@ -30,7 +31,7 @@ groups:
 
 def study_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "hpstudy.study", *args],
+        [sys.executable, "-m", "hpstudy", "check", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -107,7 +108,7 @@ def test_missing_study_lists_the_others_and_the_nearest(tmp_path):
 def test_study_help_prints_usage():
     proc = study_cli("--help")
     assert proc.returncode == 0
-    assert proc.stdout.startswith("usage: python -m hpstudy.study")
+    assert proc.stdout.startswith("usage: hpstudy check")
     assert "STUDY.yaml" in proc.stdout and "--device-profile" in proc.stdout
     assert "quick" in proc.stdout  # the shipped studies
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from hpstudy.config import TrainConfig
-from hpstudy.train import Trainer, make_optimizer, make_scheduler, run
+from hpstudy.optim import make_optimizer, make_scheduler
+from hpstudy.train import Trainer, run
 
 
 @pytest.fixture(autouse=True)

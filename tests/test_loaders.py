@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from hpstudy.config import TrainConfig
-from hpstudy.loaders import DeviceLoader, TorchLoader, epoch_order, make_loader
+from hpstudy.loaders import DeviceLoader, TorchLoader, make_loader
 from hpstudy.prepare import load_prepared
+from hpstudy.seeding import epoch_order
 
 CPU = torch.device("cpu")
 BATCH = 16  # 56 training samples -> 4 batches, the last one partial (8)

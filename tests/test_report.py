@@ -21,7 +21,8 @@ from hpstudy.aggregate import aggregate_study
 from hpstudy.atomic import write_csv, write_json
 from hpstudy.config import TrainConfig
 from hpstudy.extract import write_extract
-from hpstudy.report import fmt_signed, render
+from hpstudy.formatting import fmt_signed
+from hpstudy.report import render
 from hpstudy.study import load_study
 
 STUDY = """

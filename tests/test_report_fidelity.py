@@ -13,8 +13,11 @@ from torchvision.transforms.v2 import functional as TF
 from hpstudy.augment import color_jitter, shift_hue
 from hpstudy.config import ConfigError, TrainConfig
 from hpstudy.loaders import DeviceLoader, TorchLoader, num_batches
-from hpstudy.study import StudyError, load_study
-from hpstudy.train import input_normalisation, make_optimizer, make_scheduler, run
+from hpstudy.optim import make_optimizer, make_scheduler
+from hpstudy.study import load_study
+from hpstudy.studyfile import StudyError
+from hpstudy.task import input_normalisation
+from hpstudy.train import run
 
 STUDIES = REPO / "config" / "studies"
 

@@ -19,7 +19,8 @@ from conftest import REPO, run_snakemake, write_workdir
 
 from hpstudy import attempts
 from hpstudy.config import TrainConfig
-from hpstudy.train import EXIT_INTERRUPTED, Interrupted, Trainer
+from hpstudy.failures import EXIT_INTERRUPTED, Interrupted
+from hpstudy.train import Trainer
 
 # 56 train samples in batches of 4: 14 optimizer steps per epoch, so a stop lands mid-epoch
 CFG = {
@@ -208,7 +209,7 @@ def test_workflow_killed_then_rerun_resumes(tmp_path):
 def test_rerun_after_a_failed_seed_trains_only_the_unfinished_seeds(prepared, tmp_path):
     """A job's failing seed leaves the finished ones in the keep folder; the rerun (its
     output folder deleted, as Snakemake does after a failure) restores them untrained."""
-    from hpstudy.train import run_seeds
+    from hpstudy.seeds import run_seeds
 
     cfg = TrainConfig.from_dict({**CFG, "epochs": 1})
     keep, out = tmp_path / "keep", tmp_path / "out"

@@ -12,7 +12,8 @@ import yaml
 from test_cost import fake_calibration
 
 from hpstudy import analysis, cost, rounds
-from hpstudy.study import StudyError, load_study, parse_seeds_override
+from hpstudy.study import load_study
+from hpstudy.studyfile import StudyError, parse_seeds_override
 
 
 @pytest.mark.parametrize(

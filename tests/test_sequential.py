@@ -12,7 +12,8 @@ from test_analysis import make_study
 
 from hpstudy import analysis, sequential
 from hpstudy.sequential import SeedPlan
-from hpstudy.study import StudyError, load_study
+from hpstudy.study import load_study
+from hpstudy.studyfile import StudyError
 
 
 def study_file(tmp_path, repo, seeds: str, sesoi: bool = True):

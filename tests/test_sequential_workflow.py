@@ -22,7 +22,8 @@ import yaml
 from conftest import REPO, run_snakemake, snakemake_cmd, write_workdir
 from test_workflow_e2e import job_counts
 
-from hpstudy.study import load_study, parse_seeds_override
+from hpstudy.study import load_study
+from hpstudy.studyfile import parse_seeds_override
 
 TINY_SEQ = """
 name: tinyseq

@@ -1,4 +1,4 @@
-"""`hpstudy.status`: run states from synthetic result trees (one per state, and a
+"""`hpstudy status` (hpstudy.status): run states from synthetic result trees (one per state, and a
 10,000-run study timed loosely), and while a real tiny workflow runs (slow)."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, snakemake_cmd, write_workdir
 
-from hpstudy.status import LAYOUT, main, render, study_status
+from hpstudy.cli import main
+from hpstudy.status import LAYOUT, render, study_status
 
 STUDY = """
 name: tiny
@@ -198,7 +199,7 @@ def test_slurm_logs_of_a_round_job_name_the_job(tree, tmp_path):
 
 def test_command_prints_the_counts_and_runs(tree, capsys):
     studies, results = tree
-    assert main(["tiny", "--results", str(results), "--studies", str(studies)]) == 0
+    assert main(["status", "tiny", "--results", str(results), "--studies", str(studies)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(
         "study tiny: 6 runs  finished 2  running 1  waiting 1  failed 1  diverged 1\n"
@@ -211,14 +212,26 @@ def test_watch_stops_when_nothing_is_left(tree, capsys):
     for exp, seed in (("bs-bs8", 1), ("bs-bs16", 0), ("bs-bs16", 1)):
         put(results, "metrics", exp, seed, {"status": "ok", "wall_time_s": 10.0})
     assert (
-        main(["tiny", "--watch", "0.1", "--results", str(results), "--studies", str(studies)]) == 0
+        main(
+            [
+                "status",
+                "tiny",
+                "--watch",
+                "0.1",
+                "--results",
+                str(results),
+                "--studies",
+                str(studies),
+            ]
+        )
+        == 0
     )
     assert "nothing left to run" in capsys.readouterr().out
 
 
 def test_unknown_study_lists_the_shipped_ones(capsys):
     with pytest.raises(SystemExit, match="did you mean `quick`"):
-        main(["quik", "--studies", str(REPO / "config/studies")])
+        main(["status", "quik", "--studies", str(REPO / "config/studies")])
 
 
 def write_big_tree(root: Path, n_exp: int = 3334, seeds: int = 3) -> tuple[Path, Path]:

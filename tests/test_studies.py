@@ -9,7 +9,8 @@ import pytest
 from conftest import REPO, run_snakemake, write_workdir
 from fake_datasets import write_cifar10, write_cifar100, write_vgg_cells
 
-from hpstudy.study import load_study, make_label
+from hpstudy.expand import make_label
+from hpstudy.study import load_study
 
 STUDIES = REPO / "config" / "studies"
 SHIPPED = [

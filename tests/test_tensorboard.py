@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from hpstudy.config import TrainConfig
+from hpstudy.progress import progress_path
 from hpstudy.tensorboard import RunWriter
-from hpstudy.train import progress_path, run
+from hpstudy.train import run
 
 FAST = {"epochs": 3, "batch_size": 16, "diagnostics_every": 2, "patience": None}
 

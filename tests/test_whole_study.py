@@ -345,6 +345,6 @@ def test_the_report_has_the_whole_study_section(tmp_path):
 
 
 def figures_fmt(value: float) -> str:
-    from hpstudy.report import fmt
+    from hpstudy.formatting import fmt
 
     return fmt(value)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, run_snakemake, snakemake_cmd, write_workdir
 
-from hpstudy.report import fmt
+from hpstudy.formatting import fmt
 from hpstudy.study import load_study
 
 TINY = """

@@ -330,7 +330,7 @@ def failure_reasons(
     study_dir: str | Path, runs: list[str], config_ids: dict[str, str] | None = None
 ) -> dict[str, str]:
     """Why missing runs (`{exp}/seed{N}`) failed, from the notes training leaves beside the
-    checkpoints (`checkpoints/{config id}/seed{N}.failed.json`, train.failure_note_path)."""
+    checkpoints (`checkpoints/{config id}/seed{N}.failed.json`, failures.failure_note_path)."""
     reasons = {}
     for run in runs:
         exp, seed = run.split("/")

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from hpstudy.atomic import write_json
+from hpstudy.failures import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted
 from hpstudy.logs import redirect_to
 
 FINISHED = "finished"
@@ -159,12 +160,12 @@ def _why(exc: BaseException | None) -> str:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if code == 0:
             return FINISHED
-        if code == 143:
+        if code == EXIT_INTERRUPTED:
             return "interrupted by a signal (SIGTERM: walltime or qdel/scancel); checkpoint saved"
-        if code == 3:
-            return "failed: out of memory (exit 3)"
+        if code == EXIT_OUT_OF_MEMORY:
+            return f"failed: out of memory (exit {EXIT_OUT_OF_MEMORY})"
         return f"failed: exit status {code}"
-    if type(exc).__name__ == "Interrupted":  # hpstudy.train.Interrupted (no import cycle)
+    if isinstance(exc, Interrupted):
         return "interrupted by a signal (SIGTERM: walltime or qdel/scancel); checkpoint saved"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (SIGINT)"

@@ -1,90 +1,129 @@
-"""Checkpoints of a training run: what is saved, and when a saved one may be resumed.
+"""A run's loop state, and its checkpoints: what is saved, and when a saved one may resume.
 
 A checkpoint holds everything a resumed run needs to continue exactly (CPU): model,
-optimizer, scheduler and scaler state, the best weights so far, the loop state, the
-diagnostics and every RNG state. It is written to a temporary file and renamed into place
-(never half-written), and resumed only for the same config hash and the same data.
+optimizer, scheduler and scaler state, the best weights so far, the loop state (`RunState`),
+the diagnostics and every RNG state. It is written to a temporary file and renamed into
+place (never half-written), and resumed only for the same config hash and the same data.
+
+This module knows the format, not the trainer: `payload()` takes the state dicts, `load()`
+returns a checked checkpoint, and the trainer puts each part back where it belongs. A
+fused trainer (issue 23) writes one such checkpoint per seed, from that seed's slices.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from hpstudy.atomic import atomic_path
 
-if TYPE_CHECKING:
-    from hpstudy.train import Trainer
-
 FORMAT = "hpstudy-checkpoint/1"
 
 
-def payload(trainer: Trainer, gen: torch.Generator | None) -> dict[str, Any]:
-    st = trainer.state
+@dataclass
+class RunState:
+    """Everything besides module/optimizer state that a resumed run needs."""
+
+    epoch: int = 0  # epoch to run next (or in progress)
+    batch: int = 0  # next batch within `epoch`
+    step: int = 0  # optimizer steps taken so far
+    best_val: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    loss_sum: float = 0.0  # running sums of the epoch in progress
+    seen: int = 0
+    epoch_time: float = 0.0
+    data_time: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_at: list[list[int]] = field(default_factory=list)  # [epoch, batch] per resume
+
+    def start_epoch(self) -> None:
+        """Zero the running sums at the start of an epoch (not when resuming inside one)."""
+        self.loss_sum, self.seen, self.epoch_time, self.data_time = 0.0, 0, 0.0, 0.0
+
+    def observe(self, val_loss: float, epoch: int, min_delta: float) -> bool:
+        """Early-stopping bookkeeping after validating `epoch` (1-based): True when the
+        validation loss improved on the best by more than `min_delta` (a new best)."""
+        if val_loss < self.best_val - min_delta:
+            self.best_val, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def payload(
+    cfg,
+    prepared_sha256: str,
+    *,
+    model: dict[str, Any],
+    optimizer: dict[str, Any],
+    scheduler: dict[str, Any] | None,
+    scaler: dict[str, Any],
+    best_weights: dict[str, torch.Tensor] | None,
+    state: RunState,
+    diag: dict[str, Any],
+    diag_epoch: dict[str, Any],
+    rng_cuda: torch.Tensor | None,
+    rng_aug: torch.Tensor | None,
+) -> dict[str, Any]:
+    """The checkpoint of one run (state dicts, not modules); `cfg` is its TrainConfig.
+    torch's CPU RNG state is the process's own, taken here."""
     return {
         "format": FORMAT,
-        "config_hash": trainer.cfg.hash(),
-        "config": trainer.cfg.to_dict(),
-        "prepared_sha256": trainer.manifest["content_sha256"],
-        "model": trainer.model.state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict() if trainer.scheduler else None,
-        "scaler": trainer.scaler.state_dict(),
-        "best_weights": trainer.best_weights,
-        "state": {k: getattr(st, k) for k in st.__dataclass_fields__},
-        "diag": trainer.diag.state_dict(),
-        "diag_epoch": trainer.diag.epoch_state(),
+        "config_hash": cfg.hash(),
+        "config": cfg.to_dict(),
+        "prepared_sha256": prepared_sha256,
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "scaler": scaler,
+        "best_weights": best_weights,
+        "state": state.to_dict(),
+        "diag": diag,
+        "diag_epoch": diag_epoch,
         "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state(trainer.device)
-        if trainer.device.type == "cuda"
-        else None,
-        "rng_aug": gen.get_state() if gen is not None else None,
+        "rng_cuda": rng_cuda,
+        "rng_aug": rng_aug,
     }
 
 
-def save(trainer: Trainer, path: str | Path, gen: torch.Generator | None = None) -> None:
+def save(path: str | Path, checkpoint: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        torch.save(payload(trainer, gen), tmp)
+        torch.save(checkpoint, tmp)
 
 
-def resume(trainer: Trainer, path: str | Path) -> torch.ByteTensor | None:
-    """Restore `trainer` from `path` if it belongs to this config and data; returns the
-    augmentation RNG state of a run interrupted mid-epoch (None otherwise)."""
-    from hpstudy.train import RunState
-
+def load(
+    path: str | Path,
+    cfg,
+    prepared_sha256: str,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> dict[str, Any] | None:
+    """The checkpoint at `path` if it belongs to this config (`cfg.hash()`) and data, else
+    None, with the reason logged (unreadable, another config, other data)."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        ck = torch.load(path, map_location=trainer.device, weights_only=True)
+        ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:
-        trainer.log(f"checkpoint {path} is unreadable ({err}); starting afresh")
+        log(f"checkpoint {path} is unreadable ({err}); starting afresh")
         return None
-    if ck.get("format") != FORMAT or ck.get("config_hash") != trainer.cfg.hash():
-        trainer.log(
+    if ck.get("format") != FORMAT or ck.get("config_hash") != cfg.hash():
+        log(
             f"checkpoint {path} belongs to another config "
-            f"({ck.get('config_hash')} != {trainer.cfg.hash()}); not resuming"
+            f"({ck.get('config_hash')} != {cfg.hash()}); not resuming"
         )
         return None
-    if ck["prepared_sha256"] != trainer.manifest["content_sha256"]:
-        trainer.log(f"checkpoint {path} was trained on other data; not resuming")
+    if ck["prepared_sha256"] != prepared_sha256:
+        log(f"checkpoint {path} was trained on other data; not resuming")
         return None
-    trainer.model.load_state_dict(ck["model"])
-    trainer.optimizer.load_state_dict(ck["optimizer"])
-    if trainer.scheduler is not None:
-        trainer.scheduler.load_state_dict(ck["scheduler"])
-    trainer.scaler.load_state_dict(ck["scaler"])
-    trainer.best_weights = ck["best_weights"]
-    trainer.state = RunState(**ck["state"])
-    trainer.diag.load_state_dict(ck["diag"])
-    trainer.diag.load_epoch_state(ck["diag_epoch"])
-    torch.set_rng_state(ck["rng_cpu"].cpu())
-    if ck["rng_cuda"] is not None and trainer.device.type == "cuda":
-        torch.cuda.set_rng_state(ck["rng_cuda"].cpu(), trainer.device)
-    trainer.state.resumed_at.append([trainer.state.epoch, trainer.state.batch])
-    trainer.log(
-        f"resumed from {path} at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch}"
-    )
-    return ck["rng_aug"]
+    return ck

@@ -12,17 +12,16 @@ the estimate needs two numbers:
 
 A run's training time is then ``epochs x ceil(n_train / batch_size) x seconds_per_step`` (an
 upper bound: early stopping only shortens it), its wall time adds evaluation and a fixed
-start-up. ``python -m hpstudy.cost calibrate STUDY.yaml --out gpu.json``, run on a GPU node,
+start-up. ``hpstudy calibrate STUDY.yaml --out gpu.json`` (`calibrate`), run on a GPU node,
 writes a *device profile*: the same calibration for that device, which ``--device-profile``
 (and the cluster walltimes, ``profiles/walltime.yaml``) then use instead of this machine.
 
-    python -m hpstudy.study config/studies/bottleneck.yaml     # checks it and prints the cost
-    python -m hpstudy.cost estimate config/studies/quick.yaml --device-profile gpu.json
+    hpstudy check config/studies/bottleneck.yaml     # checks it and prints the cost
+    hpstudy check config/studies/quick.yaml --device-profile gpu.json
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -36,6 +35,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from hpstudy.formatting import approx_duration, flops_text
 
 CALIBRATION_STEPS = 4  # timed optimizer steps per shape, after one warm-up step
 CALIBRATION_SECONDS = 2.0  # ... or fewer when they take longer than this
@@ -192,8 +193,8 @@ def measure(
     import torch.nn.functional as F
 
     from hpstudy.config import TrainConfig
-    from hpstudy.models import build_model
-    from hpstudy.train import flops_per_sample, make_optimizer
+    from hpstudy.models import build_model, flops_per_sample
+    from hpstudy.optim import make_optimizer
 
     dev = torch.device(device)
     previous = torch.get_num_threads()
@@ -264,7 +265,7 @@ class Calibration:
             if not data["machines"]:
                 raise ValueError(
                     f"{self.profile}: no calibration in this device profile; make "
-                    "one with python -m hpstudy.cost calibrate STUDY.yaml --out FILE"
+                    "one with hpstudy calibrate STUDY.yaml --out FILE"
                 )
             self.path, self.data = self.profile, data
             self.machine = next(iter(data["machines"]))
@@ -273,7 +274,7 @@ class Calibration:
             self.path = path or cache_path()
             self.data = _load(self.path)
             if device is None:
-                from hpstudy.train import pick_device
+                from hpstudy.device import pick_device
 
                 device = str(pick_device())
             self.device = device
@@ -318,7 +319,7 @@ class Calibration:
         return entry
 
     def startup_s(self) -> float:
-        """A train job's fixed start-up here: a fresh `import torch, hpstudy.train`, timed
+        """A train job's fixed start-up here: a fresh `import torch, hpstudy.seeds`, timed
         once per machine (it is long on a loaded machine or a slow shared file system)."""
         entry = self.entries.get(STARTUP_KEY)
         if entry is None and self.profile is None:
@@ -326,7 +327,7 @@ class Calibration:
 
             t0 = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-c", "import torch, torchvision, hpstudy.train"],
+                [sys.executable, "-c", "import torch, torchvision, hpstudy.seeds"],
                 check=False,
                 capture_output=True,
                 timeout=600,
@@ -366,8 +367,7 @@ def _bs(key: str) -> int:
 def measure_flops(shape: Shape) -> float:
     import torch
 
-    from hpstudy.models import build_model
-    from hpstudy.train import flops_per_sample
+    from hpstudy.models import build_model, flops_per_sample
 
     model = build_model(shape.model, shape.channels, shape.outputs, shape.size)
     x = torch.randn(2, shape.channels, shape.size, shape.size)
@@ -441,21 +441,6 @@ def distinct(estimates: list[RunEstimate]) -> list[RunEstimate]:
     return [e for e in estimates if not e.shared]
 
 
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def flops_text(flops: float) -> str:
-    for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
-        if flops >= scale:
-            return f"{flops / scale:.3g} {unit}"
-    return f"{flops:.3g} FLOP"
-
-
 def where(calibration: Calibration) -> str:
     return calibration.machine
 
@@ -473,19 +458,21 @@ def report(study, estimates: list[RunEstimate], calibration: Calibration, parall
         lines.append(
             f"  {group:<24} {len(rows) * seeds:>5} "
             f"{flops_text(sum(e.flops for e in rows) * seeds):>12} "
-            f"{duration(sum(e.train_s for e in rows) * seeds):>11} "
-            f"{duration(sum(e.wall_s for e in rows) * seeds):>10}"
+            f"{approx_duration(sum(e.train_s for e in rows) * seeds):>11} "
+            f"{approx_duration(sum(e.wall_s for e in rows) * seeds):>10}"
         )
     trained = distinct(estimates)
     total_wall = sum(e.wall_s for e in trained) * seeds
     lines.append(
         f"  {'total (distinct configs)':<24} {len(trained) * seeds:>5} "
         f"{flops_text(sum(e.flops for e in trained) * seeds):>12} "
-        f"{duration(sum(e.train_s for e in trained) * seeds):>11} "
-        f"{duration(total_wall):>10}"
+        f"{approx_duration(sum(e.train_s for e in trained) * seeds):>11} "
+        f"{approx_duration(total_wall):>10}"
     )
     if parallel > 1:
-        lines.append(f"  with {parallel} runs at once: about {duration(total_wall / parallel)}")
+        lines.append(
+            f"  with {parallel} runs at once: about {approx_duration(total_wall / parallel)}"
+        )
     warning = long_warning(study, total_wall / max(parallel, 1), calibration)
     if warning:
         lines.append("  " + warning)
@@ -496,7 +483,7 @@ def long_warning(study, seconds: float, calibration: Calibration) -> str | None:
     if calibration.device.startswith("cuda") or seconds <= LONG_ON_CPU_S:
         return None
     return (
-        f"WARNING: {study.name} is expected to take {duration(seconds)} on this CPU-only "
+        f"WARNING: {study.name} is expected to take {approx_duration(seconds)} on this CPU-only "
         "machine; run it on a GPU (profiles/local, pbs, slurm) or trim it (seeds, epochs, "
         "data_percentage)"
     )
@@ -522,10 +509,9 @@ def one_line(
     line = (
         f"hpstudy: {study.name}: {runs}, "
         f"{flops_text(sum(e.flops * n for e, n in zip(estimates, seeds, strict=True)))} of "
-        f"training, about {duration(wall / max(parallel, 1))} on {calibration.device}"
+        f"training, about {approx_duration(wall / max(parallel, 1))} on {calibration.device}"
         + (f" with {parallel} runs at once" if parallel > 1 else "")
-        + f" (estimate: {calibration.machine}; `python -m hpstudy.study {study.path}` "
-        "for the breakdown)"
+        + f" (estimate: {calibration.machine}; `hpstudy check {study.path}` for the breakdown)"
     )
     warning = long_warning(study, wall / max(parallel, 1), calibration)
     return line + ("\nhpstudy: " + warning if warning else "")
@@ -570,51 +556,20 @@ def walltime_minutes(run_wall_s: float, n_runs: int, attempt: int, policy: Wallt
     return max(1, math.ceil(minutes))
 
 
-# --------------------------------------------------------------------------- command line
+# --------------------------------------------------------------------------- device profiles
 
 
-def main(argv: list[str] | None = None) -> int:
-    from hpstudy.study import StudyError, load_study
-
-    parser = argparse.ArgumentParser(
-        prog="python -m hpstudy.cost",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("estimate", "calibrate"):
-        p = sub.add_parser(name)
-        p.add_argument("studies", nargs="+")
-        p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-        p.add_argument(
-            "--n-images",
-            type=int,
-            default=None,
-            help="images of the microbead folder (default: the generated 1948)",
-        )
-    sub.choices["estimate"].add_argument("--device-profile", default=None)
-    sub.choices["estimate"].add_argument("--parallel", type=int, default=1)
-    sub.choices["calibrate"].add_argument("--out", required=True, help="device profile to write")
-    args = parser.parse_args(argv)
-    try:
-        studies = [load_study(s) for s in args.studies]
-    except StudyError as err:
-        print(f"hpstudy: invalid study: {err}", file=sys.stderr)
-        return 2
-    if args.command == "calibrate":
-        cal = Calibration(threads=args.threads, path=Path(args.out))
-        for study in studies:
-            estimate_study(study, cal, args.n_images)
-        data = _load(Path(args.out))
-        data["machines"] = {cal.machine: data["machines"].get(cal.machine, {})}
-        _save(Path(args.out), data)
-        print(f"{args.out}: {len(data['machines'][cal.machine])} shapes on {cal.machine}")
-        return 0
-    cal = Calibration(threads=args.threads, device_profile=args.device_profile)
+def calibrate(
+    studies, out: str | os.PathLike, threads: int = 1, n_images: int | None = None
+) -> Calibration:
+    """Measure every run shape of `studies` on this machine and write them to `out` as a
+    device profile (this machine's entries only), for --device-profile elsewhere."""
+    out = Path(out)
+    cal = Calibration(threads=threads, path=out)
     for study in studies:
-        print(report(study, estimate_study(study, cal, args.n_images), cal, args.parallel))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        estimate_study(study, cal, n_images)
+    data = _load(out)
+    data["machines"] = {cal.machine: data["machines"].get(cal.machine, {})}
+    _save(out, data)
+    cal.data = data
+    return cal

@@ -27,13 +27,12 @@ Environment:
   HPSTUDY_GPU_LOCK_DIR   where the lock files live (default /tmp/hpstudy-gpuslots-<uid>).
   CUDA_VISIBLE_DEVICES   if set when Snakemake starts, only these devices are handed out.
 
-Command line: `python -m hpstudy.gpuslots count|status`, and
-`python -m hpstudy.gpuslots run -- CMD ...` to run any command in a claimed slot.
+Command line: `hpstudy gpuslots count|status`, and `hpstudy gpuslots run -- CMD ...` to run
+any command in a claimed slot (hpstudy.cli).
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
 import fcntl
 import os
@@ -265,52 +264,22 @@ def claim(
     return GpuClaim(device=device, slot=slot, path=path, fd=fd)
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
+def status_text() -> str:
+    """The mode, the lock folder, the slot count and the jobs holding each visible GPU."""
     devices = visible_gpus()
     lock_dir = default_lock_dir()
-    print(f"mode={mode()} active={active()} lock_dir={lock_dir} slots={slot_count()}")
+    lines = [f"mode={mode()} active={active()} lock_dir={lock_dir} slots={slot_count()}"]
     if not devices:
-        print("no GPU visible")
-        return 0
-    for device, n in holders(lock_dir, devices).items():
-        print(f"GPU {device}: {n} job(s)")
-    return 0
+        return "\n".join([*lines, "no GPU visible"])
+    lines += [f"GPU {device}: {n} job(s)" for device, n in holders(lock_dir, devices).items()]
+    return "\n".join(lines)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    cmd = list(args.cmd)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
-    if not cmd:
-        print("gpuslots run: no command given", file=sys.stderr)
-        return 2
+def exec_in_slot(cmd: Sequence[str]) -> None:
+    """Claim a slot, then replace this process by `cmd`, which keeps holding the lock (the
+    locked file stays open across exec) until it ends."""
     held = claim()
     if held is not None and held.fd is not None:
         os.set_inheritable(held.fd, True)  # the lock lives on in the exec'd command
         print(f"gpuslots: CUDA_VISIBLE_DEVICES={held.device} (slot {held.slot})", file=sys.stderr)
-    os.execvp(cmd[0], cmd)
-    return 127  # not reached
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hpstudy.gpuslots",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("count", help="print how many training jobs may run at once")
-    sub.add_parser("status", help="print the jobs holding each GPU")
-    run = sub.add_parser("run", help="claim a slot, then exec the command in it")
-    run.add_argument("cmd", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    if args.command == "count":
-        print(slot_count())
-        return 0
-    if args.command == "status":
-        return _cmd_status(args)
-    return _cmd_run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    os.execvp(cmd[0], list(cmd))

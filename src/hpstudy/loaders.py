@@ -5,8 +5,8 @@
 - `TorchLoader`: the classic torch DataLoader (workers, pin_memory, persistent workers)
   over the memory-mapped prepared file, kept because the data_loading study compares them.
 
-Shuffling order comes from `epoch_order(seed, epoch)` on the CPU, so both paths, and a run
-resumed mid-way, see exactly the same samples.
+Shuffling order comes from `seeding.epoch_order(n, seed, epoch)` on the CPU, so both paths,
+and a run resumed mid-way, see exactly the same samples.
 """
 
 from __future__ import annotations
@@ -16,11 +16,7 @@ from collections.abc import Iterator
 import torch
 
 from hpstudy.config import device_effects
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=gen)
+from hpstudy.seeding import epoch_order
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:

@@ -9,16 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def duration(seconds: float) -> str:
-    """'45s', '12m05s', '3h07m' for log lines."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
 @contextlib.contextmanager
 def redirect_to(path: str | Path | None) -> Iterator[None]:
     if path is None:

@@ -2,6 +2,8 @@
 
 `build_model(name, in_channels, num_outputs, image_size)` is the single entry point; the
 task decides `num_outputs` (1 for regression, the class count for classification).
+`count_parameters`, `model_size_mb` and `flops_per_sample` say what a model costs (the
+training metrics and the cost model both ask here).
 """
 
 from __future__ import annotations
@@ -258,3 +260,29 @@ def build_model(name: str, in_channels: int, num_outputs: int, image_size: int) 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def model_size_mb(model: nn.Module) -> float:
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+
+
+def flops_per_sample(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
+    """Forward and forward+backward FLOPs of one sample (torch.utils.flop_counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.train()
+    x = example[:2].detach().clone()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = model(x)
+    forward = counter.get_total_flops()
+    with counter:
+        model(x).float().sum().backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    del out
+    return {
+        "flops_forward_per_sample": forward / len(x),
+        "flops_train_per_sample": counter.get_total_flops() / len(x),
+    }

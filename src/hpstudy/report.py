@@ -22,43 +22,11 @@ from hpstudy.atomic import write_text
 from hpstudy.config import ignored_settings
 from hpstudy.datasets import DATASET_TARGETS
 from hpstudy.embed import embed_images
+from hpstudy.formatting import fmt, fmt_p, fmt_signed, p_is
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns, metric_units
 from hpstudy.provenance import git_commit, package_versions
 
 DIAGNOSTIC_COLUMNS = ["grad_norm_mean", "grad_norm_cv", "grad_noise_scale", "grad_variance"]
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """Numbers for tables: 4 significant digits, blanks for missing."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    if isinstance(value, float):
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def fmt_p(value: Any) -> str:
-    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def p_is(value: Any) -> str:
-    """'p = 0.019' or 'p < 0.001' for running text."""
-    text = fmt_p(value)
-    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
-
-
-def fmt_signed(value: Any) -> str:
-    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
-        return "–"
-    return ("+" if value > 0 else "") + fmt(float(value))
 
 
 def read_table(path: str | Path | None, **kwargs) -> pd.DataFrame:

@@ -3,8 +3,8 @@
 `results/{study}/rounds/round{k}.yaml` (the checkpoint decide_round) says which experiments
 get more seeds next. Before a round file exists the study is in round 1 with `initial` seeds
 of every experiment; after round k's file it is in round k + 1 with that file's `seeds_next`,
-or finished when the file says `done`. The workflow's start line and `python -m
-hpstudy.status` count the runs planned so far this way, not `max` seeds of everything.
+or finished when the file says `done`. The workflow's start line and `hpstudy
+status` count the runs planned so far this way, not `max` seeds of everything.
 """
 
 from __future__ import annotations

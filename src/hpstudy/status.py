@@ -1,4 +1,4 @@
-"""Where a study stands while Snakemake runs it: `uv run python -m hpstudy.status [STUDY]`.
+"""Where a study stands while Snakemake runs it (`hpstudy status [STUDY]`, hpstudy.cli).
 
 Counts runs finished / running (epoch k of N, last validation metric, resumes so far) /
 waiting / failed (the reason from the failure note) / diverged, names the scheduler job of
@@ -17,14 +17,12 @@ waiting are opened, so a 10,000-run study takes well under 2 s on a local disk.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import os
 import re
 import socket
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ from typing import Any
 # wildcards that name one `train` job, to match scheduler jobs to their runs.
 LAYOUT = {
     # one train job per configuration; each seed trains (and finishes) under checkpoints/,
-    # and the job links the finished seeds into runs/{cfg}/ at its end (hpstudy.train)
+    # and the job links the finished seeds into runs/{cfg}/ at its end (hpstudy.seeds)
     "metrics": "{study}/checkpoints/{cfg}/seed{seed}/metrics.json",
     "progress": "{study}/checkpoints/{cfg}/seed{seed}.progress.json",
     "failure": "{study}/checkpoints/{cfg}/seed{seed}.failed.json",
@@ -147,7 +145,7 @@ def expected_runs(
     study_file = studies_dir / f"{study}.yaml"
     table = results / study / "experiments.tsv"
     if not study_file.is_file():
-        from hpstudy.study import missing_study
+        from hpstudy.studyfile import missing_study
 
         raise SystemExit(f"hpstudy: {missing_study(study_file)}")
     file_seeds = None if seeds is not None else _seeds_value(study_file)
@@ -155,7 +153,8 @@ def expected_runs(
         seeds = _plan_from_rounds(results, study)
     if seeds is not None or isinstance(file_seeds, dict):
         from hpstudy import rounds
-        from hpstudy.study import StudyError, load_study
+        from hpstudy.study import load_study
+        from hpstudy.studyfile import StudyError
 
         try:
             spec = load_study(study_file, seeds)
@@ -178,7 +177,8 @@ def expected_runs(
             ]
         seeds = _seeds(study_file)
     else:
-        from hpstudy.study import StudyError, load_study
+        from hpstudy.study import load_study
+        from hpstudy.studyfile import StudyError
 
         try:
             spec = load_study(study_file)
@@ -437,7 +437,7 @@ def _estimate(status: StudyStatus, run_times: list[float]) -> None:
 
 
 def _duration(seconds: float | None) -> str:
-    from hpstudy.logs import duration
+    from hpstudy.formatting import duration
 
     return "?" if seconds is None or not math.isfinite(seconds) else duration(seconds)
 
@@ -499,69 +499,3 @@ def render(status: StudyStatus, limit: int = 20) -> str:
             if len(runs) > limit:
                 lines.append(f"  ... and {len(runs) - limit} more")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def main(argv: list[str] | None = None) -> int:
-    import yaml
-
-    parser = argparse.ArgumentParser(
-        prog="python -m hpstudy.status",
-        description="Where a study stands while Snakemake runs it (reads files only; takes "
-        "no lock). Runs finished / running / waiting / failed / diverged, the scheduler job "
-        "of each running run, and an ETA from the finished runs' times.",
-    )
-    parser.add_argument("study", nargs="*", help="study name(s) (default: config's `study`)")
-    parser.add_argument(
-        "--watch",
-        nargs="?",
-        type=float,
-        const=30.0,
-        metavar="SECONDS",
-        help="refresh every SECONDS (default 30) until nothing is left",
-    )
-    parser.add_argument("--results", help="results folder (default: config's results_dir)")
-    parser.add_argument("--studies", help="study files (default: config's studies_dir)")
-    parser.add_argument(
-        "--seeds",
-        help="the seeds the workflow runs with (its --config seeds=..., e.g. "
-        "'{initial: 3, max: 10, step: 2}'; default: config's `seeds`, else the study "
-        "file's, or the plan of the study's round files)",
-    )
-    parser.add_argument(
-        "--configfile",
-        default="config/config.yaml",
-        help="workflow config to take the defaults from",
-    )
-    args = parser.parse_args(argv)
-    config = {}
-    if Path(args.configfile).is_file():
-        config = yaml.safe_load(Path(args.configfile).read_text()) or {}
-    studies = args.study or [s for s in str(config.get("study", "quick")).split(",") if s]
-    results = Path(args.results or config.get("results_dir", "results"))
-    studies_dir = Path(args.studies or config.get("studies_dir", "config/studies"))
-    from hpstudy.study import StudyError, parse_seeds_override
-
-    try:
-        seeds = parse_seeds_override(args.seeds or config.get("seeds"))
-    except StudyError as err:
-        raise SystemExit(f"hpstudy: {err}") from None
-    while True:
-        reports = [study_status(s, results, studies_dir, seeds=seeds) for s in studies]
-        text = "\n\n".join(render(r) for r in reports)
-        if args.watch:
-            print("\033[H\033[J" + time.strftime("%H:%M:%S ") + text, flush=True)
-        else:
-            print(text)
-        if not args.watch or all(r.done for r in reports):
-            return 0
-        time.sleep(args.watch)
-
-
-if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)

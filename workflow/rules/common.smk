@@ -10,8 +10,9 @@ from snakemake.utils import validate
 from hpstudy import cost, rounds
 from hpstudy.config import config_hash
 from hpstudy.datasets import missing_files
-from hpstudy.study import StudyError, load_study, parse_seeds_override
-from hpstudy.study import validate as validate_schema
+from hpstudy.study import load_study
+from hpstudy.studyfile import StudyError, parse_seeds_override
+from hpstudy.studyfile import validate as validate_schema
 
 # `--config allow_partial=true` arrives as the string "true" (Snakemake parses only True/False)
 for _key in ("allow_partial", "tensorboard"):

@@ -48,7 +48,7 @@ if "snakemake" in globals():
 else:
     args = sys.argv[1:]
     head, records = args[: args.index("--")], args[args.index("--") + 1 :]
-    from hpstudy.study import parse_seeds_override
+    from hpstudy.studyfile import parse_seeds_override
 
     seeds = parse_seeds_override(os.environ.get("HPSTUDY_SEEDS"))
     main(head[0], head[1], head[2], head[3], head[4] if len(head) > 4 else None, records, seeds)

@@ -4,7 +4,7 @@ CLI: python train.py CONFIG_YAML PREPARED OUT_DIR KEEP_DIR [THREADS]
 (CONFIG_YAML: a resolved config; its `seeds: [..]` list, else its `seed`, says which seeds.)
 
 Each seed trains in KEEP_DIR/seed{N}/ (checkpoint KEEP_DIR/seed{N}.pt), outside the job's
-output OUT_DIR, and a rerun never trains a finished seed again (hpstudy.train.run_seeds).
+output OUT_DIR, and a rerun never trains a finished seed again (hpstudy.seeds.run_seeds).
 Exits 143 after saving a checkpoint when stopped by SIGTERM/SIGINT; a rerun resumes.
 Exits 3 when a seed ran out of memory (Snakemake sees a failed job it may retry),
 2 when the prepared dataset is missing, of another format or corrupted.
@@ -20,10 +20,11 @@ from hpstudy.gpuslots import claim
 claim()
 
 from hpstudy.config import TrainConfig  # noqa: E402
+from hpstudy.failures import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted, RunFailed  # noqa: E402
 from hpstudy.logs import redirect_to  # noqa: E402
 from hpstudy.metrics import primary_metric  # noqa: E402
 from hpstudy.prepare import PreparedError  # noqa: E402
-from hpstudy.train import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, Interrupted, RunFailed, run_seeds  # noqa: E402
+from hpstudy.seeds import run_seeds  # noqa: E402
 
 
 def main(

@@ -1,0 +1,222 @@
+"""The package's import graph: no cycles, no upward imports, one command-line module.
+
+Reads src/hpstudy/*.py with `ast` (nothing is imported, no torch): every import counts,
+at module level, inside functions and under `if TYPE_CHECKING:`, because a function-level
+import is still a dependency, only a later one. A new module goes into LAYERS below, at the
+lowest layer whose modules it does not need to import from above.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hpstudy"
+
+# Bottom to top: a module may import modules of its own layer and of the layers below,
+# never of a layer above. Within a layer, any import that does not close a cycle is fine.
+LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
+    (name, frozenset(modules.split()))
+    for name, modules in (
+        (
+            "facts and helpers",
+            "paths atomic formatting logs embed provenance device seeding metrics models "
+            "augment diagnostics tensorboard datasets microbeads gpuslots failures checkpoint",
+        ),
+        (
+            "configs, data, run records",
+            "config prepare loaders optim task attempts stats extract pbs",
+        ),
+        ("training", "progress train seeds"),
+        ("statistics", "analysis sequential rounds figures"),
+        ("study files and their cost", "studyfile expand study_checks study cost"),
+        ("whole-study stages and views", "aggregate report status"),
+        ("the command", "cli __main__"),
+    )
+)
+LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
+COMMAND_LINE = {"cli", "__main__"}  # the only modules that may parse a command line
+
+
+@functools.cache
+def package_modules() -> dict[str, ast.Module]:
+    return {
+        path.stem: ast.parse(path.read_text(), filename=str(path))
+        for path in sorted(PACKAGE.glob("*.py"))
+        if path.stem != "__init__"
+    }
+
+
+def imported(tree: ast.Module) -> dict[str, int]:
+    """The hpstudy modules `tree` imports anywhere in its body -> the first line doing so."""
+    found: dict[str, int] = {}
+
+    def add(name: str, line: int) -> None:
+        found.setdefault(name, line)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "hpstudy" and len(parts) > 1:
+                    add(parts[1], node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: `from . import x`, `from .x import y`
+                module = "hpstudy" + ("." + module if module else "")
+            parts = module.split(".")
+            if parts[0] != "hpstudy":
+                continue
+            if len(parts) > 1:
+                add(parts[1], node.lineno)
+            else:  # `from hpstudy import x, y`: each name is a module of the package
+                for alias in node.names:
+                    add(alias.name, node.lineno)
+    return found
+
+
+@functools.cache
+def import_graph() -> dict[str, dict[str, int]]:
+    modules = package_modules()
+    return {
+        name: {dep: line for dep, line in imported(tree).items() if dep != name and dep in modules}
+        for name, tree in modules.items()
+    }
+
+
+def find_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """One cycle (as a path a -> ... -> a) per strongly connected component (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                components.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return [_cycle_through(graph, sorted(c)) for c in components]
+
+
+def _cycle_through(graph: dict[str, dict[str, int]], component: list[str]) -> list[str]:
+    """A path from the component's first module back to itself, inside the component."""
+    start, members = component[0], set(component)
+    paths = [[start]]
+    while paths:
+        path = paths.pop(0)
+        for nxt in sorted(graph[path[-1]]):
+            if nxt == start:
+                return [*path, start]
+            if nxt in members and nxt not in path:
+                paths.append([*path, nxt])
+    return component
+
+
+# --------------------------------------------------------------------------- the walker
+
+
+def test_walker_sees_module_level_function_level_and_relative_imports():
+    source = (
+        "import hpstudy.train\n"
+        "from hpstudy import atomic, checkpoint as ck\n"
+        "from hpstudy.config import TrainConfig\n"
+        "import torch\n"
+        "def f():\n"
+        "    from hpstudy.study import load_study\n"
+        "    from . import status\n"
+        "    from .cost import report\n"
+    )
+    assert imported(ast.parse(source)) == {
+        "train": 1,
+        "atomic": 2,
+        "checkpoint": 2,
+        "config": 3,
+        "study": 6,
+        "status": 7,
+        "cost": 8,
+    }
+
+
+def test_cycle_finder_names_the_cycle():
+    graph = {"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}
+    assert find_cycles(graph) == [["a", "b", "c", "a"]]
+    assert find_cycles({"a": {"b": 1}, "b": {}}) == []
+
+
+def test_graph_holds_the_known_edges():
+    """Read from the real files: the loop imports its parts; the command imports status
+    inside a function (a walker that missed function-level imports would fail here)."""
+    graph = import_graph()
+    assert {"checkpoint", "progress", "task", "optim", "seeding"} <= set(graph["train"])
+    assert "status" in graph["cli"] and "train" in graph["seeds"]
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+def test_no_import_cycles():
+    cycles = find_cycles(import_graph())
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_every_module_has_a_layer():
+    missing = sorted(set(package_modules()) - set(LAYER_OF))
+    assert not missing, (
+        f"modules without a layer: {missing}; add each to LAYERS in tests/test_architecture.py "
+        "(the lowest layer it can sit in without importing from above)"
+    )
+
+
+def test_no_upward_imports():
+    upward = [
+        f"{module}.py:{line} imports {dep} ({LAYERS[LAYER_OF[dep]][0]}, above "
+        f"{LAYERS[LAYER_OF[module]][0]})"
+        for module, deps in sorted(import_graph().items())
+        for dep, line in sorted(deps.items())
+        if module in LAYER_OF and dep in LAYER_OF and LAYER_OF[dep] > LAYER_OF[module]
+    ]
+    assert not upward, "upward imports:\n" + "\n".join(upward)
+
+
+@pytest.mark.parametrize("module", sorted(set(package_modules()) - COMMAND_LINE))
+def test_library_modules_parse_no_command_line(module):
+    """One command-line module (hpstudy.cli): library modules take arguments."""
+    tree = package_modules()[module]
+    offences = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+            if "argparse" in names:
+                offences.append(f"line {node.lineno}: imports argparse")
+        elif isinstance(node, ast.Attribute) and node.attr == "argv":
+            if isinstance(node.value, ast.Name) and node.value.id == "sys":
+                offences.append(f"line {node.lineno}: reads sys.argv")
+        elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Name):
+            constants = [c.value for c in node.comparators if isinstance(c, ast.Constant)]
+            if node.left.id == "__name__" and "__main__" in constants:
+                offences.append(f"line {node.lineno}: runs as a script (`__main__`)")
+    assert not offences, f"{module}.py: " + "; ".join(offences) + " (move it to hpstudy.cli)"
