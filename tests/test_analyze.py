@@ -186,3 +186,34 @@ def test_wandb_and_mlflow_recipes(small):
     )
     b = analyze.verdicts(small, recipe)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_the_command_writes_the_answers_and_refuses_a_bad_table(small, tmp_path, capsys):
+    from hpstudy import cli
+
+    runs = tmp_path / "runs.csv"
+    table().to_csv(runs, index=False)
+    out = tmp_path / "answers"
+    assert cli.main(["analyze", str(small), str(runs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("small: 3 questions from 20 runs: ")
+    assert {p.name for p in out.iterdir()} >= {"verdicts.csv", "recommended.yaml", "report.md"}
+    table().rename(columns={"test_r2": "r2"}).to_csv(runs, index=False)
+    assert cli.main(["analyze", str(small), str(runs), "--out", str(out)]) == 2
+    assert "no column 'test_r2'" in capsys.readouterr().err
+
+
+def test_python_m_hpstudy_analyze_is_the_command(small, tmp_path):
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs.csv"
+    table().to_csv(runs, index=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpstudy.analyze", str(small), str(runs), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "verdicts.csv").is_file()

@@ -22,7 +22,7 @@ from hpstudy.analysis.inference import (
     untestable,
     welch_anova,
 )
-from hpstudy.analysis.wording import _p_is
+from hpstudy.formatting import p_is
 
 NO_EFFECT = ("equal", "none")
 
@@ -210,7 +210,7 @@ def _strongest(pairs, tests: list[TTest], sign: int, shown: tuple[str, str]) -> 
     a, b = pairs[i]
     if sign * tests[i].estimate < 0:
         a, b = b, a
-    return f"{a} − {b} = {abs(tests[i].estimate):+.3g}, unadjusted {_p_is(ps[i])}"
+    return f"{a} − {b} = {abs(tests[i].estimate):+.3g}, unadjusted {p_is(ps[i])}"
 
 
 # -- the group row of a trend ------------------------------------------------------------

@@ -17,6 +17,7 @@ from hpstudy.analysis import wording as ev
 from hpstudy.analysis.design import Design, Runs, higher_is_better, recognise, run_table
 from hpstudy.analysis.power import level_used, seeds_needed
 from hpstudy.analysis.recommend import identical_configs, recommend
+from hpstudy.formatting import fmt_text
 
 VERDICT_COLUMNS = [
     "group",
@@ -229,7 +230,7 @@ def _evidence(d, q, row, metric, alpha, a, b) -> str:
         )
         parts.append(
             f"~{int(row['seeds_needed'])} seeds per level would decide it (80% power for "
-            f"±{ev._fmt(q.margin)} at level {row['_level_used']:.3g}, {where})"
+            f"±{fmt_text(q.margin)} at level {row['_level_used']:.3g}, {where})"
         )
     if not q.margin and q.verdict == "inconclusive":
         parts.append("no sesoi declared, so no equivalence claim is possible")

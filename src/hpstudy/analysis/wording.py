@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from hpstudy.analysis.rule import ALPHA
+from hpstudy.formatting import fmt_text, p_is
 
 
 def _f(value: Any) -> float:
@@ -16,26 +17,6 @@ def _f(value: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
     return value
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    if not isinstance(value, int | float) or not math.isfinite(value):
-        return "–"
-    if value != 0 and abs(value) < 10 ** -(digits - 1):
-        return f"{value:.{digits - 1}e}"
-    return f"{value:.{digits}g}"
-
-
-def _fmt_p(value: float) -> str:
-    if not isinstance(value, int | float) or not math.isfinite(value):
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def _p_is(value: float) -> str:
-    """'p = 0.012' or 'p < 0.001' for running text."""
-    text = _fmt_p(value)
-    return "p < 0.001" if text == "<0.001" else f"p = {text}"
 
 
 def ci_name(alpha: float = ALPHA) -> str:
@@ -53,7 +34,7 @@ def interval(lo: float, hi: float, alpha: float, family: int = 1) -> str:
     name = ci_name(alpha)
     if family > 1:
         name += f" simultaneous over {family} (Bonferroni)"
-    return f"{name} {_fmt(lo)} to {_fmt(hi)}"
+    return f"{name} {fmt_text(lo)} to {fmt_text(hi)}"
 
 
 def evidence(row: dict[str, Any], metric: str, what: str, alpha: float = ALPHA) -> str:
@@ -70,9 +51,9 @@ def evidence(row: dict[str, Any], metric: str, what: str, alpha: float = ALPHA) 
         text += f", {row['method']}"
     if math.isfinite(_f(row.get("p_adj"))):
         claim = " of |effect| > ±sesoi" if row.get("expect") in ("equal", "none") else ""
-        text += f", Holm-adjusted {_p_is(row['p_adj'])}{claim}"
+        text += f", Holm-adjusted {p_is(row['p_adj'])}{claim}"
     if math.isfinite(_f(row.get("tost_p"))):
-        text += f", TOST {_p_is(row['tost_p'])} at ±{_fmt(row['sesoi'])}"
+        text += f", TOST {p_is(row['tost_p'])} at ±{fmt_text(row['sesoi'])}"
     return text
 
 
@@ -84,15 +65,15 @@ def trend_details(q, metric: str, alpha: float) -> list[str]:
         lo, hi = q.test.ci(2 * alpha)
         out.append(
             f"change over the studied range {q.test.estimate * span:+.3g} {metric} "
-            f"({ci_name(2 * alpha)} {_fmt(lo * span)} to {_fmt(hi * span)})"
+            f"({ci_name(2 * alpha)} {fmt_text(lo * span)} to {fmt_text(hi * span)})"
         )
     if q.extra.get("lof_method"):
         out.append(
             f"lack of fit (the levels' deviations from the line): {q.extra['lof_method']}, "
-            f"Holm-adjusted {_p_is(q.extra.get('p_lof_adj', math.nan))}"
+            f"Holm-adjusted {p_is(q.extra.get('p_lof_adj', math.nan))}"
         )
     if math.isfinite(_f(q.tost_p)):
-        out.append(f"every pair of levels within ±sesoi: TOST {_p_is(q.tost_p)}")
+        out.append(f"every pair of levels within ±sesoi: TOST {p_is(q.tost_p)}")
     return out
 
 
@@ -102,7 +83,7 @@ def simple_effects(q) -> str:
     if not rows:
         return ""
     parts = [
-        f"at {r['at']} {r['estimate']:+.3g} ({_fmt(r['ci_low'])} to {_fmt(r['ci_high'])})"
+        f"at {r['at']} {r['estimate']:+.3g} ({fmt_text(r['ci_low'])} to {fmt_text(r['ci_high'])})"
         for r in rows
         if math.isfinite(_f(r["estimate"]))
     ]
@@ -121,7 +102,7 @@ def failures(f: dict[str, Any], a: str, b: str) -> str:
         f"{b} failed {f['failed_b']} of {f['ran_b']}"
     )
     if math.isfinite(_f(f.get("fisher_p"))):
-        text += f" (Fisher's exact test of the failure rates {_p_is(f['fisher_p'])})"
+        text += f" (Fisher's exact test of the failure rates {p_is(f['fisher_p'])})"
     return text
 
 
@@ -142,10 +123,10 @@ def worked_example(rows: list[dict[str, Any]]) -> str:
     relevance = pick.get("relevance")
     return (
         f"`{pick['group']}` / `{pick['contrast']}` predicts {expect}; the estimate is "
-        f"{_fmt(pick['estimate'])} ({ci_name(_level(pick))} {_fmt(pick['ci_low'])} to "
-        f"{_fmt(pick['ci_high'])}), Holm-adjusted {_p_is(pick['p_adj'])}"
+        f"{fmt_text(pick['estimate'])} ({ci_name(_level(pick))} {fmt_text(pick['ci_low'])} to "
+        f"{fmt_text(pick['ci_high'])}), Holm-adjusted {p_is(pick['p_adj'])}"
         + (
-            f", TOST {_p_is(pick['tost_p'])} at ±{_fmt(pick['sesoi'])}"
+            f", TOST {p_is(pick['tost_p'])} at ±{fmt_text(pick['sesoi'])}"
             if math.isfinite(_f(pick.get("tost_p")))
             else ""
         )
