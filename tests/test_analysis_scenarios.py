@@ -7,9 +7,9 @@ is about a missed effect, the rate of the correct claim. Seeded, so each run giv
 numbers. The full suite (>= 500 studies per scenario, docs/report.md) is
 `python -m hpstudy.analyze --simulate`.
 
-Run against analysis v2 (the module before issue 20, same seeds) every test here failed
-except the invented monotone_concave one; the null control failed only by Monte Carlo
-chance there (a trend 'supported' in 6 of 100 null studies, bound 5.6)."""
+Run against analysis v2 (the module before issue 20, same seeds) every test of an issue
+item failed, and the invented `unshared` one; the null control and the invented
+monotone-concave one passed there too."""
 
 from __future__ import annotations
 
