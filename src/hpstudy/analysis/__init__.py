@@ -24,7 +24,8 @@ Modules, in the order a question flows through them:
 - wording:   the words of each verdict and the worked example
 - outputs:   stats.json, verdicts.csv, recommended.yaml
 - study:     a group and a study put together
-- simulate:  the simulation suite of docs/report.md (python -m hpstudy.analyze --simulate)
+- simulate:  the simulation suite of docs/report.md (`hpstudy simulate analysis`), with
+- scenarios: its studies of known truth (issue 20's list, the null, two invented ones)
 """
 
 from hpstudy.analysis.inference import holm

@@ -70,7 +70,7 @@ def _swap(t: TTest) -> TTest:
 
 
 def _pick(tests: list[TTest], key) -> tuple[int, TTest]:
-    """The test of the family with the largest key(estimate), sign-flipped to be positive."""
+    """The index and test of the family with the largest key(estimate)."""
     i = max(range(len(tests)), key=lambda j: key(tests[j].estimate))
     return i, tests[i]
 
