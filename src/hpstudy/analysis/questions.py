@@ -151,8 +151,10 @@ def levels(d: dz.Design, sesoi: float | None, alpha: float, expect: str) -> Ques
         base.notes.append("fewer than two levels with at least two finished seeds")
         return base
     if identical(d.table, None, usable):
-        t = TTest(0.0, 0.0, 1.0, len(d.values), 0.0, True, "")
+        n = len(d.table.complete(usable))
+        t = TTest(0.0, 0.0, 1.0, n, 0.0, True, "")
         base.identical, base.test, base.p, base.tost_p, base.p_exceeds = True, t, 1.0, 0.0, 1.0
+        base.n_a = base.n_b = n
         return base
     pairs = dz.all_pairs(usable)
     family = [dz.pair(x, y) for x, y in pairs]
@@ -245,7 +247,9 @@ def trend(d: dz.Design, sesoi: float | None, alpha: float) -> Question:
         return q
     labels = sorted(x, key=x.get)
     if identical(d.table, None, labels):
-        q.identical, q.test, q.p = True, TTest(0.0, 0.0, 1.0, len(d.values), 0.0, True, ""), 1.0
+        n = len(d.table.complete(labels))
+        q.identical, q.test, q.p = True, TTest(0.0, 0.0, 1.0, n, 0.0, True, ""), 1.0
+        q.n_a = q.n_b = n
         q.tost_p = 0.0 if sesoi else math.nan
         return q
     span = max(x.values()) - min(x.values())

@@ -228,9 +228,10 @@ def _evidence(d, q, row, metric, alpha, a, b) -> str:
         where = (
             "Holm's share of the last look's level" if row["_sequential"] else "Holm's share of α"
         )
+        unit = f" {q.what.removeprefix('slope ')}" if trend else ""  # per doubling of bs
         parts.append(
             f"~{int(row['seeds_needed'])} seeds per level would decide it (80% power for "
-            f"±{fmt_text(q.margin)} at level {row['_level_used']:.3g}, {where})"
+            f"±{fmt_text(q.margin)}{unit} at level {row['_level_used']:.3g}, {where})"
         )
     if not q.margin and q.verdict == "inconclusive":
         parts.append("no sesoi declared, so no equivalence claim is possible")
