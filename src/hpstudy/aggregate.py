@@ -234,7 +234,7 @@ def timeline_table(
     results (`missing`, `{exp}/seed{N}`) the record beside their checkpoint
     (`checkpoints/{config id}/seed{N}.attempts.json`), so failed and killed attempts count
     too. `queue_wait_s` is the wait of a batch job before its first attempt (start minus
-    the submission time the job was given, hpstudy.pbs); empty where not known (local runs,
+    the submission time the job was given, profiles/pbs); empty where not known (local runs,
     Slurm)."""
     from hpstudy import attempts as attempts_mod
 

@@ -12,7 +12,7 @@ Snakemake's outputs, and a record of every attempt sits beside it:
                                                              threads, device, gpu}, ...]
 
 `submitted` is when the batch job was submitted (Unix seconds, from HPSTUDY_SUBMIT_TIME, which
-hpstudy.pbs passes to every PBS job), else None: a local run has no queue. `threads`, `device`
+profiles/pbs passes to every PBS job), else None: a local run has no queue. `threads`, `device`
 and `gpu` (CUDA_VISIBLE_DEVICES on a GPU) are what the training process says it runs on;
 they price the attempt in CPU- and GPU-hours (hpstudy.aggregate.compute_table).
 
