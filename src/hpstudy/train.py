@@ -45,7 +45,7 @@ from hpstudy.failures import (
 from hpstudy.loaders import make_loader
 from hpstudy.models import build_model, count_parameters, flops_per_sample
 from hpstudy.optim import make_optimizer, make_scheduler, step_scheduler
-from hpstudy.prepare import load_prepared
+from hpstudy.prepare import load_prepared, run_split
 from hpstudy.progress import (
     epoch_line,
     history_row,
@@ -94,8 +94,9 @@ class Trainer:
         effects = device_effects(cfg, dev.type)  # what the report says was ignored
         seed_everything(cfg.seed)  # before the model is built: its initial weights
         data = data if data is not None else load_prepared(prepared)  # shared by the seeds
-        self.manifest = data["manifest"]
-        images, targets, split = data["images"], data["targets"], data["split"]
+        # the prepared split, or with `split: {seed: per_run}` this seed's own
+        split, self.manifest = run_split(data, cfg.seed)
+        images, targets = data["images"], data["targets"]
         train_idx = torch.from_numpy(training_subset(split["train"], cfg.train_subset, cfg.seed))
         # No validation hold-out (e.g. CIFAR-10 trained on all 50,000 images): the "val"
         # columns are the training set's, nothing is selected on them, and the test metrics
