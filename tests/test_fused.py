@@ -127,7 +127,7 @@ def train(prepared, out: Path, overrides: dict, seeds: list[int], fuse: bool, **
     results = run_seeds(
         cfg, seeds, prepared, out / "runs", out / "keep", logs.append, fuse=fuse, **kw
     )
-    return {"results": results, "runs": out / "runs", "log": "\n".join(logs)}
+    return {"results": results, "runs": out / "runs", "log": "\n".join(logs), "out": out}
 
 
 @pytest.fixture(scope="module")
@@ -139,9 +139,9 @@ def scenario(prepared, tmp_path_factory):
         if name not in done:
             overrides, seeds = SCENARIOS[name]
             out = tmp_path_factory.mktemp(name)
-            done[name] = (
-                train(prepared, out / "separate", overrides, seeds, fuse=False),
-                train(prepared, out / "fused", overrides, seeds, fuse=True),
+            done[name] = tuple(
+                train(prepared, out / kind, overrides, seeds, fuse, tensorboard=out / kind / "tb")
+                for kind, fuse in (("separate", False), ("fused", True))
             )
         return done[name]
 
@@ -231,6 +231,19 @@ def test_fused_seeds_reproduce_separate_runs(scenario, name):
         assert all(metrics[s]["stopped_early"] for s in seeds)
     if name == "divergence":
         assert [metrics[s]["diverged_epoch"] for s in seeds] == [3, 2]
+    if name == "plain":  # each seed's own TensorBoard events, as a separate run writes them
+        pytest.importorskip("tensorboard")
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        for seed in seeds:
+            values = []
+            for run in (separate, fused):
+                acc = EventAccumulator(str(run["out"] / "tb" / f"seed{seed}"))
+                acc.Reload()
+                events = acc.Scalars("loss/val")
+                values.append(([e.step for e in events], [e.value for e in events]))
+            assert values[1][0] == values[0][0] == [1, 2]
+            assert values[1][1] == pytest.approx(values[0][1], rel=1e-6)  # float32 events
 
 
 def test_the_tolerance_catches_a_tiny_real_difference(prepared, scenario, tmp_path):
@@ -384,3 +397,68 @@ def test_what_cannot_be_fused_trains_one_after_the_other(prepared, tmp_path, mon
     )
     assert "train one after the other: data_path: dataloader" in "\n".join(logs)
     assert all("fused_seeds" not in m for m in results.values())
+
+
+def test_compute_counts_a_fused_attempt_once(tmp_path):
+    """One attempt that trained seeds 0 and 1 as one model is on both records: compute.csv
+    counts its wall, CPU and GPU time once, half to each run."""
+    from hpstudy import attempts
+    from hpstudy.aggregate import compute_table, timeline_table
+    from hpstudy.study import load_study
+
+    study_file = tmp_path / "tiny.yaml"
+    study_file.write_text(STUDY)
+    study = load_study(study_file)
+    ((config_id, exps),) = study.configs().items()
+    checkpoints = [tmp_path / "checkpoints" / config_id / f"seed{s}.pt" for s in (0, 1)]
+    resources = {"threads": 4, "device": "cuda", "gpu": "0", "fused_seeds": 2}
+    rows = []
+    for seed, ck in enumerate(checkpoints):
+        attempts.begin(ck, now=1000.0, resources=resources)
+        attempts.end(ck, attempts.FINISHED, now=1600.0)
+        records = attempts.summary(ck, now=1600.0)["attempt_records"]
+        rows.append(
+            {"experiment": exps[0].id, "config_hash": config_id, "seed": seed, "device": "cuda"}
+            | {"attempt_records": json.dumps(records)}
+        )
+    table = timeline_table(study, pd.DataFrame(rows), tmp_path)
+    assert list(table["fused_seeds"]) == [2, 2]
+    compute = compute_table(study, table).set_index("scope")
+    assert compute.loc["study", "runs"] == 2
+    assert compute.loc["study", "wall_h"] == pytest.approx(600 / 3600)
+    assert compute.loc["study", "gpu_h"] == pytest.approx(600 / 3600)
+    assert compute.loc["study", "cpu_h"] == pytest.approx(4 * 600 / 3600)
+
+
+STUDY = """
+name: tiny
+seeds: 2
+dataset: {name: microbeads, image_size: 32, split: {train: 0.6, val: 0.2, test: 0.2}}
+base: {epochs: 2, batch_size: 4, patience: null}
+groups:
+  bs:
+    grid: {batch_size: [4]}
+"""
+
+
+@pytest.mark.slow
+def test_workflow_with_fuse_seeds_trains_each_configuration_as_one_model(tmp_path):
+    """The real workflow with `--config fuse_seeds=true`: the train job fuses its 2 seeds,
+    every seed's files are published, and the study is aggregated and reported."""
+    from conftest import run_snakemake, write_workdir
+
+    work = write_workdir(
+        tmp_path, STUDY, synthetic={"n_images": 40, "image_size": 32, "seed": 0}, fuse_seeds=True
+    )
+    run_snakemake(work, "--cores", "1")
+    (log,) = (work / "results/logs/train/tiny").glob("*.log")
+    text = log.read_text()
+    assert "fused: 2 seeds (0, 1) as one stacked model" in text
+    for seed in (0, 1):
+        run = next((work / "results/tiny/runs").glob(f"*/seed{seed}"))
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["fused_seeds"] == 2 and metrics["epochs_run"] == 2
+        assert (run / "history.csv").is_file() and (run / "layers.csv.gz").is_file()
+    compute = pd.read_csv(work / "results/tiny/compute.csv").set_index("scope")
+    assert compute.loc["study", "runs"] == 2
+    assert (work / "reports/tiny/report.md").is_file()
