@@ -294,26 +294,40 @@ def measure(
         say(format_row(new))
 
     # the baseline and every fused k in one process, one after the other (a group's wall
-    # is what a fresh process would take: its start-up plus its training)
+    # is what a fresh process would take: its start-up plus its training); a failure is
+    # reported and the other modes are still measured
     groups = [{"mode": "one", "seeds": [0]}]
     groups += [{"mode": "fused", "seeds": list(range(k))} for k in ks]
-    _, (results,) = launch(spec, [groups], device)
+    fused: dict[int, dict] = {}
+    try:
+        _, (results,) = launch(spec, [groups], device)
+    except RuntimeError as err:
+        say(f"fused seeds failed; the baseline runs alone: {err}")
+        _, ((results_one,),) = launch(spec, [groups[:1]], device)
+        results = [results_one]
     walls = [g["startup_s"] + g["train_s"] for g in results]
     add(row(spec, "one run", 1, 1, walls[0], [results[0]], project_epochs))
-    fused = {
-        g["k"]: row(spec, "fused", g["k"], g["k"], w, [g], project_epochs)
-        for g, w in zip(results[1:], walls[1:], strict=True)
-    }
+    for g, wall in zip(results[1:], walls[1:], strict=True):
+        fused[g["k"]] = row(spec, "fused", g["k"], g["k"], wall, [g], project_epochs)
+
+    def at_once(mode: str, k: int, group_mode: str, seeds: list[list[int]]) -> None:
+        """One process per seed list, all at once; a failure is printed, not raised."""
+        try:
+            wall, out = launch(spec, [[{"mode": group_mode, "seeds": s}] for s in seeds], device)
+        except RuntimeError as err:
+            say(f"{mode} k={k} failed: {err}")
+            return
+        runs = sum(map(len, seeds))
+        add(row(spec, mode, k, runs, wall, [o[0] for o in out], project_epochs))
+
     for k in ks:  # k processes at once, and the fused row of the same k beside it
         if k > 1:
-            wall, out = launch(spec, [[{"mode": "one", "seeds": [i]}] for i in range(k)], device)
-            add(row(spec, "processes", k, k, wall, [o[0] for o in out], project_epochs))
-        add(fused[k])
+            at_once("processes", k, "one", [[i] for i in range(k)])
+        if k in fused:
+            add(fused[k])
     for processes, k in combos:
         seeds = [list(range(p * k, p * k + k)) for p in range(processes)]
-        wall, out = launch(spec, [[{"mode": "fused", "seeds": s}] for s in seeds], device)
-        mode = f"{processes} processes x fused"
-        add(row(spec, mode, k, processes * k, wall, [o[0] for o in out], project_epochs))
+        at_once(f"{processes} processes x fused", k, "fused", seeds)
     return rows
 
 

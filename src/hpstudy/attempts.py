@@ -24,6 +24,8 @@ finished (a forced rerun).
 
     with attempts.track(checkpoint, snakemake_log):   # in the train script
         ...
+    with attempts.track_all(checkpoints, snakemake_log, resources):  # fused seeds: one
+        ...                                       # attempt on each seed's record and log
     metrics.update(attempts.summary(checkpoint))      # total and per-attempt wall time
 """
 

@@ -62,6 +62,7 @@ from hpstudy.device import attempt_resources, pick_device
 from hpstudy.failures import Interrupted
 from hpstudy.loaders import DeviceLoader
 from hpstudy.models import build_model
+from hpstudy.prepare import load_prepared
 from hpstudy.train import DIVERGENCE_CHECK_EVERY, Trainer, cleanup, write_config
 
 
@@ -146,6 +147,7 @@ class FusedTrainer:
         tensorboards: list[Path | None] | None = None,
     ):
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        data = data if data is not None else load_prepared(prepared)  # once for all seeds
         tensorboards = tensorboards or [None] * len(cfgs)
         self.trainers: list[Trainer] = []
         for cfg, out_dir, ck, tb in zip(cfgs, out_dirs, checkpoints, tensorboards, strict=True):
