@@ -169,7 +169,7 @@ def section_experiment(sizes: dict, work: Path) -> dict[int, dict]:
         say(
             f"study estimate {size}px: {sizes['study_runs']} runs x {m['run_wall_s']:.2f} s = "
             f"{sizes['study_runs'] * m['run_wall_s'] / 60:.1f} min one at a time in one process "
-            "(plus one process start per configuration; see sharing)"
+            "(plus one process start per configuration; see seeds)"
         )
     return out
 
