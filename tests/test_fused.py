@@ -494,3 +494,42 @@ def test_fused_on_cuda_matches_separate_runs_then_trains_in_bf16(prepared, tmp_p
         # rounding (later epochs drift apart, as any two bf16 runs of one seed may)
         assert b["train_loss"][0] == pytest.approx(a["train_loss"][0], rel=0.05)
         assert fused["results"][seed]["device"].startswith("cuda")
+
+
+def test_checkpoints_at_different_points_are_not_fused(prepared, tmp_path):
+    """A checkpoint left by a separate run (seed 0 after epoch 1, seed 1 none) cannot join a
+    fused group that trains in step."""
+    data = load_prepared(prepared)
+    cfgs = [TrainConfig.from_dict({**BASE, "seed": s}) for s in (0, 1)]
+    cks = [tmp_path / "seed0.pt", tmp_path / "seed1.pt"]
+    trainer = Trainer(cfgs[0], None, tmp_path / "seed0", cks[0], lambda m: None, data)
+    trainer.state.epoch = 1
+    trainer.save_checkpoint()
+    reason = why_not_fused(cfgs, cks, data["manifest"], torch.device("cpu"))
+    assert reason == (
+        "their checkpoints stand at different points (epoch, batch: [(0, 0), (1, 0)]), "
+        "left by separate runs"
+    )
+    trainer.state.epoch = 0  # both at the start: fused
+    trainer.save_checkpoint()
+    assert why_not_fused(cfgs, cks, data["manifest"], torch.device("cpu")) is None
+
+
+def test_a_failing_fused_group_falls_back_to_separate_runs(prepared, tmp_path, monkeypatch):
+    """Whatever breaks fused training (here: an error in its first epoch), the job's log
+    says so, the seeds train one after the other, and the failed attempt is on record."""
+    from hpstudy import fused as fused_module
+
+    def broken(self, epoch, gens, t0):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fused_module.FusedTrainer, "_train_epoch", broken)
+    overrides = {"epochs": 1, "patience": None, "train_subset": 8}
+    result = train(prepared, tmp_path, overrides, [0, 1], fuse=True)
+    assert "fused training of seeds [0, 1] failed (RuntimeError: boom)" in result["log"]
+    for seed in (0, 1):
+        assert "fused_seeds" not in result["results"][seed]
+        assert result["results"][seed]["status"] == "ok"
+        records = json.loads((tmp_path / "keep" / f"seed{seed}.attempts.json").read_text())
+        assert [r["ended"] for r in records] == ["failed: RuntimeError: boom", "finished"]
+        assert records[0]["fused_seeds"] == 2 and "fused_seeds" not in records[1]
