@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
             "configs, data, run records",
             "config prepare loaders optim task attempts stats extract pbs",
         ),
-        ("training", "progress train seeds"),
+        ("training", "progress train fused seeds"),
         ("statistics", "analysis sequential rounds figures"),
         ("study files and their cost", "studyfile expand study_checks study cost"),
         ("whole-study stages and views", "analyze aggregate report status"),
