@@ -30,16 +30,17 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
             "configs, data, run records",
             "config prepare loaders optim task attempts stats extract pbs scheduler_jobs",
         ),
-        ("training", "progress train seeds"),
+        ("training", "progress train fused seeds"),
         ("statistics", "analysis sequential rounds figures figure_plan"),
         ("study files and their cost", "studyfile expand study_checks study calibration cost"),
         ("a study's jobs and attempts", "rule_inputs timeline"),
-        ("whole-study stages and views", "aggregate report status"),
-        ("the command", "cli __main__"),
+        ("whole-study stages and views", "analyze aggregate report status"),
+        ("the command", "cli __main__ analyze.__main__"),
     )
 )
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
-COMMAND_LINE = {"cli", "__main__"}  # the only modules that may parse a command line
+# the only modules that may parse a command line (`python -m hpstudy.analyze` calls cli)
+COMMAND_LINE = {"cli", "__main__", "analyze.__main__"}
 
 
 def _parse(path: Path) -> ast.Module:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from hpstudy.analysis import analyse_study, worked_example, write_outputs
+from hpstudy.analysis import worked_example, write_outputs
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
 from hpstudy.metrics import primary_metric as task_primary_metric
 from hpstudy.stats import mean_ci
@@ -305,7 +305,8 @@ def aggregate_study(
 ) -> pd.DataFrame:
     """Write summary.csv (one row per experiment x seed, in study order), study.json,
     groups/*.csv, (given out_curves/out_layers) the study's per-epoch and per-layer tables,
-    and the analysis (hpstudy.analysis): stats.json, verdicts.csv and recommended.yaml.
+    and the analysis (hpstudy.analyze.analyse, the engine of `hpstudy analyze`): stats.json,
+    verdicts.csv and recommended.yaml.
     `rounds`: a sequential study's last round file (rounds/round{k}.yaml, issue 11): each
     question's verdict is the one of the round that decided it (verdicts.csv gains `round`
     and `seeds`), and summary.csv a `round` column (the round that ran the seed).
@@ -336,10 +337,10 @@ def aggregate_study(
     document = study_document(study, manifest, missing, reasons)
     write_json(out_study, document)
     if out_stats is not None or out_verdicts is not None or out_recommended is not None:
-        # the analysis sees which experiments share a configuration (experiments.tsv)
-        table = study.table().drop(columns=["shared_with"])
-        design = {**document, "experiments": table.to_dict(orient="records")}
-        result = analyse_study(summary, json.loads(json.dumps(design)))
+        # the very code `hpstudy analyze` runs on a table of runs from anywhere
+        from hpstudy import analyze
+
+        result = analyze.analyse(study, summary, task=manifest["task"], source=str(out_summary))
         if rounds is not None:
             import yaml
 
@@ -352,12 +353,6 @@ def aggregate_study(
             result["worked_example"] = worked_example(result["verdicts"].to_dict("records"))
             document["sequential"] = rounds_.study_part(decision, study)
             write_json(out_study, document)
-        best = (result["recommended"] or {}).get("recommended")
-        if best:  # the settings as the study resolved them (experiments.tsv holds lists as JSON)
-            exp = next(e for e in study.experiments if e.id == best["experiment"])
-            best["settings"] = {
-                k: _plain(v) for k, v in exp.config.to_dict().items() if k != "seed"
-            }
         write_outputs(result, out_stats, out_verdicts, out_recommended)
     return summary
 

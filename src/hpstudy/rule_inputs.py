@@ -31,7 +31,7 @@ from hpstudy.datasets import missing_files
 from hpstudy.study import Study, load_study
 from hpstudy.studyfile import parse_seeds_override
 
-FLAGS = ("allow_partial", "tensorboard")  # booleans that `--config KEY=true` may set
+FLAGS = ("allow_partial", "tensorboard", "fuse_seeds")  # booleans that `--config KEY=true` may set
 
 
 class InputError(ValueError):

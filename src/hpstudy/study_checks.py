@@ -22,6 +22,19 @@ def check_study(path: Path, data: dict[str, Any], base: dict[str, Any], groups: 
     for group in groups.values():
         check_analysis(path, group)
     check_validation_split(path, data["dataset"], groups)
+    check_split_seed(path, data["dataset"])
+
+
+def check_split_seed(path: Path, dataset: dict[str, Any]) -> None:
+    """`split: {seed: per_run}` redraws a split per run: only a random split (or the
+    validation part of a predefined one) can be redrawn, not an ordered one."""
+    split = dataset.get("split", {})
+    if split.get("seed") == "per_run" and split.get("method") == "ordered":
+        raise StudyError(
+            f"{path}: dataset.split.seed: per_run redraws the split from each run's seed, "
+            "but method: ordered takes samples in file order; use method: random (or "
+            "predefined), or a fixed seed"
+        )
 
 
 def _numeric(value: Any) -> bool:

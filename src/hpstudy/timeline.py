@@ -25,6 +25,7 @@ TIMELINE_COLUMNS = [
     "device",
     "gpu",
     "threads",
+    "fused_seeds",
     "job_id",
     "submitted",
     "start",
@@ -103,7 +104,7 @@ def timeline_table(
     table = pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
     if table.empty:
         return table
-    for column in ("submitted", "start", "end", "wall_s", "threads"):
+    for column in ("submitted", "start", "end", "wall_s", "threads", "fused_seeds"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     table = table.sort_values(["start", "config_hash", "seed"], kind="stable")
     jobs = table.dropna(subset=["job_id", "submitted"])
@@ -117,14 +118,18 @@ def timeline_table(
 def compute_table(study: Study, timeline: pd.DataFrame) -> pd.DataFrame:
     """Compute spent, for the study and per group: wall hours, CPU-hours (wall time x the
     attempt's CPU threads) and GPU-hours (wall time x 1 on a GPU; training uses one), over
-    every attempt, failed and killed ones too. The study counts each run once; a run
-    shared by several groups counts in each of them, so the group rows may add up to more
-    than the study. Attempts killed without a word have no end: their time is unknown and
-    counted in `attempts_unknown`, not guessed."""
+    every attempt, failed and killed ones too. An attempt that trained k seeds as one model
+    (`fused_seeds`, hpstudy.fused) is on each of their records; each counts 1/k of it. The
+    study counts each run once; a run shared by several groups counts in each of them, so
+    the group rows may add up to more than the study. Attempts killed without a word have no
+    end: their time is unknown and counted in `attempts_unknown`, not guessed."""
     frame = timeline.copy()
     if frame.empty:
         frame = pd.DataFrame(columns=TIMELINE_COLUMNS)
-    wall = pd.to_numeric(frame["wall_s"], errors="coerce")
+    share = 1
+    if "fused_seeds" in frame:  # older timelines lack it
+        share = pd.to_numeric(frame["fused_seeds"], errors="coerce").fillna(1).clip(lower=1)
+    wall = pd.to_numeric(frame["wall_s"], errors="coerce") / share
     threads = pd.to_numeric(frame["threads"], errors="coerce")
     on_gpu = frame["device"].astype(str).str.startswith("cuda")
     frame["wall_h"] = wall / 3600
