@@ -87,7 +87,8 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def read_microbead_folder(root: str | Path) -> RawDataset:
-    """A folder of images plus `density.csv` with columns `filename,density`."""
+    """A folder of images plus `density.csv` with columns `filename,density`: every row
+    names an image that exists, every image has a row, and they are all of one format."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(
@@ -99,6 +100,24 @@ def read_microbead_folder(root: str | Path) -> RawDataset:
         raise DatasetError(
             f"{table}: missing; the folder needs density.csv with columns filename,density"
         )
+    rows = _density_rows(table)
+    _check_rows_match_images(root, table, rows)
+    images, files = _read_labelled_images(root, table, rows)
+    targets = np.array([d for _, _, d in rows], dtype=np.float64)
+    return RawDataset(
+        images=images,
+        targets=targets,
+        task="regression",
+        names=[n for _, n, _ in rows],
+        files=files,
+        target_name="density",
+        source=str(root),
+    )
+
+
+def _density_rows(table: Path) -> list[tuple[int, str, float]]:
+    """density.csv as (line, filename, density) rows; a header, a row or a value that is
+    wrong is a DatasetError naming the line and the fix."""
     with open(table, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's BOM
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -134,6 +153,12 @@ def read_microbead_folder(root: str | Path) -> RawDataset:
                     "a finite number >= 0; fix or remove the row"
                 )
             rows.append((line_no, name, density))
+    return rows
+
+
+def _check_rows_match_images(root: Path, table: Path, rows: list[tuple[int, str, float]]) -> None:
+    """One row per image: no duplicate rows, no row without its image, no image without a
+    row."""
     if not rows:
         raise DatasetError(f"{table}: no rows; add one row per image")
     seen: dict[str, int] = {}
@@ -157,6 +182,13 @@ def read_microbead_folder(root: str | Path) -> RawDataset:
             f"{root}: {len(unlabelled)} image(s) have no row in density.csv, e.g. "
             f"{unlabelled[:3]}; add rows or move the images out"
         )
+
+
+def _read_labelled_images(
+    root: Path, table: Path, rows: list[tuple[int, str, float]]
+) -> tuple[list[np.ndarray], dict[str, str]]:
+    """The images in row order and the SHA-256 of every file; the same image under two
+    densities, or images of several bit depths or channel counts, are a DatasetError."""
     images, files, kinds = [], {"density.csv": sha256_file(table)}, {}
     content: dict[str, tuple[str, float]] = {}
     for _, name, density in rows:
@@ -178,16 +210,7 @@ def read_microbead_folder(root: str | Path) -> RawDataset:
         raise DatasetError(
             f"{root}: images mix bit depths or channel counts {desc}; convert them to one format"
         )
-    targets = np.array([d for _, _, d in rows], dtype=np.float64)
-    return RawDataset(
-        images=images,
-        targets=targets,
-        task="regression",
-        names=[n for _, n, _ in rows],
-        files=files,
-        target_name="density",
-        source=str(root),
-    )
+    return images, files
 
 
 # -- standard benchmark datasets, read from torchvision's on-disk layout (never downloaded) --
