@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny generated microbead dataset, prepared once per test session."""
+"""Shared fixtures: a tiny generated microbead dataset, prepared once per test session; and
+the line that says which tests the default run (pyproject's `-m`) left out."""
 
 from __future__ import annotations
 
@@ -82,3 +83,23 @@ def write_workdir(workdir: Path, study_yaml: str, study: str = "tiny", **config)
     values.update(config)
     (workdir / "config.yaml").write_text(yaml.safe_dump(values))
     return workdir
+
+
+def _default_markers(config) -> str | None:
+    """The `-m` expression of pyproject's addopts (the default run's selection)."""
+    args = config.getini("addopts")
+    return next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "-m"), None)
+
+
+@pytest.hookimpl(trylast=True)  # after the durations table, just above the counts
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After the default run: how many tests it left out, and the commands that run them."""
+    left_out = len(terminalreporter.stats.get("deselected", []))
+    if not left_out or config.option.markexpr != _default_markers(config):
+        return
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("-", "not run by default")
+    write(f"{left_out} slow, live-cluster (slurm, pbs) and GPU tests were left out. Run them with:")
+    write('  uv run pytest -m "slow or slurm or pbs"   # .ci/run runs these after the fast suite')
+    write("  uv run pytest -m gpu                      # on a machine with CUDA")
+    write('  uv run pytest -m ""                       # everything')
