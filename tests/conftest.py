@@ -44,6 +44,25 @@ def prepared(microbead_dir, tmp_path_factory) -> Path:
     return out / "prepared.pt"
 
 
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> dict:
+    """tests/test_report.py's synthetic study (6 groups, 3 seeds, known effects, a diverged
+    run, every run with its attempt record) through the real extract, aggregate and report
+    code: results/, report.md/.html and figures/, built once for test_report, test_whole_study
+    and test_report_browser. `overlaps`: the FigureOverlapWarnings drawing it raised."""
+    import warnings
+
+    from test_report import DIVERGED, LEVELS, STUDY, build_study
+
+    from hpstudy.figures import FigureOverlapWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FigureOverlapWarning)
+        paths = build_study(tmp_path_factory.mktemp("synth"), STUDY, LEVELS, diverged=DIVERGED)
+    paths["overlaps"] = [str(w.message) for w in caught if w.category is FigureOverlapWarning]
+    return paths
+
+
 def snakemake_cmd(*args: str) -> list[str]:
     exe = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
     return [exe, "--snakefile", str(REPO / "Snakefile"), *args]
