@@ -114,7 +114,8 @@ def _default_markers(config) -> str | None:
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """After the default run: how many tests it left out, and the commands that run them."""
     left_out = len(terminalreporter.stats.get("deselected", []))
-    if not left_out or config.option.markexpr != _default_markers(config):
+    chosen = config.option.markexpr != _default_markers(config) or config.option.keyword
+    if not left_out or chosen:  # the caller picked the tests: nothing to explain
         return
     write = terminalreporter.write_line
     terminalreporter.write_sep("-", "not run by default")
