@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ),
         ("training", "progress train seeds"),
         ("statistics", "analysis sequential rounds figures"),
-        ("study files and their cost", "studyfile expand study_checks study cost"),
+        ("study files and their cost", "studyfile expand study_checks data_checks study cost"),
         ("whole-study stages and views", "aggregate report status"),
         ("the command", "cli __main__"),
     )

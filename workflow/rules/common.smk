@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from hpstudy import cost, rounds
 from hpstudy.config import config_hash
+from hpstudy.data_checks import Source
 from hpstudy.datasets import missing_files
 from hpstudy.study import load_study
 from hpstudy.studyfile import StudyError, parse_seeds_override
@@ -44,18 +45,47 @@ except StudyError as err:
     sys.exit(f"hpstudy: invalid config: {err}")
 
 
+# What runs once, at the start (not again in each job's process): the studies' warnings, the
+# cost line, the check of finished results.
+ON_START = not (workflow.remote_exec or workflow.subprocess_exec)
+
+
+def say(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+@cache
+def microbead_source():
+    """The microbead images the workflow will prepare: a folder's (its density.csv rows;
+    their size and channels are read only when preparing) or the generated set."""
+    if not config["microbead_dir"]:
+        s = config["synthetic"]
+        return Source(s["n_images"], s["image_size"], 1)
+    try:
+        with open(Path(config["microbead_dir"]) / "density.csv") as fh:
+            return Source(max(sum(1 for line in fh if line.strip()) - 1, 0))
+    except OSError:  # reported, with the fix, before any job runs (dataset_location)
+        return Source()
+
+
 @cache
 def get_study(name):
-    """The expanded study (with the `seeds` override); a bad study file stops the workflow
-    before any job runs."""
+    """The expanded study (with the `seeds` override), checked against its data; a bad
+    study file stops the workflow before any job runs."""
     try:
-        return load_study(Path(config["studies_dir"]) / f"{name}.yaml", SEEDS)
+        return load_study(
+            Path(config["studies_dir"]) / f"{name}.yaml",
+            SEEDS,
+            source=microbead_source(),
+            log=say if ON_START else None,
+        )
     except StudyError as err:
         sys.exit(f"hpstudy: invalid study: {err}")
 
 
 for _name in STUDY_NAMES:
-    get_study(_name)
+    for _warning in get_study(_name).warnings if ON_START else ():
+        say(f"hpstudy: warning: {_warning}")
 
 
 wildcard_constraints:
@@ -186,24 +216,14 @@ def get_tensorboard_dir(wildcards):
 
 # -- cost: one line per study at the start, each train job's walltime from its estimate --------
 WALLTIME = cost.load_policy(Path(workflow.basedir) / "profiles" / "walltime.yaml")
-ESTIMATE = os.environ.get("HPSTUDY_ESTIMATE", "on") != "off" and not (
-    workflow.remote_exec or workflow.subprocess_exec
-)
+ESTIMATE = os.environ.get("HPSTUDY_ESTIMATE", "on") != "off" and ON_START
 
 
 def microbead_images(study):
     """Images the study's dataset starts from (None: not a microbead study)."""
     if study.dataset["name"] != "microbeads":
         return None
-    if config["microbead_dir"]:
-        try:
-            with open(Path(config["microbead_dir"]) / "density.csv") as fh:
-                return max(sum(1 for line in fh if line.strip()) - 1, 0)
-        except (
-            OSError
-        ):  # reported, with the fix, before any job runs (dataset_location)
-            return None
-    return config["synthetic"]["n_images"]
+    return microbead_source().images
 
 
 @cache
