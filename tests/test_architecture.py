@@ -24,7 +24,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         (
             "facts and helpers",
             "paths atomic formatting logs embed provenance device seeding metrics models "
-            "augment diagnostics tensorboard datasets microbeads gpuslots failures checkpoint",
+            "augment diagnostics tensorboard datasets microbeads gpuslots failures checkpoint "
+            "integrity",
         ),
         (
             "configs, data, run records",

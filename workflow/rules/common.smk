@@ -7,7 +7,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from hpstudy import cost, rounds
+from hpstudy import cost, integrity, rounds
 from hpstudy.config import config_hash
 from hpstudy.data_checks import Source
 from hpstudy.datasets import missing_files
@@ -283,6 +283,66 @@ if ESTIMATE:
             "train:runtime='120*attempt'",
             file=sys.stderr,
         )
+
+
+# -- damaged results (issue 21): every published seed against its checksums ---------------
+def published_runs(study):
+    """The output folders of a study's finished train jobs -> the seeds each holds (None
+    where a sequential study's rounds decide them)."""
+    s = get_study(study)
+    if s.plan is None:
+        folders = {f"{R}/{study}/runs/{cfg}": s.seeds for cfg in s.configs()}
+    else:
+        folders = {str(p): None for p in Path(f"{R}/{study}/rounds").glob("*/runs/*")}
+    return {folder: seeds for folder, seeds in folders.items() if os.path.isdir(folder)}
+
+
+def find_damage():
+    """Published folder -> what is wrong in it; said at the start, with the repair."""
+    damage = {}
+    for name in STUDY_NAMES:
+        for folder, seeds in published_runs(name).items():
+            problems = integrity.damaged_seeds(folder, seeds)
+            if problems:
+                damage[folder] = problems
+    for folder, problems in damage.items():
+        for problem in problems:
+            say(f"hpstudy: damaged: {problem}")
+    if damage:
+        say(
+            "hpstudy: repairing: the train jobs of "
+            + ", ".join(damage)
+            + " run again (each seed is copied again from its kept copy under "
+            "checkpoints/, or trained again where that is damaged too); by hand: "
+            "snakemake --forcerun " + " ".join(damage)
+        )
+    for name in STUDY_NAMES:
+        for ckpt in sorted(Path(f"{R}/{name}/checkpoints").glob("*/seed*.pt")):
+            problem = integrity.checkpoint_problem(ckpt)
+            if problem:
+                say(
+                    f"hpstudy: warning: checkpoint {ckpt} is unreadable ({problem}); "
+                    f"{ckpt.stem} of configuration {ckpt.parent.name} trains again from "
+                    "scratch"
+                )
+    return damage
+
+
+DAMAGED = find_damage() if ON_START else {}
+
+
+def repair_damaged(wildcards):
+    """No input: reruns this train job when its published seeds are damaged (DAMAGED), as
+    `--forcerun` would, by adding its output to the DAG's forced files while the DAG is
+    built (a Snakemake internal; without it the start line above names the command)."""
+    folder = f"{R}/{wildcards.study}/" + (
+        f"rounds/{wildcards.k}/" if hasattr(wildcards, "k") else ""
+    )
+    folder += f"runs/{wildcards.cfg}"
+    forced = getattr(getattr(workflow, "dag", None), "forcefiles", None)
+    if folder in DAMAGED and isinstance(forced, set):
+        forced.add(folder)
+    return []
 
 
 # -- sequential studies (issue 11): rounds decided by the checkpoint decide_round ----------
