@@ -338,11 +338,6 @@ STUDY_CASES = [
         ],
     ),
     (
-        "train_subset_beyond_split",
-        _set("base.train_subset", 5000),
-        ["base.train_subset", "train_subset=5000 exceeds the 1169 training images", "at most"],
-    ),
-    (
         "one_image_last_batch",
         _set("base.batch_size", 4),
         [

@@ -187,6 +187,7 @@ def test_a_plain_rerun_repairs_a_damaged_seed(tmp_path):
 
     published.write_text(published.read_text()[:40])  # truncated: the kept copy is intact
     dry = run_snakemake(work, "-n", "--cores", "1")
+    assert "hpstudy: warning:" in dry.stderr  # the warnings reach a dry run's console too
     assert f"hpstudy: damaged: {published}: 40 bytes where" in dry.stderr
     assert f"snakemake --forcerun {runs[0]}" in dry.stderr
     assert "reason: Forced execution" in dry.stdout + dry.stderr
