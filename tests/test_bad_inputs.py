@@ -383,6 +383,11 @@ STUDY_CASES = [
         ["dataset.split", "val 0.15 (default)", "= 1.15"],
     ),
     (
+        "ordered_counts_beyond_the_data",
+        _set("dataset.split", {"method": "ordered", "train": 1500, "val": 200, "test": 300}),
+        ["dataset.split", "= 2000 need more images than the 1948 there are", "at most 1948"],
+    ),
+    (
         "grid_over_the_cap",
         _cube(40),
         [

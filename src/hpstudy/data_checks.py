@@ -49,7 +49,8 @@ class DataShape:
     exact: bool  # the sizes are prepare's (else an estimate: a subsampled predefined split)
     size: int | None  # image side before any upsample_size
     channels: int | None
-    total: int  # samples after data_percentage
+    total: int  # samples in the three splits
+    available: int | None  # samples after data_percentage, where known before reading them
     origin: str  # where the sizes come from, in words, for messages
     channels_origin: str  # where the channel count comes from
 
@@ -92,13 +93,15 @@ def data_shape(dataset: dict[str, Any], source: Source) -> DataShape:
     channels, native, _ = DATASET_GEOMETRY[name]
     pct = float(dataset.get("data_percentage", 100))
     method = spec.get("method", "predefined" if name in PREDEFINED else "random")
+    available = None  # samples after data_percentage, where known
     if name == "microbeads":
+        exact = source.images is not None  # else a folder whose count is unknown: about
         images = source.images or GENERATED.images
         channels, native = source.channels, source.size
         origin = f"{images} microbead images" + (
             f" x data_percentage {pct:g}%" if pct < 100 else ""
         )
-        exact = True
+        available = images if pct >= 100 else round(images * pct / 100.0)
     else:
         origin = f"dataset {name}" + (f" x data_percentage {pct:g}%" if pct < 100 else "")
         # a subsampled predefined split, or a folder of vgg cells, has sizes near these
@@ -119,6 +122,7 @@ def data_shape(dataset: dict[str, Any], source: Source) -> DataShape:
         size=dataset.get("image_size") or native,
         channels=dataset.get("channels") or channels,
         total=split.train + split.val + split.test,
+        available=available,
         origin=origin,
         channels_origin=channels_origin,
     )
@@ -155,10 +159,20 @@ def check_split_sizes(path: Path, dataset: dict[str, Any], shape: DataShape) -> 
     spec, split = dataset.get("split", {}) or {}, shape.split
     about = "" if shape.exact else "about "
     warnings = []
+    if spec.get("method") == "ordered" and shape.available is not None and shape.exact:
+        if shape.total > shape.available:
+            raise StudyError(
+                f"{path}: dataset.split: the ordered counts train {split.train} + val "
+                f"{split.val} + test {split.test} = {shape.total} need more images than the "
+                f"{shape.available} there are ({shape.origin}); allowed: counts adding up to "
+                f"at most {shape.available}"
+            )
     for part in SPLITS:
         n = getattr(split, part)
         asked = part != "val" or spec.get("val", 1) != 0  # val: 0 is a choice (no hold-out)
-        key = f"dataset.split.{part}" if part in spec else "dataset.data_percentage"
+        key = f"dataset.split.{part}" if part in spec else "dataset.split"
+        if part not in spec and "data_percentage" in dataset:
+            key = "dataset.data_percentage"
         if n == 0 and part != "val" and shape.exact:
             raise StudyError(
                 f"{path}: {key}: the {part} split would be empty ({shape.origin} -> "
