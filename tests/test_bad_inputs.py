@@ -878,6 +878,16 @@ WORKFLOW_CASES = [
         {"study_mutation": _set("base.lr", -0.1)},
         ["hpstudy: invalid study:", "s.yaml", "base.lr: -0.1 is not allowed"],
     ),
+    (  # issue 21: the workflow reads study files with the same loader ...
+        "repeated_key",
+        {"study_mutation": _Text(("  epochs: 1\n", "  epochs: 1\n  epochs: 30\n"))},
+        ["hpstudy: invalid study:", "base.epochs: the key 'epochs' appears twice"],
+    ),
+    (  # ... and checks it against its own data: 12 generated images, 7 for training
+        "batch_without_steps_on_the_workflows_data",
+        {"study_mutation": _set("base", {"epochs": 1, "batch_size": 8, "drop_last": True})},
+        ["base.batch_size", "0 optimizer steps per epoch on the 7-image training split"],
+    ),
     ("unknown_config_key", {"bogus": 1}, ["hpstudy: invalid config:", "unknown key(s) ['bogus']"]),
     (
         "unsafe_results_dir",
