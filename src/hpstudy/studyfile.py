@@ -1,8 +1,10 @@
 """Reading study files: the YAML, the JSON schemas, and messages a user can act on.
 
-Everything here looks at one value at a time: `load_yaml` reads a file, `validate` checks a
-mapping against workflow/schemas/*.schema.yaml and turns every error into a line naming the
-file, the key path, the value and what is allowed (`StudyError`), `parse_seeds_override`
+Everything here looks at one value at a time: `load_yaml` reads a file as YAML 1.2 (`1e-3`
+a number, `off` a name) and refuses a repeated key or a tab in the indentation by line,
+`validate` checks a mapping against workflow/schemas/*.schema.yaml and turns every error into
+a line naming the file, the key path, the value and what is allowed, with a "did you mean"
+for a near miss (`StudyError`), `choices` keeps a list of names short, `parse_seeds_override`
 reads `--config seeds=...` as the study file would hold it, and `missing_study` says which
 studies exist when a name is wrong. Checks that relate several keys or need the expanded
 experiments: hpstudy.study_checks.
