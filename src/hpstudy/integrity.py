@@ -103,7 +103,7 @@ def damaged_seeds(runs_dir: str | Path, seeds: Iterable[int] | None = None) -> l
     missing from it (of `seeds`, when known) and damaged files, one line each."""
     runs_dir = Path(runs_dir)
     problems = [
-        f"{runs_dir / f'seed{n}'}: missing"
+        f"{runs_dir / f'seed{n}'}: not there (deleted, or a seed added since it was published)"
         for n in seeds or ()
         if not (runs_dir / f"seed{n}").is_dir()
     ]
