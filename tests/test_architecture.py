@@ -31,24 +31,36 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
             "configs, data, run records",
             "config prepare loaders optim task attempts stats extract pbs",
         ),
-        ("training", "progress train seeds"),
+        ("training", "progress train fused seeds"),
         ("statistics", "analysis sequential rounds figures"),
         ("study files and their cost", "studyfile expand study_checks data_checks study cost"),
-        ("whole-study stages and views", "aggregate report status"),
-        ("the command", "cli __main__"),
+        ("whole-study stages and views", "analyze aggregate report status"),
+        ("the command", "cli __main__ analyze.__main__"),
     )
 )
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
-COMMAND_LINE = {"cli", "__main__"}  # the only modules that may parse a command line
+# the only modules that may parse a command line (`python -m hpstudy.analyze` calls cli)
+COMMAND_LINE = {"cli", "__main__", "analyze.__main__"}
+
+
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
 
 
 @functools.cache
 def package_modules() -> dict[str, ast.Module]:
-    return {
-        path.stem: ast.parse(path.read_text(), filename=str(path))
-        for path in sorted(PACKAGE.glob("*.py"))
-        if path.stem != "__init__"
+    """Every module: a file of the package, or a subpackage (hpstudy.analysis) as one module
+    with the imports of all its files, its `__main__.py` apart as `NAME.__main__`."""
+    modules = {
+        path.stem: _parse(path) for path in sorted(PACKAGE.glob("*.py")) if path.stem != "__init__"
     }
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        files = [p for p in sorted(init.parent.glob("*.py")) if p.stem != "__main__"]
+        body = [node for p in files for node in _parse(p).body]
+        modules[init.parent.name] = ast.Module(body=body, type_ignores=[])
+        if (init.parent / "__main__.py").is_file():
+            modules[f"{init.parent.name}.__main__"] = _parse(init.parent / "__main__.py")
+    return modules
 
 
 def imported(tree: ast.Module) -> dict[str, int]:

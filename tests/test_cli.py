@@ -34,7 +34,14 @@ def test_help_lists_every_subcommand_on_one_line():
     lines = proc.stdout.splitlines()
     for name, text in cli.COMMANDS.items():
         assert any(line.split() == [name, *text.split()] for line in lines), name
-    assert list(cli.COMMANDS) == ["check", "status", "calibrate", "simulate", "gpuslots"]
+    assert list(cli.COMMANDS) == [
+        "check",
+        "status",
+        "calibrate",
+        "analyze",
+        "simulate",
+        "gpuslots",
+    ]
 
 
 def test_console_script_is_the_cli():

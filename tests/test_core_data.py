@@ -71,3 +71,56 @@ def test_corrupted_prepared_file_is_refused(prepared, tmp_path):
     torch.save(data, bad)
     with pytest.raises(PreparedError, match="format"):
         load_prepared(bad)
+
+
+def test_a_split_per_run_is_drawn_from_each_run_s_seed(microbead_dir, tmp_path):
+    """`split: {seed: per_run}` (issue 20, item 7): the prepared file keeps the pool and the
+    fixed split of seed 42 (same content as `seed: 42`); each run draws its own split from its
+    seed, with its own normalisation statistics; a fixed seed keeps the prepared split."""
+    from hpstudy.prepare import run_split, split_statistics
+
+    base = {"name": "microbeads", "image_size": 16, "split": {"method": "random", "seed": 42}}
+    fixed = prepare(base, microbead_dir, tmp_path / "fixed.pt")
+    per_run = {**base, "split": {"method": "random", "seed": "per_run"}}
+    manifest = prepare(per_run, microbead_dir, tmp_path / "per_run.pt")
+    assert manifest["split_per_run"] and not fixed["split_per_run"]
+    assert manifest["content_sha256"] == fixed["content_sha256"]
+    data = load_prepared(tmp_path / "per_run.pt")
+    splits = {seed: run_split(data, seed) for seed in (0, 1, 0)}
+    (a, ma), (b, mb) = splits[0], splits[1]
+    assert {k: len(v) for k, v in a.items()} == {k: len(v) for k, v in b.items()}
+    assert not np.array_equal(a["train"], b["train"])  # the seeds vary the split
+    assert np.array_equal(run_split(data, 0)[0]["test"], a["test"])  # the same seed, the same
+    for split in (a, b):
+        parts = [set(split[k].tolist()) for k in ("train", "val", "test")]
+        assert not (parts[0] & parts[2]) and not (parts[1] & parts[2]) and not (parts[0] & parts[1])
+        assert set().union(*parts) == set(range(manifest["n_samples"]))
+    stats = split_statistics(
+        data["images"].numpy(), data["targets"].numpy(), a["train"], "regression"
+    )
+    assert ma["mean"] == stats["mean"] and ma["target_mean"] == stats["target_mean"]
+    assert ma["split_seed"] == 0 and mb["target_mean"] != ma["target_mean"]
+    kept, same = run_split(load_prepared(tmp_path / "fixed.pt"), 3)
+    assert "split_seed" not in same
+    assert np.array_equal(kept["train"], load_prepared(tmp_path / "fixed.pt")["split"]["train"])
+
+
+def test_a_predefined_test_set_stays_when_the_split_is_per_run():
+    from hpstudy.prepare import run_split
+
+    images = np.arange(20 * 4, dtype=np.uint8).reshape(20, 1, 2, 2)
+    data = {
+        "images": images,
+        "targets": np.arange(20, dtype=np.int64) % 3,
+        "split": {"train": np.arange(0, 12), "val": np.arange(12, 15), "test": np.arange(15, 20)},
+        "manifest": {
+            "dataset": {"split": {"method": "predefined", "seed": "per_run"}},
+            "task": "classification",
+            "n_samples": 20,
+        },
+    }
+    a, _ = run_split(data, 0)
+    b, _ = run_split(data, 1)
+    assert np.array_equal(a["test"], np.arange(15, 20)) and np.array_equal(b["test"], a["test"])
+    assert len(a["val"]) == 3 and not np.array_equal(a["val"], b["val"])
+    assert sorted([*a["train"], *a["val"]]) == list(range(15))

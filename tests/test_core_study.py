@@ -104,3 +104,23 @@ def test_bad_study_names_file_key_and_value(tmp_path, edit, message):
         load_study(path)
     assert str(path) in str(err.value)
     assert message in str(err.value)
+
+
+def test_a_split_per_run_is_a_seed_of_its_own(tmp_path):
+    """`dataset.split.seed: per_run` (issue 20, item 7) loads; an ordered split cannot be
+    redrawn, and a misspelt value names what is allowed."""
+    per_run = "dataset: {name: microbeads, image_size: 32, split: {seed: per_run}}"
+    study = load_study(
+        write(tmp_path, STUDY.replace("dataset: {name: microbeads, image_size: 32}", per_run))
+    )
+    assert study.dataset["split"]["seed"] == "per_run"
+    ordered = per_run.replace("seed: per_run", "method: ordered, train: 10, seed: per_run")
+    with pytest.raises(StudyError, match="per_run redraws the split .* method: ordered"):
+        load_study(
+            write(tmp_path, STUDY.replace("dataset: {name: microbeads, image_size: 32}", ordered))
+        )
+    wrong = per_run.replace("per_run", "per_seed")
+    with pytest.raises(StudyError, match="dataset.split.seed"):
+        load_study(
+            write(tmp_path, STUDY.replace("dataset: {name: microbeads, image_size: 32}", wrong))
+        )

@@ -98,3 +98,20 @@ def test_divergence_is_recorded_not_raised(prepared, tmp_path):
     assert metrics["status"] == "diverged"
     assert 1 <= metrics["diverged_epoch"] <= 4
     assert "test_r2" not in metrics
+
+
+def test_a_split_per_run_trains_each_seed_on_its_own_split(microbead_dir, tmp_path):
+    """The Trainer takes its split from the run's seed when the study asks for it."""
+    from hpstudy.prepare import load_prepared, prepare
+    from hpstudy.train import Trainer
+
+    spec = {"name": "microbeads", "image_size": 16, "split": {"seed": "per_run"}}
+    prepare(spec, microbead_dir, tmp_path / "p.pt")
+    data = load_prepared(tmp_path / "p.pt")
+    seen = {}
+    for seed in (0, 1):
+        cfg = TrainConfig.from_dict({**FAST, "seed": seed})
+        trainer = Trainer(cfg, None, tmp_path / f"s{seed}", tmp_path / f"s{seed}.ckpt", data=data)
+        assert trainer.manifest["split_seed"] == seed
+        seen[seed] = trainer.manifest["target_mean"]
+    assert seen[0] != seen[1]

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, snakemake_cmd
+from snakemake_executor_plugin_pbs import ExecutorSettings
+from snakemake_executor_plugin_pbs.submit import JobRequest, qsub_command, walltime
 
-from hpstudy import cost, pbs
+from hpstudy import cost
 from hpstudy.study import load_study
 
 QUICK = REPO / "config" / "studies" / "quick.yaml"
@@ -203,15 +205,14 @@ def test_pbs_train_jobs_of_the_quick_study_request_walltimes_from_their_estimate
             cfg_id,
             resources,
         )
-        props = {
-            "type": "single",
-            "rule": "train",
-            "threads": threads,
-            "wildcards": {"study": "quick", "cfg": cfg_id},
-            "resources": {"mem_mb": 16000, "runtime": runtime, "ngpus": 1},
-        }
-        line = pbs.build_qsub_args(props, pbs.Site(), "job.sh", workdir="/w", stamp="T")
-        assert f"walltime={pbs.walltime(runtime)}" in line
+        request = JobRequest(
+            rule="train",
+            threads=threads,
+            wildcards={"study": "quick", "cfg": cfg_id},
+            resources={"mem_mb": 16000, "runtime": runtime, "ngpus": 1},
+        )
+        line = qsub_command(request, ExecutorSettings(), "job.sh", Path("/w/o.out"))
+        assert f"walltime={walltime(runtime)}" in line
         seen.add(runtime)
     assert len(seen) > 1  # the walltimes follow the runs, not one fixed number
 

@@ -214,10 +214,16 @@ def write_run(run_dir: Path, exp, seed: int, r2: float | None, task: str, metric
     write_json(run_dir / "metrics.json", metrics)
 
 
-def build_study(
-    root: Path, study_text: str, levels: dict, task: str = "regression", diverged=frozenset()
+def build_results(
+    root: Path,
+    study_text: str,
+    levels: dict | None = None,
+    task: str = "regression",
+    diverged=DIVERGED,
 ) -> dict[str, Path]:
-    """A results folder as the workflow leaves it before the report rule."""
+    """A results folder as the workflow's aggregate step leaves it (run folders, extract
+    records, summary.csv, verdicts.csv, ...); `levels` default: LEVELS."""
+    levels = LEVELS if levels is None else levels
     name = yaml.safe_load(study_text)["name"]
     study_file = root / "studies" / f"{name}.yaml"
     study_file.parent.mkdir(parents=True)
@@ -283,6 +289,15 @@ def build_study(
         out_recommended=res / "recommended.yaml",
     )
     write_csv(res / "experiments.tsv", study.table())
+    return {"results": res, "study_file": study_file}
+
+
+def build_study(
+    root: Path, study_text: str, levels: dict, task: str = "regression", diverged=frozenset()
+) -> dict[str, Path]:
+    """A results folder as the workflow leaves it, and its rendered report."""
+    res = build_results(root, study_text, levels, task, diverged)["results"]
+    name = res.name
     out = root / "reports" / name
     groups = {p.stem: p for p in sorted((res / "groups").glob("*.csv"))}
     render(
@@ -546,7 +561,7 @@ def report_verdicts(text: str) -> dict[tuple[str, str], str]:
     return {
         (m[1], m[2]): m[3]
         for m in re.finditer(
-            r"^\| `(\w+)` / `([^`]+)` \| [^|]* \| [^|]* \| \*\*([a-z ]+)\*\* \|", text, re.M
+            r"^\| `(\w+)` / `([^`]+)` \| [^|]* \| [^|]* \| \*\*([a-z ]+)\*\*[^|]*\|", text, re.M
         )
     }
 

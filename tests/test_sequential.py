@@ -160,6 +160,30 @@ def test_futility_stops_a_question_the_final_look_would_not_decide():
     assert q["status"] == "open" and r2_off["added"]
 
 
+def test_futility_of_a_trend_is_judged_in_the_trend_s_own_units():
+    """Issue 20, item 9: a trend row's estimate is a slope per doubling, so its margin is the
+    sesoi over the studied range per doubling (0.01 / 2 here), and futility asks whether the
+    last look could decide that - with the slope's margin taken as the sesoi (v2), a null
+    trend practically never stopped for futility."""
+    plan = SeedPlan(initial=3, max=7, step=2)
+    rng = np.random.default_rng(2)
+    levels = {f"bs{b}": {"bs": b} for b in (16, 32, 64)}
+    groups = {
+        "t": {
+            "kind": "grid",
+            "factors": ["bs"],
+            "levels": levels,
+            "expect": {"trend": "decreasing", "scale": "log2"},
+        }
+    }
+    values = {("t", lb): list(0.9 + rng.normal(0, 0.02, 5)) for lb in levels}
+    summary, doc = make_study(groups, values, sesoi=0.01)
+    r2 = sequential.decide_round(summary, doc, plan, 2)
+    q = next(x for x in r2["questions"] if x["group"] == "t")
+    assert q["row"]["margin"] == pytest.approx(0.01 / 2)
+    assert q["status"] == "futile", q
+
+
 def test_conditional_power_against_a_brute_force_simulation():
     """conditional_power is P(the final look decides | data so far, true effect = estimate,
     SD = observed): check it against drawing the remaining seeds and running the real t-test

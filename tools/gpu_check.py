@@ -4,17 +4,27 @@
     python tools/gpu_check.py              # on a machine with CUDA and PyTorch
     python tools/gpu_check.py --dry-run    # every section at toy sizes on the CPU
 
-Needs only PyTorch, torchvision and NumPy (it puts the repository's src/ on sys.path; no
-Snakemake, no network, no dataset: the 974 images are generated in memory). Sections, each
-printing every number it measured:
-  tests      the `gpu`-marked tests (when pytest is installed)
+Needs only PyTorch, torchvision and NumPy (it puts the repository's src/ and benchmarks/ on
+sys.path; no Snakemake, no network, no dataset: the 974 images are generated in memory).
+Sections, in this order, each printing every number it measured:
+  tests      the `gpu`-marked tests (when pytest is installed), among them fused seeds against
+             separate runs on CUDA (tests/test_fused.py)
   experiment one bottleneck experiment (ResNet_Shallow, AdamW, batch 32, 50 epochs, bf16
              autocast, 974 images: 681 train) at 128 and 256 px, and the 35 x 3 study estimate
-  sharing    1, 2, 4 and 8 runs at once on the one GPU (separate processes): runs per minute
+  seeds      benchmarks/fused_seeds.py at 128 and 256 px with bf16: one run, k = 3, 5, 10
+             processes on the GPU, k = 1, 3, 5, 10 fused seeds, and 2 and 4 processes of 3
+             fused seeds (the study's 3 seeds per configuration); the study's projected time
+             for each way, against the 10-minute goal, and the fuse_seeds /
+             HPSTUDY_JOBS_PER_GPU defaults those numbers choose
   compile    eager vs torch.compile vs torch.compile(mode="reduce-overhead") (CUDA graphs):
              steady epoch time, compile cost, and the decision for a 50-epoch run
-Without CUDA (and without --dry-run) it says so and exits 0; without torchvision (ResNet_Shallow
-is built from its BasicBlock) it says so and exits 2.
+  sharing    (only when named in --sections; `seeds` measures processes too) 1, 2, 4 and 8
+             runs at once on the one GPU (separate processes): runs per minute
+A section that would start after --budget seconds (default 420; compile and sharing need 120
+and 60 s of it left) is skipped with a line saying so, so that the whole check stays under 8
+minutes. Without CUDA (and without
+--dry-run) it says so and exits 0; without torchvision (ResNet_Shallow is built from its
+BasicBlock) it says so and exits 2.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))  # fused_seeds: the seeds section
 
 FULL = {
     "n_images": 974,
@@ -40,6 +51,10 @@ FULL = {
     "sharing_epochs": 10,
     "compile_epochs": 8,
     "study_runs": 35 * 3,
+    "seed_ks": (1, 3, 5, 10),
+    "seed_combos": ((2, 3), (4, 3)),  # p processes x 3 fused seeds
+    "seed_epochs": 4,  # the steady epoch: median of epochs 2-4
+    "study_seeds": 3,
 }
 DRY = {
     "n_images": 40,
@@ -50,6 +65,10 @@ DRY = {
     "sharing_epochs": 1,
     "compile_epochs": 3,
     "study_runs": 35 * 3,
+    "seed_ks": (1, 2),
+    "seed_combos": ((2, 2),),
+    "seed_epochs": 2,
+    "study_seeds": 2,
 }
 
 
@@ -58,32 +77,10 @@ def say(*parts) -> None:
 
 
 def synthetic_data(n: int, size: int, seed: int = 0) -> dict:
-    """A prepared-dataset dict as hpstudy.prepare.load_prepared returns it, in memory."""
-    import numpy as np
-    import torch
+    """A prepared-dataset dict in memory (benchmarks/fused_seeds.py makes it)."""
+    from fused_seeds import synthetic_data as make
 
-    gen = torch.Generator().manual_seed(seed)
-    images = (torch.rand(n, 1, size, size, generator=gen) * 255).to(torch.uint8)
-    targets = images.float().mean(dim=(1, 2, 3))
-    order = torch.randperm(n, generator=gen).numpy()
-    n_train, n_val = int(0.7 * n), int(0.15 * n)
-    split = {
-        "train": np.sort(order[:n_train]),
-        "val": np.sort(order[n_train : n_train + n_val]),
-        "test": np.sort(order[n_train + n_val :]),
-    }
-    pixels = images.float() / 255
-    manifest = {
-        "task": "regression",
-        "num_classes": 0,
-        "image_shape": [1, size, size],
-        "target_mean": float(targets.mean()),
-        "target_std": float(targets.std()),
-        "mean": [float(pixels.mean())],
-        "std": [float(pixels.std())],
-        "content_sha256": f"gpu-check-{n}-{size}-{seed}",
-    }
-    return {"images": images, "targets": targets, "split": split, "manifest": manifest}
+    return make(n, size, seed)
 
 
 def bottleneck_config(sizes: dict, **over):
@@ -134,6 +131,9 @@ def section_tests(budget_s: float) -> None:
         "-q",
         "-p",
         "no:cacheprovider",
+        # a test module whose imports the GPU machine lacks (no Snakemake there) must not
+        # keep the gpu tests of the others from running
+        "--continue-on-collection-errors",
         str(REPO / "tests"),
     ]
     t0 = time.perf_counter()
@@ -173,7 +173,7 @@ def section_experiment(sizes: dict, work: Path) -> dict[int, dict]:
         say(
             f"study estimate {size}px: {sizes['study_runs']} runs x {m['run_wall_s']:.2f} s = "
             f"{sizes['study_runs'] * m['run_wall_s'] / 60:.1f} min one at a time in one process "
-            "(plus one process start per configuration; see sharing)"
+            "(plus one process start per configuration; see seeds)"
         )
     return out
 
@@ -225,6 +225,66 @@ def section_sharing(sizes: dict, size: int) -> None:
             + ", ".join(f"{r['train_time_s']:.2f}" for r in results)
             + " s"
         )
+
+
+def section_seeds(sizes: dict, device: str, deadline: float) -> None:
+    """Fused seeds against separate processes (benchmarks/fused_seeds.py) at each size, and
+    what they make of the bottleneck study: its projected time on this GPU and the defaults."""
+    import fused_seeds
+
+    say(fused_seeds.TABLE_HEAD)
+    for size in sizes["sizes"]:
+        if time.perf_counter() > deadline:
+            say(f"seeds {size}px: skipped (past --budget)")
+            continue
+        try:
+            rows = fused_seeds.measure(
+                device,
+                size,
+                sizes["n_images"],
+                sizes["seed_epochs"],
+                sizes["seed_ks"],
+                sizes["seed_combos"],
+                sizes["batch_size"],
+                amp=True,
+                threads=1,
+                project_epochs=FULL["epochs"],
+                say=say,
+            )
+        except Exception as err:  # a failing mode is a finding: say it, measure the rest
+            say(f"seeds {size}px: failed: {type(err).__name__}: {str(err)[-1500:]}")
+            continue
+        study_decision(rows, sizes, size)
+
+
+def study_decision(rows: list[dict], sizes: dict, size: int) -> None:
+    """The study's time for each way of running it that its seeds allow (one run at a time,
+    k processes, its seeds fused, processes of its fused seeds), best first, and the
+    profile defaults that way means."""
+    runs, seeds = sizes["study_runs"], sizes["study_seeds"]
+    usable = [
+        r
+        for r in rows
+        if r["mode"] in ("one run", "processes") or (r["k"] == seeds and "fused" in r["mode"])
+    ]
+    for r in sorted(usable, key=lambda r: -r["projected_runs_per_min"]):
+        minutes = runs / r["projected_runs_per_min"]
+        say(
+            f"study {size}px: {runs} runs of {FULL['epochs']} epochs as {r['mode']} "
+            f"(k={r['k']}): {minutes:.1f} min projected "
+            f"({'meets' if minutes <= 10 else 'misses'} the 10-minute goal"
+            f"{', and the 2-minute stretch' if minutes <= 2 else ''})"
+        )
+    best = max(usable, key=lambda r: r["projected_runs_per_min"])
+    fuse = "fused" in best["mode"]
+    jobs = {"one run": 1, "processes": best["k"], "fused": 1}.get(best["mode"])
+    if jobs is None:  # "p processes x fused"
+        jobs = best["runs"] // best["k"]
+    say(
+        f"decision {size}px: fuse_seeds: {'true' if fuse else 'false'}, "
+        f"HPSTUDY_JOBS_PER_GPU={jobs} ({best['mode']}, k={best['k']}: "
+        f"{best['projected_runs_per_min']:.1f} runs/min, {best['x_one_run']:.2f}x one run)"
+    )
 
 
 def section_compile(sizes: dict, size: int, work: Path, device: str) -> None:
@@ -281,8 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--sections",
-        default="tests,experiment,sharing,compile",
-        help="comma-separated subset of tests,experiment,sharing,compile",
+        default="tests,experiment,seeds,compile",
+        help="comma-separated subset of tests,experiment,seeds,compile,sharing",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=420.0,
+        help="seconds after which no further section starts (default 420)",
     )
     parser.add_argument(
         "--tests-budget",
@@ -326,16 +392,32 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    deadline = started + args.budget
+
+    # what a section needs at least, so that one started late does not overrun the budget
+    needs = {"tests": 0, "experiment": 0, "seeds": 0, "compile": 120, "sharing": 60}
+
+    def due(section: str) -> bool:
+        if section not in sections:
+            return False
+        if time.perf_counter() + (0 if args.dry_run else needs[section]) > deadline:
+            left = deadline - time.perf_counter()
+            say(f"{section}: skipped ({left:.0f} s left of --budget {args.budget:.0f} s)")
+            return False
+        return True
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if "tests" in sections and not args.dry_run:
+        if not args.dry_run and due("tests"):
             section_tests(args.tests_budget)
-        if "experiment" in sections:
+        if due("experiment"):
             section_experiment(sizes, work)
-        if "sharing" in sections:
-            section_sharing(sizes, sizes["sizes"][-1])
-        if "compile" in sections:
+        if due("seeds"):
+            section_seeds(sizes, device, deadline)
+        if due("compile"):
             section_compile(sizes, sizes["sizes"][-1], work, device)
+        if due("sharing"):
+            section_sharing(sizes, sizes["sizes"][-1])
     say(f"gpu_check: done in {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from hpstudy.analysis import analyse_study, worked_example, write_outputs
+from hpstudy.analysis import worked_example, write_outputs
 from hpstudy.integrity import read_csv, read_json
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
 from hpstudy.metrics import primary_metric as task_primary_metric
@@ -191,6 +191,7 @@ TIMELINE_COLUMNS = [
     "device",
     "gpu",
     "threads",
+    "fused_seeds",
     "job_id",
     "submitted",
     "start",
@@ -229,7 +230,7 @@ def timeline_table(
     results (`missing`, `{exp}/seed{N}`) the record beside their checkpoint
     (`checkpoints/{config id}/seed{N}.attempts.json`), so failed and killed attempts count
     too. `queue_wait_s` is the wait of a batch job before its first attempt (start minus
-    the submission time the job was given, hpstudy.pbs); empty where not known (local runs,
+    the submission time the job was given, profiles/pbs); empty where not known (local runs,
     Slurm)."""
     from hpstudy import attempts as attempts_mod
 
@@ -269,7 +270,7 @@ def timeline_table(
     table = pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
     if table.empty:
         return table
-    for column in ("submitted", "start", "end", "wall_s", "threads"):
+    for column in ("submitted", "start", "end", "wall_s", "threads", "fused_seeds"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     table = table.sort_values(["start", "config_hash", "seed"], kind="stable")
     jobs = table.dropna(subset=["job_id", "submitted"])
@@ -283,14 +284,18 @@ def timeline_table(
 def compute_table(study: Study, timeline: pd.DataFrame) -> pd.DataFrame:
     """Compute spent, for the study and per group: wall hours, CPU-hours (wall time x the
     attempt's CPU threads) and GPU-hours (wall time x 1 on a GPU; training uses one), over
-    every attempt, failed and killed ones too. The study counts each run once; a run
-    shared by several groups counts in each of them, so the group rows may add up to more
-    than the study. Attempts killed without a word have no end: their time is unknown and
-    counted in `attempts_unknown`, not guessed."""
+    every attempt, failed and killed ones too. An attempt that trained k seeds as one model
+    (`fused_seeds`, hpstudy.fused) is on each of their records; each counts 1/k of it. The
+    study counts each run once; a run shared by several groups counts in each of them, so
+    the group rows may add up to more than the study. Attempts killed without a word have no
+    end: their time is unknown and counted in `attempts_unknown`, not guessed."""
     frame = timeline.copy()
     if frame.empty:
         frame = pd.DataFrame(columns=TIMELINE_COLUMNS)
-    wall = pd.to_numeric(frame["wall_s"], errors="coerce")
+    share = 1
+    if "fused_seeds" in frame:  # older timelines lack it
+        share = pd.to_numeric(frame["fused_seeds"], errors="coerce").fillna(1).clip(lower=1)
+    wall = pd.to_numeric(frame["wall_s"], errors="coerce") / share
     threads = pd.to_numeric(frame["threads"], errors="coerce")
     on_gpu = frame["device"].astype(str).str.startswith("cuda")
     frame["wall_h"] = wall / 3600
@@ -365,7 +370,8 @@ def aggregate_study(
 ) -> pd.DataFrame:
     """Write summary.csv (one row per experiment x seed, in study order), study.json,
     groups/*.csv, (given out_curves/out_layers) the study's per-epoch and per-layer tables,
-    and the analysis (hpstudy.analysis): stats.json, verdicts.csv and recommended.yaml.
+    and the analysis (hpstudy.analyze.analyse, the engine of `hpstudy analyze`): stats.json,
+    verdicts.csv and recommended.yaml.
     `rounds`: a sequential study's last round file (rounds/round{k}.yaml, issue 11): each
     question's verdict is the one of the round that decided it (verdicts.csv gains `round`
     and `seeds`), and summary.csv a `round` column (the round that ran the seed).
@@ -440,10 +446,10 @@ def aggregate_study(
     document = study_document(study, manifest, missing, reasons)
     write_json(out_study, document)
     if out_stats is not None or out_verdicts is not None or out_recommended is not None:
-        # the analysis sees which experiments share a configuration (experiments.tsv)
-        table = study.table().drop(columns=["shared_with"])
-        design = {**document, "experiments": table.to_dict(orient="records")}
-        result = analyse_study(summary, json.loads(json.dumps(design)))
+        # the very code `hpstudy analyze` runs on a table of runs from anywhere
+        from hpstudy import analyze
+
+        result = analyze.analyse(study, summary, task=manifest["task"], source=str(out_summary))
         if rounds is not None:
             import yaml
 
@@ -456,12 +462,6 @@ def aggregate_study(
             result["worked_example"] = worked_example(result["verdicts"].to_dict("records"))
             document["sequential"] = rounds_.study_part(decision, study)
             write_json(out_study, document)
-        best = (result["recommended"] or {}).get("recommended")
-        if best:  # the settings as the study resolved them (experiments.tsv holds lists as JSON)
-            exp = next(e for e in study.experiments if e.id == best["experiment"])
-            best["settings"] = {
-                k: _plain(v) for k, v in exp.config.to_dict().items() if k != "seed"
-            }
         write_outputs(result, out_stats, out_verdicts, out_recommended)
     return summary
 

@@ -12,7 +12,7 @@ Snakemake's outputs, and a record of every attempt sits beside it:
                                                              threads, device, gpu}, ...]
 
 `submitted` is when the batch job was submitted (Unix seconds, from HPSTUDY_SUBMIT_TIME, which
-hpstudy.pbs passes to every PBS job), else None: a local run has no queue. `threads`, `device`
+profiles/pbs passes to every PBS job), else None: a local run has no queue. `threads`, `device`
 and `gpu` (CUDA_VISIBLE_DEVICES on a GPU) are what the training process says it runs on;
 they price the attempt in CPU- and GPU-hours (hpstudy.aggregate.compute_table).
 
@@ -24,6 +24,8 @@ finished (a forced rerun).
 
     with attempts.track(checkpoint, snakemake_log):   # in the train script
         ...
+    with attempts.track_all(checkpoints, snakemake_log, resources):  # fused seeds: one
+        ...                                       # attempt on each seed's record and log
     metrics.update(attempts.summary(checkpoint))      # total and per-attempt wall time
 """
 
@@ -107,6 +109,8 @@ def begin(
         "submitted": _submitted(os.environ),
         **{k: (resources or {}).get(k) for k in ("threads", "device", "gpu")},
     }
+    if (resources or {}).get("fused_seeds"):  # seeds sharing this attempt (hpstudy.fused)
+        entry["fused_seeds"] = int(resources["fused_seeds"])
     entries.append(entry)
     record_path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
     write_json(record_path(checkpoint), entries)
@@ -174,14 +178,19 @@ def _why(exc: BaseException | None) -> str:
 
 
 @contextlib.contextmanager
-def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> Iterator[None]:
+def tee(
+    path: str | os.PathLike,
+    job_log: str | os.PathLike | None = None,
+    copies: tuple[str | os.PathLike, ...] = (),
+) -> Iterator[None]:
     """Send this process's stdout and stderr (Python and C level) to `path` AND, live, to
     `job_log` (or, without one, to where stderr went before): the job's log keeps showing
     progress while every line is also kept beside the checkpoint. The descriptors point at
     `path` itself (append mode), so a line written is kept even if the process is killed the
     next instant (SIGKILL, OOM killer; logs.redirect_to does the pointing); a thread follows
     the file into the job's log. A child process that inherited the descriptors (a
-    DataLoader worker) cannot hang the exit."""
+    DataLoader worker) cannot hang the exit. `copies`: further files (appended) that the
+    thread also copies every line into (the other seeds of a fused attempt)."""
     sys.stderr.flush()
     if job_log is not None:
         Path(job_log).parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +198,7 @@ def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> It
     else:
         live = os.fdopen(os.dup(2), "wb", buffering=0)  # where stderr went before
     Path(path).touch()
+    others = [open(copy, "ab", buffering=0) for copy in copies]
     follow = open(path, "rb", buffering=0)
     follow.seek(0, os.SEEK_END)
     done = threading.Event()
@@ -199,6 +209,8 @@ def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> It
             chunk = follow.read(65536)
             if chunk:
                 live.write(chunk)
+                for other in others:
+                    other.write(chunk)
             elif finished:
                 return
             else:
@@ -215,6 +227,8 @@ def tee(path: str | os.PathLike, job_log: str | os.PathLike | None = None) -> It
         if not thread.is_alive():
             follow.close()
             live.close()
+            for other in others:
+                other.close()
 
 
 @contextlib.contextmanager
@@ -227,28 +241,43 @@ def track(
     checkpoint and to `job_log` (Snakemake's log of the job, which Snakemake deletes before
     a retry) or, without one, to stderr as before; the attempt is recorded (with
     `resources`: threads, device, gpu)."""
-    path = log_path(checkpoint)
-    entry = begin(checkpoint, resources=resources)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(entry["start"]))
-        job = f", job {entry['job_id']}" if entry["job_id"] else ""
-        fh.write(f"=== attempt {entry['attempt']}: started {stamp} on {entry['host']}{job}\n")
+    with track_all([checkpoint], job_log, resources) as entries:
+        yield entries[0]
+
+
+@contextlib.contextmanager
+def track_all(
+    checkpoints: list[str | os.PathLike],
+    job_log: str | os.PathLike | None = None,
+    resources: dict[str, Any] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """`track` for one attempt shared by several runs (the seeds of a fused group,
+    hpstudy.fused): each run's record gets the attempt, and each run's attempts log every
+    line of it (the first's directly, the others' through the tee's thread)."""
+    paths = [log_path(checkpoint) for checkpoint in checkpoints]
+    entries = [begin(checkpoint, resources=resources) for checkpoint in checkpoints]
+    for path, entry in zip(paths, entries, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(entry["start"]))
+            job = f", job {entry['job_id']}" if entry["job_id"] else ""
+            fh.write(f"=== attempt {entry['attempt']}: started {stamp} on {entry['host']}{job}\n")
     why = FINISHED
     try:
-        with tee(path, job_log):
+        with tee(paths[0], job_log, tuple(paths[1:])):
             try:
-                yield entry
+                yield entries
             except BaseException as exc:
                 why = _why(exc)
                 if not isinstance(exc, SystemExit | KeyboardInterrupt):
                     traceback.print_exc()  # into the kept log, not only the console
                 raise
     finally:
-        end(checkpoint, why)
-        with open(path, "a") as fh:
-            fh.write(f"=== attempt {entry['attempt']} ended: {why}\n")
-        note = f"(every attempt's training log: {path})\n"
+        for checkpoint, path, entry in zip(checkpoints, paths, entries, strict=True):
+            end(checkpoint, why)
+            with open(path, "a") as fh:
+                fh.write(f"=== attempt {entry['attempt']} ended: {why}\n")
+        note = "(every attempt's training log: " + ", ".join(map(str, paths)) + ")\n"
         if job_log is not None:
             with open(job_log, "a") as fh:
                 fh.write(note)

@@ -3,7 +3,9 @@
     hpstudy check STUDY.yaml [...]          validate study files and print what they cost
     hpstudy status [STUDY ...] [--watch]    where a running study stands
     hpstudy calibrate STUDY.yaml --out F    time training steps here: a device profile
+    hpstudy analyze STUDY.yaml RUNS.csv     answer a study's questions from any table of runs
     hpstudy simulate sequential [...]       error rates and runs saved, simulated
+    hpstudy simulate analysis [...]         the verdict rule's false claims and power
     hpstudy gpuslots count|status|run       GPU slots of a workstation (profiles/local)
 
 The studies themselves run through Snakemake. Each subcommand is an `_add_*` function
@@ -24,6 +26,7 @@ COMMANDS = {  # name: its line in `hpstudy --help`
     "check": "validate study files and print what they cost",
     "status": "where a running study stands: runs by state, failures, ETA",
     "calibrate": "time training steps here and write a device profile",
+    "analyze": "answer a study's questions from a table of runs made anywhere",
     "simulate": "simulate a study design: false claims and runs saved",
     "gpuslots": "GPU slots of a workstation: count, status, run CMD in one",
 }
@@ -228,6 +231,50 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- analyze
+
+
+def _add_analyze(sub) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help=COMMANDS["analyze"],
+        description="Answer a study's questions from a table of runs made anywhere (a W&B "
+        "or MLflow export, a script's CSV; docs/report.md has the column mappings) with the "
+        "code of the workflow's aggregate step: verdicts.csv, recommended.yaml, stats.json "
+        "and report.md in --out. The table: one row per run with `experiment` (the ids of "
+        "experiments.tsv, e.g. batch_size-bs16), `seed`, the metric columns (test_r2, "
+        "test_accuracy, ...) and optionally `status` (finished / diverged / failed). Exit "
+        "status 2 and the reason on stderr for a bad study file or table.",
+    )
+    p.add_argument("study", metavar="STUDY.yaml")
+    p.add_argument("runs", metavar="RUNS.csv", help="the table of runs (.csv, or .tsv)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the answers")
+    p.set_defaults(run=cmd_analyze)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from hpstudy import analyze
+    from hpstudy.studyfile import StudyError
+
+    try:
+        result = analyze.analyse(args.study, analyze.read_runs(args.runs), source=args.runs)
+    except StudyError as err:
+        print(f"hpstudy analyze: invalid study: {err}", file=sys.stderr)
+        return 2
+    except analyze.RunsError as err:
+        print(f"hpstudy analyze: {err}", file=sys.stderr)
+        return 2
+    paths = analyze.write(result, args.out)
+    counts = result["verdicts"]["verdict"].value_counts()
+    print(
+        f"{result['study']}: {len(result['verdicts'])} questions from {len(result['runs'])} "
+        "runs: " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
+    )
+    for path in paths.values():
+        print(f"  {path}")
+    return 0
+
+
 # --------------------------------------------------------------------------- simulate
 
 
@@ -263,6 +310,19 @@ def _add_simulate(sub) -> None:
         "--levels", action="store_true", help="only print the looks and their nominal levels"
     )
     seq.set_defaults(run=cmd_simulate_sequential)
+    an = designs.add_parser(
+        "analysis",
+        help="the verdict rule on issue 20's scenarios: false claims and power",
+        description="Simulated studies with a known truth (no effect, unequal noise, curved "
+        "responses, crossovers, failures, ...; hpstudy.analysis.scenarios) through the real "
+        "analysis: per scenario the highest rate of each false claim against its bound, and "
+        "the power of the correct claim at twice the sesoi (docs/report.md). Exit status 1 "
+        "when a rate is above its bound.",
+    )
+    an.add_argument("--studies", type=int, default=500, help="studies per scenario (500)")
+    an.add_argument("--seed", type=int, default=2026, help="random seed of the simulation")
+    an.add_argument("--json", metavar="FILE", help="also write every rate, per row, as JSON")
+    an.set_defaults(run=cmd_simulate_analysis)
 
 
 SPENDING = ("obrien_fleming", "pocock", "bonferroni")  # hpstudy.sequential.SPENDING
@@ -281,6 +341,29 @@ def cmd_simulate_sequential(args: argparse.Namespace) -> int:
     rows = sequential.simulate(args.studies, plan, sesoi=args.sesoi, seed=args.seed)
     print(sequential.simulation_table(rows, plan))
     return 0
+
+
+def cmd_simulate_analysis(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from hpstudy.analysis import simulate
+
+    start = time.monotonic()
+
+    def progress(record: dict) -> None:
+        print(
+            f"[{time.monotonic() - start:5.0f} s] {record['scenario']}: "
+            + ("within bounds" if record["within"] else "ABOVE A BOUND"),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    records = simulate.suite(args.studies, args.seed, progress=progress)
+    print(simulate.table(records))
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    return 0 if all(r["within"] for r in records) else 1
 
 
 # --------------------------------------------------------------------------- gpuslots
@@ -327,6 +410,7 @@ SUBCOMMANDS: tuple[Callable, ...] = (
     _add_check,
     _add_status,
     _add_calibrate,
+    _add_analyze,
     _add_simulate,
     _add_gpuslots,
 )

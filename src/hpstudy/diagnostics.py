@@ -21,7 +21,7 @@ B_small is the effective batch (batch_size x grad_accum_steps): one optimizer st
 
 `job_environment()` records where a run ran (host, Slurm/PBS job id and queue, container
 image, start time) so the report can state it; queue time is known only where the submitter
-exports HPSTUDY_SUBMIT_TIME (Unix seconds; hpstudy.pbs does for every PBS job), measured to
+exports HPSTUDY_SUBMIT_TIME (Unix seconds; profiles/pbs does for every PBS job), measured to
 SLURM_JOB_START_TIME where Slurm sets it, else to the start of the training process.
 """
 

@@ -21,6 +21,10 @@ from hpstudy.datasets import DatasetError, RawDataset, read_dataset
 
 FORMAT = "hpstudy-prepared/1"
 SPLITS = ("train", "val", "test")
+# `dataset.split.seed: per_run`: each run draws its split from its own seed (run_split); the
+# prepared file keeps the pool and the split of FIXED_SEED for its manifest and checksum
+PER_RUN = "per_run"
+FIXED_SEED = 42
 
 
 class PreparedError(ValueError):
@@ -182,6 +186,11 @@ def prepare(
     start = time.time()
     raw = read_dataset(spec, location)
     split_spec = dict(spec.get("split", {}))
+    per_run = split_spec.get("seed") == PER_RUN
+    if per_run:  # the pool and the stored split are fixed; each run redraws (run_split)
+        if split_spec.get("method") == "ordered":
+            raise DatasetError("dataset.split.seed: per_run needs method random or predefined")
+        split_spec["seed"] = FIXED_SEED
     keep = subsample(raw, float(spec.get("data_percentage", 100)), split_spec.get("seed", 42))
     images8, scaling = to_uint8([raw.images[i] for i in keep])
     images8 = [to_channels(im, spec.get("channels")) for im in images8]
@@ -203,14 +212,10 @@ def prepare(
                 f"{spec.get('data_percentage', 100)} ({len(keep)} samples); raise "
                 "data_percentage or change dataset.split"
             )
-    train_px = images[split["train"]].astype(np.float64) / 255.0
-    mean = train_px.mean(axis=(0, 2, 3))
-    std = train_px.std(axis=(0, 2, 3)) + 1e-8
+    stats = split_statistics(images, targets, split["train"], raw.task)
     targets_out = (
         targets.astype(np.float32) if raw.task == "regression" else targets.astype(np.int64)
     )
-    target_mean = float(targets[split["train"]].mean()) if raw.task == "regression" else 0.0
-    target_std = float(targets[split["train"]].std() or 1.0) if raw.task == "regression" else 1.0
     checksum = content_checksum(images, targets_out, split)
     manifest = {
         "format": FORMAT,
@@ -224,10 +229,8 @@ def prepare(
         "image_shape": list(images.shape[1:]),
         "pixel_scaling": scaling,
         "split_sizes": {k: int(len(v)) for k, v in split.items()},
-        "mean": mean.tolist(),
-        "std": std.tolist(),
-        "target_mean": target_mean,
-        "target_std": target_std,
+        "split_per_run": per_run,
+        **stats,
         "content_sha256": checksum,
         "source_sha256": hashlib.sha256(json.dumps(raw.files, sort_keys=True).encode()).hexdigest(),
         "files": raw.files,
@@ -247,6 +250,48 @@ def prepare(
     if manifest_path is not None:
         write_json(manifest_path, manifest)
     return manifest
+
+
+def split_statistics(
+    images: np.ndarray, targets: np.ndarray, train: np.ndarray, task: str
+) -> dict[str, Any]:
+    """Normalisation statistics of a training split: per-channel pixel mean and SD of
+    x / 255, and for regression the targets' mean and SD (classification: 0 and 1)."""
+    train_px = np.asarray(images[train], dtype=np.float64) / 255.0
+    regression = task == "regression"
+    return {
+        "mean": train_px.mean(axis=(0, 2, 3)).tolist(),
+        "std": (train_px.std(axis=(0, 2, 3)) + 1e-8).tolist(),
+        "target_mean": float(np.asarray(targets)[train].mean()) if regression else 0.0,
+        "target_std": float(np.asarray(targets)[train].std() or 1.0) if regression else 1.0,
+    }
+
+
+def run_split(data: dict[str, Any], seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The split one run trains on and its manifest: the prepared ones, or with
+    `split: {seed: per_run}` a split drawn from the run's seed over the same pool of samples
+    (a predefined test set stays; its train and validation parts are redrawn), with the
+    normalisation statistics of that training split."""
+    manifest, split = data["manifest"], data["split"]
+    spec = dict(manifest.get("dataset", {}).get("split", {}))
+    if spec.get("seed") != PER_RUN:
+        return split, manifest
+    rng_seed = [int(seed), 11]  # a stream of its own, apart from the seed's other draws
+    if spec.get("method") == "predefined":
+        pool = np.sort(np.concatenate([split["train"], split["val"]]))
+        n_val = len(split["val"])
+        perm = np.random.default_rng(rng_seed).permutation(pool)
+        drawn = {
+            "train": np.sort(perm[n_val:]),
+            "val": np.sort(perm[:n_val]),
+            "test": split["test"],
+        }
+    else:
+        drawn = make_split(int(manifest["n_samples"]), {**spec, "seed": rng_seed}, None)
+    images = data["images"].numpy() if hasattr(data["images"], "numpy") else data["images"]
+    targets = data["targets"].numpy() if hasattr(data["targets"], "numpy") else data["targets"]
+    stats = split_statistics(images, targets, drawn["train"], manifest["task"])
+    return drawn, {**manifest, **stats, "split_seed": int(seed)}
 
 
 def load_prepared(path: str | Path, verify: bool = True) -> dict[str, Any]:

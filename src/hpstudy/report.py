@@ -16,6 +16,7 @@ import pandas as pd
 from hpstudy import figures, paths
 from hpstudy.aggregate import COST_METRICS
 from hpstudy.analysis import ci_name
+from hpstudy.analysis.wording import verdict_words
 from hpstudy.atomic import write_text
 from hpstudy.config import ignored_settings
 from hpstudy.datasets import DATASET_TARGETS
@@ -485,6 +486,7 @@ def render(
         "tables": {g: t.to_dict(orient="records") for g, t in tables.items()},
         "stats": stats,
         "rule": stats["rule"],
+        "worked_example": stats.get("worked_example", ""),
         "recommended": recommended,
         "verdicts": verdicts.to_dict(orient="records"),
         "levels": {
@@ -500,6 +502,7 @@ def render(
         "p_is": p_is,
         "fmt_signed": fmt_signed,
         "ci_name": ci_name,
+        "verdict_words": verdict_words,
         # a sequential study's verdicts carry the interval of the look that decided them
         "verdict_ci": "CI (at its look's level)" if doc.get("sequential") else "95% CI",
         "cost_metrics": COST_METRICS,

@@ -4,8 +4,11 @@ Each seed trains in `keep_dir/seed{N}/` with its checkpoint `keep_dir/seed{N}.pt
 outside the job's declared output `out_dir`, which Snakemake deletes when a job fails or is
 killed. A seed whose results are already in `keep_dir` (same config hash, same data) is not
 trained again, so a rerun after a failure or a walltime kill trains only the seeds that had
-not finished, and a later round with more seeds only the new ones. When every seed has
-finished, their files are linked into `out_dir/seed{N}/` (`publish`).
+not finished, and a later round with more seeds only the new ones. With `fuse=True` the
+seeds still to train train as one stacked model first (hpstudy.fused), with the same files.
+A finished seed's files are sealed with their checksums (hpstudy.integrity): a damaged one
+is trained again, not reused. When every seed has finished, their files are copied into
+`out_dir/seed{N}/` (`publish`): copies, so that damage to one copy is never damage to both.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from hpstudy import attempts, integrity
 from hpstudy.config import TrainConfig
 from hpstudy.device import attempt_resources
 from hpstudy.failures import Interrupted
+from hpstudy.fused import run_fused
 from hpstudy.logs import console
 from hpstudy.prepare import load_prepared
 from hpstudy.train import run
@@ -80,26 +84,39 @@ def run_seeds(
     log=None,
     job_log: str | Path | None = None,
     tensorboard: str | Path | None = None,
+    fuse: bool = False,
 ) -> dict[int, dict[str, Any]]:
     """Train every seed of `cfg` that has not finished (see the module's docstring) and
     publish them all; returns each seed's metrics. A failing seed (out of memory, an error)
     does not stop the others; the first failure is raised at the end. `Interrupted`
-    (SIGTERM) is raised at once, after its checkpoint."""
+    (SIGTERM) is raised at once, after its checkpoint. `fuse`: train the unfinished seeds
+    as one model where they can be (hpstudy.fused says why not, and falls back to this)."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     keep_dir, out_dir = Path(keep_dir), Path(out_dir)
-    data = None
+    data = load_prepared(prepared)
     results: dict[int, dict[str, Any]] = {}
     failures: list[tuple[int, Exception]] = []
+    todo = []
     for seed in seeds:
-        one = seed_config(cfg, seed)
         seed_dir = keep_dir / f"seed{seed}"
-        if data is None:
-            data = load_prepared(prepared)
+        one = seed_config(cfg, seed)
         done = finished_seed(seed_dir, one, data["manifest"]["content_sha256"], log)
         if done is not None:
             log(f"seed {seed}: finished earlier ({seed_dir}); not trained again")
             results[seed] = done
+        else:
+            todo.append(seed)
+    if fuse and len(todo) > 1:
+        cfgs = [seed_config(cfg, seed) for seed in todo]
+        fused = run_fused(cfgs, prepared, keep_dir, log, data, job_log, tensorboard)
+        for seed in fused:  # what a seed trained alone gets below
+            integrity.seal(keep_dir / f"seed{seed}", RUN_FILES)
+        results.update(fused)
+    for seed in todo:
+        if seed in results:  # trained in the fused group
             continue
+        one = seed_config(cfg, seed)
+        seed_dir = keep_dir / f"seed{seed}"
         log(f"seed {seed}: training ({len(results) + len(failures) + 1} of {len(seeds)})")
         ckpt = keep_dir / f"seed{seed}.pt"
         try:

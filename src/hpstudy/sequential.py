@@ -206,6 +206,7 @@ DECIDED = (
     "supported",
     "contradicted",
     "differs",
+    "depends",
     "no relevant effect",
     "identical by construction",
     "not testable",
@@ -228,17 +229,34 @@ def question_experiments(doc: dict, group: str, contrast: str) -> list[str]:
     return exps
 
 
-def _one_seed_sd(row: dict, seeds: int) -> float:
-    """The SD of one seed's difference behind a verdict row, from its interval: the interval
-    is estimate +/- t * SD / sqrt(n), so SD = half-width / t * sqrt(n)."""
-    lo, hi, level = row.get("ci_low"), row.get("ci_high"), row.get("_level")
+def _one_seed_sd(row: dict) -> float:
+    """The SD of one seed's effect behind a verdict row (the per-seed difference, slope or
+    contrast the row tests: its `effect_sd`)."""
     try:
-        half = (float(hi) - float(lo)) / 2
+        sd = float(row.get("effect_sd"))
     except (TypeError, ValueError):
         return math.nan
-    if not (math.isfinite(half) and half > 0 and seeds >= 2):
-        return math.nan
-    return half / stats.t.ppf(1 - level / 2, seeds - 1) * math.sqrt(seeds)
+    return sd if math.isfinite(sd) and sd > 0 else math.nan
+
+
+def _final_level(row: dict, level: float, final: float) -> float:
+    """The level the row's test would face at the last look: the last look's nominal level
+    times the row's Holm share of alpha (`alpha_used` / the level it was tested at)."""
+    try:
+        share = float(row.get("alpha_used")) / level
+    except (TypeError, ValueError, ZeroDivisionError):
+        share = 1.0
+    return final * (share if math.isfinite(share) and 0 < share <= 1 else 1.0)
+
+
+def _margin(row: dict, sesoi: float | None) -> float | None:
+    """The sesoi in the row's own units (`margin`: per doubling for a trend's slope, the
+    difference of differences for an interaction), else the study's."""
+    try:
+        margin = float(row.get("margin"))
+    except (TypeError, ValueError):
+        return sesoi
+    return margin if math.isfinite(margin) and margin > 0 else sesoi
 
 
 def decide_round(
@@ -267,7 +285,7 @@ def decide_round(
     k = min(round_, len(looks))
     level = levels[k - 1]
     seeds_now = _seeds_given(summary, doc, previous, plan)
-    result = analysis.analyse_study(summary, doc, alpha=level)
+    result = analysis.analyse_study(summary, doc, alpha=level, alpha_final=levels[-1])
     rows = [analysis.json_safe(r) for r in result["verdicts"].to_dict(orient="records")]
     kept = {
         (q["group"], q["contrast"]): q
@@ -294,9 +312,7 @@ def decide_round(
             "row": row,
         }
         if row["verdict"] == "inconclusive":
-            row["_level"] = level
-            sd = _one_seed_sd(row, n)
-            row.pop("_level")
+            sd = _one_seed_sd(row)
             if n >= plan.max or k >= len(looks):
                 q["status"] = "at max"
                 q["why"] = f"inconclusive with {n} seeds, the most the plan allows"
@@ -309,8 +325,8 @@ def decide_round(
                         float(row.get("estimate") or 0.0),
                         sd,
                         n,
-                        doc.get("sesoi"),
-                        levels[-1],
+                        _margin(row, doc.get("sesoi")),
+                        _final_level(row, level, levels[-1]),
                     )
                 )
                 is not None
@@ -422,15 +438,15 @@ def simulate(
     scenarios: dict | None = None,
 ) -> list[dict]:
     """Simulated two-level studies (one contrast a vs b, `expect` predicted), decided with
-    the real rule (analysis.compare + analysis.decide) at every look's nominal level, next to
+    the real rule (the per-seed t of hpstudy.analysis.inference + analysis.decide) at every
+    look's nominal level, next to
     the fixed design (plan.max seeds, ALPHA) and to the naive design (ALPHA at every look).
 
     Seed-level data: y = mean + block_seed + noise, the block shared by both levels of a seed
     (correlation `rho` between a and b of one seed at equal SDs), noise SDs per scenario
     scaled so that the SD of one seed's difference a - b is 1 at equal SDs."""
-    import pandas as pd
-
-    from hpstudy.analysis import ALPHA, compare, decide
+    from hpstudy.analysis import ALPHA, decide
+    from hpstudy.analysis.inference import per_seed_t
 
     plan = plan or SeedPlan(initial=3, max=10, step=2)
     looks, levels = plan.looks, nominal_levels(plan.looks, ALPHA, plan.spending)
@@ -439,18 +455,8 @@ def simulate(
     out = []
 
     def verdict(a, b, n, level):
-        c = compare(pd.Series(a[:n]), pd.Series(b[:n]), sesoi, alpha=level)
-        return decide(
-            expect,
-            c["estimate"],
-            c["p"],
-            c["tost_p"],
-            sesoi,
-            1,
-            c["testable"],
-            c["identical"],
-            alpha=level,
-        )
+        t = per_seed_t(a[:n] - b[:n])
+        return decide(expect, t.estimate, t.p(), t.tost(sesoi), sesoi, 1, t.testable, alpha=level)
 
     for name, (effect, sd_a, sd_b) in (scenarios or SCENARIOS).items():
         counts = {"seq": {}, "fixed": {}, "naive": {}}

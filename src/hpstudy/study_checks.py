@@ -32,6 +32,7 @@ def check_study(
         check_analysis(path, group)
         check_sesoi(path, group, data.get("sesoi"))
     check_validation_split(path, data["dataset"], groups)
+    check_split_seed(path, data["dataset"])
     return warnings + check_seeds(path, data.get("seeds", 3))
 
 
@@ -107,6 +108,18 @@ def check_sesoi(path: Path, group: Group, sesoi: float | None) -> None:
             "tested against the smallest effect of interest, and the study sets no `sesoi`; "
             "without one the question can never be answered: add e.g. `sesoi: 0.01` (in "
             "units of the study's metric) at the top level, or drop the prediction"
+        )
+
+
+def check_split_seed(path: Path, dataset: dict[str, Any]) -> None:
+    """`split: {seed: per_run}` redraws a split per run: only a random split (or the
+    validation part of a predefined one) can be redrawn, not an ordered one."""
+    split = dataset.get("split", {})
+    if split.get("seed") == "per_run" and split.get("method") == "ordered":
+        raise StudyError(
+            f"{path}: dataset.split.seed: per_run redraws the split from each run's seed, "
+            "but method: ordered takes samples in file order; use method: random (or "
+            "predefined), or a fixed seed"
         )
 
 

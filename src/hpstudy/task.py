@@ -5,7 +5,10 @@ image; metrics in the dataset's own units) or a classification task (logits; sof
 after CutMix/MixUp). `Task` holds the per-run constants for both and turns uint8 batches
 into model inputs, raw targets into training targets, and a split's outputs into its
 metrics. It knows nothing of the model or the loop, so the plain Trainer and a fused
-trainer that scores k seeds at once (issue 23) use the same arithmetic.
+trainer that scores k seeds at once (hpstudy.fused) use the same arithmetic. Inputs,
+targets and losses are in torch's default dtype: float32, unless a test sets float64
+(tests/test_fused.py compares fused and separate runs there, where reassociation leaves
+differences near 1e-13 instead of 1e-3).
 """
 
 from __future__ import annotations
@@ -57,18 +60,19 @@ class Task:
         self.memory_format = memory_format
 
     def inputs(self, x_u8: torch.Tensor) -> torch.Tensor:
-        x = x_u8.float().mul_(self.in_scale).add_(self.in_shift)
+        x = x_u8.to(torch.get_default_dtype()).mul_(self.in_scale).add_(self.in_shift)
         return x.contiguous(memory_format=self.memory_format)
 
     def targets(self, y: torch.Tensor) -> torch.Tensor:
         if self.kind == "regression":
-            return ((y.float() - self.t_mean) / self.t_std).view(-1, 1)
+            return ((y.to(torch.get_default_dtype()) - self.t_mean) / self.t_std).view(-1, 1)
         return y.long()
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = out.to(torch.get_default_dtype())  # autocast's bf16/fp16 outputs
         if self.kind == "regression":
-            return F.mse_loss(out.float(), y)
-        return F.cross_entropy(out.float(), y)  # y may be soft labels after CutMix/MixUp
+            return F.mse_loss(out, y)
+        return F.cross_entropy(out, y)  # y may be soft labels after CutMix/MixUp
 
     def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """A split's metrics from the model's float outputs and the raw targets: `loss` (on

@@ -16,7 +16,6 @@ progress file and metrics.json (progress), failure notes (failures), TensorBoard
 
 from __future__ import annotations
 
-import copy
 import gc
 import math
 import signal
@@ -45,7 +44,7 @@ from hpstudy.failures import (
 from hpstudy.loaders import make_loader
 from hpstudy.models import build_model, count_parameters, flops_per_sample
 from hpstudy.optim import make_optimizer, make_scheduler, step_scheduler
-from hpstudy.prepare import load_prepared
+from hpstudy.prepare import load_prepared, run_split
 from hpstudy.progress import (
     epoch_line,
     history_row,
@@ -94,8 +93,9 @@ class Trainer:
         effects = device_effects(cfg, dev.type)  # what the report says was ignored
         seed_everything(cfg.seed)  # before the model is built: its initial weights
         data = data if data is not None else load_prepared(prepared)  # shared by the seeds
-        self.manifest = data["manifest"]
-        images, targets, split = data["images"], data["targets"], data["split"]
+        # the prepared split, or with `split: {seed: per_run}` this seed's own
+        split, self.manifest = run_split(data, cfg.seed)
+        images, targets = data["images"], data["targets"]
         train_idx = torch.from_numpy(training_subset(split["train"], cfg.train_subset, cfg.seed))
         # No validation hold-out (e.g. CIFAR-10 trained on all 50,000 images): the "val"
         # columns are the training set's, nothing is selected on them, and the test metrics
@@ -131,6 +131,7 @@ class Trainer:
         self.state = RunState()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.stop_signal: int | None = None
+        self.extra_metrics: dict[str, Any] = {}  # e.g. fused_seeds (hpstudy.fused)
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -144,67 +145,105 @@ class Trainer:
                 signal.signal(sig, handler)
 
     def _fit(self) -> dict[str, Any]:
-        cfg, dev = self.cfg, self.device
-        wall_start = time.time()
-        aug_state = self.resume()
+        cfg, wall_start = self.cfg, time.time()
+        aug_state = self.begin_run()
         st = self.state
         status, diverged_epoch, stopped_early = "ok", None, False
-        self.log(
-            f"training {cfg.model} on {dev} ({self.n_train} train samples, "
-            f"{len(self.train_loader)} batches/epoch, {count_parameters(self.model):,} "
-            "parameters)"
-        )
-        self.callback("on_train_start")
-        self.tb, job, walls = RunWriter(self.tensorboard), job_environment(), []
-        write_progress(self.checkpoint, st, cfg.epochs, self.task.primary, job, walls)
         while st.epoch < cfg.epochs:
             epoch = st.epoch
-            gen = augment_generator(cfg.seed, epoch, dev)
-            if st.batch == 0:  # a fresh epoch (else one resumed mid-way, from its checkpoint)
-                torch.manual_seed(epoch_seed(cfg.seed, epoch))
-                self.diag.reset_epoch()
-                st.start_epoch()
-            elif aug_state is not None:
-                gen.set_state(
-                    aug_state.to(gen.device) if gen.device.type == "cpu" else aug_state.cpu()
-                )
+            gen = self.begin_epoch(epoch, aug_state)
             aug_state = None
             t0 = self._clock()
             if not self._train_epoch(epoch, gen, t0):
                 status, diverged_epoch = "diverged", epoch + 1
                 break
             st.epoch_time += self._clock() - t0
-            val = self.evaluate(self.val_loader)
-            lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
-            if not math.isfinite(val["loss"]):
+            ended = self.end_epoch(epoch, self.evaluate(self.val_loader), t0)
+            if ended == "diverged":
                 status, diverged_epoch = "diverged", epoch + 1
-                self.log(f"validation loss is {val['loss']} at epoch {epoch + 1}: diverged")
                 break
-            step_scheduler(self.scheduler, val["loss"])
-            row = history_row(st, epoch, val, lr, self.diag.epoch_summary())
-            st.history.append(row)
-            self.callback("on_epoch_end", row=row)
-            improved = st.observe(val["loss"], epoch + 1, cfg.min_delta)
-            if improved:
-                self.best_weights = copy.deepcopy(self.model.state_dict())
-            walls.append(time.perf_counter() - t0)  # training + validation of this epoch
-            eta = sum(walls) / len(walls) * (cfg.epochs - epoch - 1)
-            self.log(epoch_line(row, cfg.epochs, self.task.primary, eta, improved, len(walls) == 1))
-            st.epoch, st.batch = epoch + 1, 0
-            write_history(self.out_dir, st.history)
-            self.save_checkpoint()
-            self.tb.epoch(row)
-            write_progress(self.checkpoint, st, cfg.epochs, self.task.primary, job, walls)
+            if ended == "stopped":
+                stopped_early = True
+                break
             if self.stop_signal is not None and st.epoch < cfg.epochs:
                 raise Interrupted(f"stopped after epoch {epoch + 1}")
-            if cfg.patience is not None and st.bad_epochs >= cfg.patience:
-                stopped_early = True
-                self.log(
-                    f"early stop: no val_loss improvement > {cfg.min_delta} for "
-                    f"{cfg.patience} epochs (best epoch {st.best_epoch})"
-                )
-                break
-        return self._finish(status, diverged_epoch, stopped_early, wall_start)
+        return self.finish(status, diverged_epoch, stopped_early, wall_start)
+
+    # The parts of _fit that a fused trainer (hpstudy.fused: k seeds as one stacked model)
+    # calls per seed, so that both write the same files from the same code.
+    def begin_run(self) -> torch.Tensor | None:
+        """Resume if a checkpoint exists, say what trains, open TensorBoard and the progress
+        file; returns the augmentation RNG state of an epoch resumed mid-way (else None)."""
+        aug_state = self.resume()
+        self.log(
+            f"training {self.cfg.model} on {self.device} ({self.n_train} train samples, "
+            f"{len(self.train_loader)} batches/epoch, {count_parameters(self.model):,} "
+            "parameters)"
+        )
+        self.callback("on_train_start")
+        self.tb, self.job, self.walls = RunWriter(self.tensorboard), job_environment(), []
+        write_progress(
+            self.checkpoint, self.state, self.cfg.epochs, self.task.primary, self.job, self.walls
+        )
+        return aug_state
+
+    def begin_epoch(self, epoch: int, aug_state: torch.Tensor | None) -> torch.Generator:
+        """The epoch's augmentation generator; a fresh epoch also reseeds torch's global RNG
+        and zeroes the running sums (an epoch resumed mid-way keeps its checkpoint's)."""
+        cfg, st = self.cfg, self.state
+        gen = augment_generator(cfg.seed, epoch, self.device)
+        if st.batch == 0:
+            torch.manual_seed(epoch_seed(cfg.seed, epoch))
+            self.diag.reset_epoch()
+            st.start_epoch()
+        elif aug_state is not None:
+            gen.set_state(aug_state.to(gen.device) if gen.device.type == "cpu" else aug_state.cpu())
+        return gen
+
+    def end_epoch(self, epoch: int, val: dict[str, float], t0: float) -> str | None:
+        """After the epoch's training (from `t0`) and validation (`val`): schedule, history,
+        early-stopping bookkeeping, log line, checkpoint, TensorBoard, progress. Returns
+        "diverged" (validation loss not finite), "stopped" (patience ran out) or None."""
+        cfg, st = self.cfg, self.state
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
+        if not math.isfinite(val["loss"]):
+            self.log(f"validation loss is {val['loss']} at epoch {epoch + 1}: diverged")
+            return "diverged"
+        step_scheduler(self.scheduler, val["loss"])
+        row = history_row(st, epoch, val, lr, self.diag.epoch_summary())
+        st.history.append(row)
+        self.callback("on_epoch_end", row=row)
+        improved = st.observe(val["loss"], epoch + 1, cfg.min_delta)
+        if improved:
+            self.best_weights = self.model_state()
+        self.walls.append(time.perf_counter() - t0)  # training + validation of this epoch
+        eta = sum(self.walls) / len(self.walls) * (cfg.epochs - epoch - 1)
+        self.log(
+            epoch_line(row, cfg.epochs, self.task.primary, eta, improved, len(self.walls) == 1)
+        )
+        st.epoch, st.batch = epoch + 1, 0
+        write_history(self.out_dir, st.history)
+        self.save_checkpoint()
+        self.tb.epoch(row)
+        write_progress(self.checkpoint, st, cfg.epochs, self.task.primary, self.job, self.walls)
+        # checked before a signal's Interrupted: a run whose patience ran out finishes now
+        # (a resumed one would train one epoch more than an uninterrupted one)
+        if cfg.patience is not None and st.bad_epochs >= cfg.patience:
+            self.log(
+                f"early stop: no val_loss improvement > {cfg.min_delta} for "
+                f"{cfg.patience} epochs (best epoch {st.best_epoch})"
+            )
+            return "stopped"
+        return None
+
+    def next_batch(self, batches, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The next training batch of `batches`, as model inputs and training targets after
+        augmentation, and its sample count."""
+        t_data = time.perf_counter()
+        x_u8, y_raw = next(batches)
+        self.state.data_time += time.perf_counter() - t_data
+        x, y = self.augment(self.task.inputs(x_u8), self.task.targets(y_raw), gen)
+        return x, y, len(y_raw)
 
     def _train_epoch(self, epoch: int, gen: torch.Generator, t0: float) -> bool:
         """The optimizer steps of one epoch from `state.batch` on: micro-batches of
@@ -220,22 +259,16 @@ class Trainer:
         while b < n_batches:
             micro_steps = min(accum, n_batches - b)  # the last group may be shorter
             for _ in range(micro_steps):
-                t_data = time.perf_counter()
-                x_u8, y_raw = next(batches)
-                st.data_time += time.perf_counter() - t_data
-                x, y = self.augment(self.task.inputs(x_u8), self.task.targets(y_raw), gen)
+                x, y, n = self.next_batch(batches, gen)
                 with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp):
                     out = self.forward(x)
                 loss = self.task.loss(out, y)
                 self.scaler.scale(loss / micro_steps).backward()
-                loss_sum += loss.detach().double() * len(y_raw)
-                st.seen += len(y_raw)
+                loss_sum += loss.detach().double() * n
+                st.seen += n
                 b += 1
-                if cfg.cleanup_every and b % cfg.cleanup_every == 0:
-                    gc.collect()
-                    if dev.type == "cuda":
-                        torch.cuda.empty_cache()
-            self._optimizer_step(epoch)
+                cleanup(cfg.cleanup_every, b, dev)
+            self.optimizer_step(epoch)
             if (st.step % DIVERGENCE_CHECK_EVERY == 0 or b == n_batches) and not torch.isfinite(
                 loss_sum
             ):
@@ -252,7 +285,7 @@ class Trainer:
         st.loss_sum = float(loss_sum)
         return True
 
-    def _optimizer_step(self, epoch: int) -> None:
+    def optimizer_step(self, epoch: int) -> None:
         """One optimizer step after a group of micro-batches: unscale, clip, step."""
         self.scaler.unscale_(self.optimizer)
         if self.cfg.grad_clip is not None:
@@ -271,12 +304,12 @@ class Trainer:
         outs, ys = [], []
         for x_u8, y in loader.epoch(0):
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                outs.append(self.forward(self.task.inputs(x_u8)).float())
+                outs.append(self.forward(self.task.inputs(x_u8)).to(torch.get_default_dtype()))
             ys.append(y)
         self.model.train()
         return self.task.metrics(torch.cat(outs), torch.cat(ys))
 
-    def _finish(self, status, diverged_epoch, stopped_early, wall_start) -> dict[str, Any]:
+    def finish(self, status, diverged_epoch, stopped_early, wall_start) -> dict[str, Any]:
         """Test the kept weights, write history, layers and metrics.json (last: it marks the
         run finished), and remove the checkpoint, progress file and any failure note."""
         st = self.state
@@ -288,7 +321,7 @@ class Trainer:
             self.log(test_line(test, self.task.primary, st.best_epoch))
         write_history(self.out_dir, st.history)
         write_csv(self.out_dir / "layers.csv.gz", self.diag.table())
-        metrics = run_metrics(
+        metrics = self.extra_metrics | run_metrics(
             cfg=self.cfg,
             state=st,
             task=self.task.kind,
@@ -313,6 +346,12 @@ class Trainer:
         return metrics
 
     # -- checkpoints (format: hpstudy.checkpoint) ------------------------------------------
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the model's state dict in storage of its own: a fused seed's weights are
+        views into its group's stacked tensors, which torch.save and deepcopy would copy
+        whole (all k seeds)."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
     def save_checkpoint(self, gen: torch.Generator | None = None) -> None:
         """Save everything a resumed run needs; `gen`: the augmentation generator of an
         epoch stopped mid-way."""
@@ -320,7 +359,7 @@ class Trainer:
         payload = ckpt.payload(
             self.cfg,
             self.manifest["content_sha256"],
-            model=self.model.state_dict(),
+            model=self.model_state(),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict() if self.scheduler else None,
             scaler=self.scaler.state_dict(),
@@ -377,6 +416,22 @@ class Trainer:
                 hook(self, **values)
 
 
+def cleanup(every: int, batch: int, device: torch.device) -> None:
+    """`cleanup_every`: gc.collect (and release CUDA's cached blocks) every N batches."""
+    if every and batch % every == 0:
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def write_config(cfg: TrainConfig, out_dir: str | Path) -> None:
+    """The run's resolved config, `out_dir/config.yaml`, written before it trains."""
+    import yaml
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_text(Path(out_dir) / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
+
+
 def run(
     cfg: TrainConfig,
     prepared: str | Path,
@@ -389,11 +444,7 @@ def run(
     """Train one run; returns metrics. Raises `Interrupted` after saving on SIGTERM, and
     leaves a failure note beside the checkpoint when it fails (`RunFailed`: out of memory).
     `tensorboard`: folder for this run's TensorBoard events (None: none written)."""
-    import yaml
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
+    write_config(cfg, out_dir)
     trainer = None
     try:
         trainer = Trainer(cfg, prepared, out_dir, checkpoint, log, data, tensorboard=tensorboard)

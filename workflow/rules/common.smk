@@ -16,7 +16,7 @@ from hpstudy.studyfile import StudyError, parse_seeds_override
 from hpstudy.studyfile import validate as validate_schema
 
 # `--config allow_partial=true` arrives as the string "true" (Snakemake parses only True/False)
-for _key in ("allow_partial", "tensorboard"):
+for _key in ("allow_partial", "tensorboard", "fuse_seeds"):
     if isinstance(config.get(_key), str) and config[_key].lower() in ("true", "false"):
         config[_key] = config[_key].lower() == "true"
 

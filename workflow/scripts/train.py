@@ -1,7 +1,8 @@
 """Rule train: all seeds of one configuration, one after the other, in this process.
 
 CLI: python train.py CONFIG_YAML PREPARED OUT_DIR KEEP_DIR [THREADS]
-(CONFIG_YAML: a resolved config; its `seeds: [..]` list, else its `seed`, says which seeds.)
+(CONFIG_YAML: a resolved config; its `seeds: [..]` list, else its `seed`, says which seeds;
+`fuse_seeds: true` in it trains them as one stacked model.)
 
 Each seed trains in KEEP_DIR/seed{N}/ (checkpoint KEEP_DIR/seed{N}.pt), outside the job's
 output OUT_DIR, and a rerun never trains a finished seed again (hpstudy.seeds.run_seeds).
@@ -28,7 +29,15 @@ from hpstudy.seeds import run_seeds  # noqa: E402
 
 
 def main(
-    cfg_dict, seeds, prepared, out_dir, keep_dir, threads=None, job_log=None, tensorboard=None
+    cfg_dict,
+    seeds,
+    prepared,
+    out_dir,
+    keep_dir,
+    threads=None,
+    job_log=None,
+    tensorboard=None,
+    fuse=False,
 ):
     import torch
 
@@ -45,6 +54,7 @@ def main(
             keep_dir,
             job_log=job_log,
             tensorboard=tensorboard or None,
+            fuse=fuse,
         )
     except Interrupted as stop:
         print(f"hpstudy: {stop}; checkpoint saved in {keep_dir}; rerun to resume", file=sys.stderr)
@@ -76,6 +86,9 @@ if "snakemake" in globals():
             sm.params.keep,
             sm.threads,
             tensorboard=sm.params.tensorboard,
+            # read from the workflow config, not a param: fused or not, these are the same
+            # runs, and a changed param would make Snakemake rerun finished train jobs
+            fuse=bool(sm.config.get("fuse_seeds", False)),
         )
 else:
     import yaml
@@ -84,4 +97,13 @@ else:
     with open(cfg_path) as fh:
         values = yaml.safe_load(fh)
     seeds = values.pop("seeds", None) or [values.get("seed", 0)]
-    main(values, [int(s) for s in seeds], prepared, out_dir, keep_dir, *map(int, threads))
+    fuse = bool(values.pop("fuse_seeds", False))
+    main(
+        values,
+        [int(s) for s in seeds],
+        prepared,
+        out_dir,
+        keep_dir,
+        *map(int, threads),
+        fuse=fuse,
+    )
