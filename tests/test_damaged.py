@@ -209,3 +209,19 @@ def test_a_plain_rerun_repairs_a_damaged_seed(tmp_path):
     assert after["test_r2"] == before["test_r2"] and after["config_hash"] == before["config_hash"]
     again = run_snakemake(work, "-n", "--cores", "1")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_seeds_trained_as_one_fused_model_are_sealed_when_they_finish(prepared, tmp_path):
+    """Sealed as they finish, not only when published: here publishing fails (its output
+    path is a file) and both seeds are sealed all the same."""
+    messages: list[str] = []
+    keep, out = tmp_path / "keep", tmp_path / "out"
+    out.write_text("in the way")
+    with pytest.raises(OSError):
+        run_seeds(
+            TrainConfig.from_dict(CFG), [0, 1], prepared, out, keep, messages.append, fuse=True
+        )
+    assert not any("one after the other" in m for m in messages), messages  # they were fused
+    for seed in (0, 1):
+        assert set(integrity.sealed(keep / f"seed{seed}")) == set(RUN_FILES)
+        assert integrity.damaged(keep / f"seed{seed}", full=True) == []
