@@ -24,7 +24,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         (
             "facts and helpers",
             "paths atomic formatting logs embed provenance device seeding metrics models "
-            "augment diagnostics tensorboard datasets microbeads gpuslots failures checkpoint",
+            "augment diagnostics tensorboard datasets microbeads gpuslots failures checkpoint "
+            "integrity",
         ),
         (
             "configs, data, run records",
@@ -32,7 +33,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ),
         ("training", "progress train fused seeds"),
         ("statistics", "analysis sequential rounds figures"),
-        ("study files and their cost", "studyfile expand study_checks study cost"),
+        ("study files and their cost", "studyfile expand study_checks data_checks study cost"),
         ("whole-study stages and views", "analyze aggregate report status"),
         ("the command", "cli __main__ analyze.__main__"),
     )

@@ -7,7 +7,6 @@ experiments.tsv. Nothing here reads a run folder or a benchmark file.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from hpstudy.config import ignored_settings
 from hpstudy.datasets import DATASET_TARGETS
 from hpstudy.embed import embed_images
 from hpstudy.formatting import fmt, fmt_p, fmt_signed, p_is
+from hpstudy.integrity import read_csv, read_json
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns, metric_units
 from hpstudy.provenance import git_commit, package_versions
 
@@ -33,10 +33,7 @@ def read_table(path: str | Path | None, **kwargs) -> pd.DataFrame:
     """An aggregate table; an empty file (no diagnostics, say) is an empty frame."""
     if path is None or not Path(path).is_file():
         return pd.DataFrame()
-    try:
-        return pd.read_csv(path, **kwargs)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+    return read_csv(path, **kwargs)
 
 
 def job_costs(summary: pd.DataFrame) -> pd.DataFrame:
@@ -449,15 +446,12 @@ def render(
     import markdown
     import yaml
 
-    doc = json.loads(Path(study_json).read_text())
-    summary = pd.read_csv(summary_csv)
-    tables = {
-        g: pd.read_csv(p) if Path(p).stat().st_size > 1 else pd.DataFrame()
-        for g, p in group_csvs.items()
-    }
+    doc = read_json(study_json)
+    summary = read_csv(summary_csv)
+    tables = {g: read_csv(p) for g, p in group_csvs.items()}
     here = Path(study_json).parent
-    stats = json.loads(Path(stats_json or here / "stats.json").read_text())
-    verdicts = pd.read_csv(
+    stats = read_json(stats_json or here / "stats.json")
+    verdicts = read_csv(
         verdicts_csv or here / "verdicts.csv", keep_default_na=False, na_values=[""]
     )
     verdicts = verdicts.astype(object).where(verdicts.notna(), None)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from hpstudy import cost, rounds
+from hpstudy import cost, integrity, rounds
 from hpstudy.config import config_hash
+from hpstudy.data_checks import Source
 from hpstudy.datasets import missing_files
 from hpstudy.study import load_study
 from hpstudy.studyfile import StudyError, parse_seeds_override
@@ -44,18 +45,47 @@ except StudyError as err:
     sys.exit(f"hpstudy: invalid config: {err}")
 
 
+# What runs once, at the start (not again in each job's process): the studies' warnings, the
+# cost line, the check of finished results.
+ON_START = not (workflow.remote_exec or workflow.subprocess_exec)
+
+
+def say(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+@cache
+def microbead_source():
+    """The microbead images the workflow will prepare: a folder's (its density.csv rows;
+    their size and channels are read only when preparing) or the generated set."""
+    if not config["microbead_dir"]:
+        s = config["synthetic"]
+        return Source(s["n_images"], s["image_size"], 1)
+    try:
+        with open(Path(config["microbead_dir"]) / "density.csv") as fh:
+            return Source(max(sum(1 for line in fh if line.strip()) - 1, 0))
+    except OSError:  # reported, with the fix, before any job runs (dataset_location)
+        return Source()
+
+
 @cache
 def get_study(name):
-    """The expanded study (with the `seeds` override); a bad study file stops the workflow
-    before any job runs."""
+    """The expanded study (with the `seeds` override), checked against its data; a bad
+    study file stops the workflow before any job runs."""
     try:
-        return load_study(Path(config["studies_dir"]) / f"{name}.yaml", SEEDS)
+        return load_study(
+            Path(config["studies_dir"]) / f"{name}.yaml",
+            SEEDS,
+            source=microbead_source(),
+            log=say if ON_START else None,
+        )
     except StudyError as err:
         sys.exit(f"hpstudy: invalid study: {err}")
 
 
 for _name in STUDY_NAMES:
-    get_study(_name)
+    for _warning in get_study(_name).warnings if ON_START else ():
+        say(f"hpstudy: warning: {_warning}")
 
 
 wildcard_constraints:
@@ -186,24 +216,14 @@ def get_tensorboard_dir(wildcards):
 
 # -- cost: one line per study at the start, each train job's walltime from its estimate --------
 WALLTIME = cost.load_policy(Path(workflow.basedir) / "profiles" / "walltime.yaml")
-ESTIMATE = os.environ.get("HPSTUDY_ESTIMATE", "on") != "off" and not (
-    workflow.remote_exec or workflow.subprocess_exec
-)
+ESTIMATE = os.environ.get("HPSTUDY_ESTIMATE", "on") != "off" and ON_START
 
 
 def microbead_images(study):
     """Images the study's dataset starts from (None: not a microbead study)."""
     if study.dataset["name"] != "microbeads":
         return None
-    if config["microbead_dir"]:
-        try:
-            with open(Path(config["microbead_dir"]) / "density.csv") as fh:
-                return max(sum(1 for line in fh if line.strip()) - 1, 0)
-        except (
-            OSError
-        ):  # reported, with the fix, before any job runs (dataset_location)
-            return None
-    return config["synthetic"]["n_images"]
+    return microbead_source().images
 
 
 @cache
@@ -263,6 +283,66 @@ if ESTIMATE:
             "train:runtime='120*attempt'",
             file=sys.stderr,
         )
+
+
+# -- damaged results (issue 21): every published seed against its checksums ---------------
+def published_runs(study):
+    """The output folders of a study's finished train jobs -> the seeds each holds (None
+    where a sequential study's rounds decide them)."""
+    s = get_study(study)
+    if s.plan is None:
+        folders = {f"{R}/{study}/runs/{cfg}": s.seeds for cfg in s.configs()}
+    else:
+        folders = {str(p): None for p in Path(f"{R}/{study}/rounds").glob("*/runs/*")}
+    return {folder: seeds for folder, seeds in folders.items() if os.path.isdir(folder)}
+
+
+def find_damage():
+    """Published folder -> what is wrong in it; said at the start, with the repair."""
+    damage = {}
+    for name in STUDY_NAMES:
+        for folder, seeds in published_runs(name).items():
+            problems = integrity.damaged_seeds(folder, seeds)
+            if problems:
+                damage[folder] = problems
+    for folder, problems in damage.items():
+        for problem in problems:
+            say(f"hpstudy: damaged: {problem}")
+    if damage:
+        say(
+            "hpstudy: repairing: the train jobs of "
+            + ", ".join(damage)
+            + " run again (each seed is copied again from its kept copy under "
+            "checkpoints/, or trained again where that is damaged too); by hand: "
+            "snakemake --forcerun " + " ".join(damage)
+        )
+    for name in STUDY_NAMES:
+        for ckpt in sorted(Path(f"{R}/{name}/checkpoints").glob("*/seed*.pt")):
+            problem = integrity.checkpoint_problem(ckpt)
+            if problem:
+                say(
+                    f"hpstudy: warning: checkpoint {ckpt} is unreadable ({problem}); "
+                    f"{ckpt.stem} of configuration {ckpt.parent.name} trains again from "
+                    "scratch"
+                )
+    return damage
+
+
+DAMAGED = find_damage() if ON_START else {}
+
+
+def repair_damaged(wildcards):
+    """No input: reruns this train job when its published seeds are damaged (DAMAGED), as
+    `--forcerun` would, by adding its output to the DAG's forced files while the DAG is
+    built (a Snakemake internal; without it the start line above names the command)."""
+    folder = f"{R}/{wildcards.study}/" + (
+        f"rounds/{wildcards.k}/" if hasattr(wildcards, "k") else ""
+    )
+    folder += f"runs/{wildcards.cfg}"
+    forced = getattr(getattr(workflow, "dag", None), "forcefiles", None)
+    if folder in DAMAGED and isinstance(forced, set):
+        forced.add(folder)
+    return []
 
 
 # -- sequential studies (issue 11): rounds decided by the checkpoint decide_round ----------
