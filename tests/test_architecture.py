@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
             "facts and helpers",
             "paths atomic formatting logs embed provenance device seeding metrics models "
             "augment diagnostics tensorboard raw_data microbead_folder datasets microbeads "
-            "gpuslots failures checkpoint",
+            "gpuslots failures checkpoint integrity",
         ),
         (
             "configs, data, run records",
@@ -33,7 +33,10 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ),
         ("training", "progress train fused seeds"),
         ("statistics", "analysis sequential rounds figures figure_plan"),
-        ("study files and their cost", "studyfile expand study_checks study calibration cost"),
+        (
+            "study files and their cost",
+            "studyfile expand study_checks data_checks study calibration cost",
+        ),
         ("a study's jobs and attempts", "rule_inputs timeline"),
         ("whole-study stages and views", "analyze aggregate report status"),
         ("the command", "cli __main__ analyze.__main__"),

@@ -29,7 +29,9 @@ VALID_STUDY = {
         "image_size": 16,
         "split": {"method": "random", "train": 0.6, "val": 0.2, "test": 0.2},
     },
-    "base": {"epochs": 1, "batch_size": 4},
+    # batch 5: never a last batch of one image (7 training images in the workflow tests,
+    # 1169 of the 1948 generated ones `hpstudy check` assumes); see one_image_last_batch
+    "base": {"epochs": 1, "batch_size": 5},
     "groups": {"g": {"grid": {"lr": [1.0e-3]}}},
 }
 
@@ -58,6 +60,42 @@ def _group(spec):
 
 def _drop(key):
     return lambda study: study.pop(key)
+
+
+class _Text:
+    """A mutation of the valid study's YAML text (what a dict cannot hold: a repeated key,
+    a tab, `1e-3` as typed): (old, new) replacements, applied once each."""
+
+    def __init__(self, *edits: tuple[str, str]):
+        self.edits = edits
+
+    def apply(self, text: str) -> str:
+        for old, new in self.edits:
+            assert old in text, old
+            text = text.replace(old, new, 1)
+        return text
+
+
+def _both(*mutations):
+    def mutate(study):
+        for mutation in mutations:
+            mutation(study)
+
+    return mutate
+
+
+# A grid of n x n x n experiments (lr x weight_decay x momentum).
+def _cube(n: int, **extra):
+    return _group(
+        {
+            "grid": {
+                "lr": [round(1e-4 * (i + 1), 6) for i in range(n)],
+                "weight_decay": [round(0.01 * i, 4) for i in range(n)],
+                "momentum": [round(0.01 * i, 4) for i in range(n)],
+            },
+            **extra,
+        }
+    )
 
 
 # (case id, mutation of the valid study or raw file text, substrings the message must hold)
@@ -278,9 +316,156 @@ STUDY_CASES = [
         _group({"grid": {"lr": [1e-3, 1e-2]}, "expect": {"trend": "up"}}),
         ["groups.g.expect.trend", "'up'", "increasing"],
     ),
+    # -- issue 21: accepted before, and wrong or wasteful ---------------------------------------
+    (
+        "duplicate_key",
+        _Text(("  epochs: 1\n", "  epochs: 1\n  epochs: 30\n")),
+        ["base.epochs", "the key 'epochs' appears twice (lines 12 and 13)", "keep one"],
+    ),
+    (
+        "duplicate_group_name",
+        _Text(("groups:\n  g:\n", "groups:\n  g:\n    grid: {lr: [0.002]}\n  g:\n")),
+        ["groups.g", "two groups are named 'g' (lines 15 and 17)", "its own name"],
+    ),
+    (
+        "batch_without_optimizer_steps",
+        _set("base", {"epochs": 1, "batch_size": 4096, "drop_last": True}),
+        [
+            "base.batch_size",
+            "batch_size=4096 with drop_last: true leaves 0 optimizer steps per epoch",
+            "1169-image training split (1948 microbead images)",
+            "allowed: batch_size <= 1169, or drop_last: false",
+        ],
+    ),
+    (
+        "one_image_last_batch",
+        _set("base.batch_size", 4),
+        [
+            "base.batch_size",
+            "the last batch of each epoch holds one image (1169 training images = 292 x 4 + 1",
+            "resnet_shallow's BatchNorm cannot train on a single 16x16 image",
+            "drop_last: true",
+        ],
+    ),
+    (
+        "metric_of_another_task",
+        _set("metric", "accuracy"),
+        ["metric", "'accuracy' is not a metric of dataset 'microbeads' (regression)", "'r2'"],
+    ),
+    (
+        "norm_mean_per_channel",
+        _both(_set("base.norm_mean", [0.5, 0.5, 0.5]), _set("base.norm_std", [0.2, 0.2, 0.2])),
+        ["base.norm_mean", "[0.5, 0.5, 0.5] has 3 value(s)", "1 channel(s)", "one per channel"],
+    ),
+    (
+        "predefined_split_without_one",
+        _set("dataset.split.method", "predefined"),
+        ["dataset.split.method", "'predefined' is not allowed", "microbeads", "'random'"],
+    ),
+    (
+        "model_needs_larger_images",
+        _both(_set("dataset.image_size", 9), _set("base.model", "lenet")),
+        ["base.model", "'lenet' needs images of at least 16x16", "9x9", "image_size >= 16"],
+    ),
+    (
+        "split_fractions_sum",
+        _set("dataset.split", {"method": "random", "train": 0.8, "val": 0.25, "test": 0.2}),
+        [
+            "dataset.split",
+            "train 0.8 + val 0.25 + test 0.2 = 1.25",
+            "must add up to 1",
+            "{train: 0.64, val: 0.2, test: 0.16}",
+        ],
+    ),
+    (
+        "split_fraction_default_counts",
+        _set("dataset.split", {"train": 0.8, "test": 0.2}),
+        ["dataset.split", "val 0.15 (default)", "= 1.15"],
+    ),
+    (
+        "ordered_counts_beyond_the_data",
+        _set("dataset.split", {"method": "ordered", "train": 1500, "val": 200, "test": 300}),
+        ["dataset.split", "= 2000 need more images than the 1948 there are", "at most 1948"],
+    ),
+    (
+        "grid_over_the_cap",
+        _cube(40),
+        [
+            "groups: 64,000 experiments (g: lr 40 x weight_decay 40 x momentum 40 = 64,000)",
+            "max_experiments=20,000",
+            "`max_experiments: 64000`",
+        ],
+    ),
+    (
+        "baseline_among_27000_labels",
+        _both(_cube(30, baseline="lr1e-4_wd0_mom0.5"), _set("max_experiments", 30_000)),
+        ["groups.g.baseline", "(20 of 27,000 shown, the closest first)", "'lr1e-4_wd0_mom0.05'"],
+    ),
+    (
+        "no_effect_without_sesoi",
+        _group({"grid": {"lr": [1e-3, 2e-3]}, "expect": {"none": True}}),
+        ["groups.g.expect.none", "no `sesoi`", "can never be answered", "sesoi: 0.01"],
+    ),
+    (
+        "equal_contrast_without_sesoi",
+        _group(
+            {
+                "grid": {"lr": [1e-3, 2e-3]},
+                "contrasts": [{"name": "c", "a": "lr1e-3", "b": "lr2e-3", "expect": "equal"}],
+            }
+        ),
+        ["groups.g.contrasts[0].expect", "no `sesoi`"],
+    ),
+    # -- issue 21: refused before, with a message that did not help ---------------------------
+    (
+        "scheduler_off",
+        _Text(("  batch_size: 5\n", "  batch_size: 5\n  scheduler: off\n")),
+        ["base.scheduler", "'off' is not allowed", "'cosine'", "did you mean `none`?"],
+    ),
+    (
+        "boolean_written_on",
+        _Text(("  batch_size: 5\n", "  batch_size: 5\n  drop_last: on\n")),
+        ["base.drop_last", "'on' is not allowed", "true or false", "write true"],
+    ),
+    (
+        "factor_not_in_group",
+        _group(
+            {
+                "grid": {"lr": [1e-3, 2e-3]},
+                "factor": "batch_size",
+                "expect": {"trend": "increasing"},
+            }
+        ),
+        ["groups.g.factor", "'batch_size' is not a setting this group varies", "['lr']"],
+    ),
+    (
+        "factor_constant",
+        _group(
+            {
+                "list": [{"lr": 1e-3, "batch_size": 8}, {"lr": 2e-3, "batch_size": 8}],
+                "factor": "batch_size",
+            }
+        ),
+        ["groups.g.factor", "'batch_size' does not vary", "batch_size=8", "['lr']"],
+    ),
+    (
+        "optimizer_case",
+        _set("base.optimizer", "adamW"),
+        ["base.optimizer", "'adamW' is not allowed", "did you mean `adamw`?"],
+    ),
+    (
+        "scheduler_misspelt",
+        _group({"grid": {"scheduler": ["none", "cosin"]}}),
+        ["groups.g.grid.scheduler", "'cosin'", "did you mean `cosine`?"],
+    ),
+    (
+        "model_misspelt",
+        _group({"list": [{"model": "resnet_shalow"}]}),
+        ["groups.g.list[0].model", "'resnet_shalow'", "did you mean `resnet_shallow`?"],
+    ),
     ("missing_base", _drop("base"), ["(top level)", "'base' is a required property"]),
     ("yaml_syntax", "name: s\ngroups: [\n", ["not valid YAML", "line 3"]),
-    ("yaml_tab", "name: s\n\tseeds: 1\n", ["not valid YAML", "line 2"]),
+    ("yaml_tab", "name: s\n\tseeds: 1\n", ["not valid YAML", "line 2", "indent with spaces"]),
     ("empty_file", "", ["must be a mapping"]),
     (
         "python_tag_not_executed",
@@ -293,10 +478,12 @@ STUDY_CASES = [
 def _write_study(folder: Path, case) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "s.yaml"
-    if isinstance(case, str):
+    if isinstance(case, _Text):
+        path.write_text(case.apply(yaml.safe_dump(VALID_STUDY, sort_keys=False)))
+    elif isinstance(case, str):
         if case == ".nan":  # YAML's NaN cannot come from safe_dump of a dict literal
             text = yaml.safe_dump(VALID_STUDY)
-            text = text.replace("  batch_size: 4\n", "  batch_size: 4\n  lr: .nan\n", 1)
+            text = text.replace("  batch_size: 5\n", "  batch_size: 5\n  lr: .nan\n", 1)
             path.write_text(text)
         else:
             path.write_text(case.format(tmp=folder))
@@ -317,10 +504,12 @@ def test_bad_study_is_rejected(tmp_path, capsys, case_id, mutation, expected):
 
     path = _write_study(tmp_path / "studies", mutation)
     before = files_under(tmp_path)
-    status = main(["check", str(path)])
+    status = main(["check", str(path), "--no-cost"])
     stderr = capsys.readouterr().err
     assert status == 2, stderr
-    assert stderr.startswith(f"hpstudy: invalid study: {path}"), stderr
+    assert "Traceback" not in stderr
+    # (a large study's experiment count may come first: said before expanding it)
+    assert f"\nhpstudy: invalid study: {path}" in "\n" + stderr, stderr
     for text in expected:
         assert text in stderr, f"{text!r} not in: {stderr}"
     assert files_under(tmp_path) == before  # nothing written (and no payload executed)
@@ -688,6 +877,16 @@ WORKFLOW_CASES = [
         "bad_study",
         {"study_mutation": _set("base.lr", -0.1)},
         ["hpstudy: invalid study:", "s.yaml", "base.lr: -0.1 is not allowed"],
+    ),
+    (  # issue 21: the workflow reads study files with the same loader ...
+        "repeated_key",
+        {"study_mutation": _Text(("  epochs: 1\n", "  epochs: 1\n  epochs: 30\n"))},
+        ["hpstudy: invalid study:", "base.epochs: the key 'epochs' appears twice"],
+    ),
+    (  # ... and checks it against its own data: 12 generated images, 7 for training
+        "batch_without_steps_on_the_workflows_data",
+        {"study_mutation": _set("base", {"epochs": 1, "batch_size": 8, "drop_last": True})},
+        ["base.batch_size", "0 optimizer steps per epoch on the 7-image training split"],
     ),
     ("unknown_config_key", {"bogus": 1}, ["hpstudy: invalid config:", "unknown key(s) ['bogus']"]),
     (

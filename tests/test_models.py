@@ -143,8 +143,8 @@ def test_resnet_shallow_keeps_the_labs_size():
 def test_unknown_model_and_too_small_lenet_are_clear_errors():
     with pytest.raises(ValueError, match="model 'vgg' is not available; known: "):
         build_model("vgg", 3, 10, 32)
-    with pytest.raises(ValueError, match="at least 12x12"):
-        build_model("lenet", 1, 10, 8)
+    with pytest.raises(ValueError, match="at least 16x16"):  # 12 was said before: wrong
+        build_model("lenet", 1, 10, 15)
 
 
 def test_upsampling_is_only_accepted_where_a_model_has_the_layer():
@@ -153,3 +153,28 @@ def test_upsampling_is_only_accepted_where_a_model_has_the_layer():
     assert TrainConfig(model="resnet18_imagenet", upsample_size=224).upsample_size == 224
     with pytest.raises(ConfigError, match="upsample_size=64 is not allowed; expected null unless"):
         TrainConfig(model="lenet", upsample_size=64)
+
+
+def _trains(name: str, side: int, batch: int) -> bool:
+    """One training forward and backward pass of `batch` images of `side` pixels."""
+    try:
+        model = build_model(name, 1, 1, side).train()
+        model(torch.zeros(batch, 1, side, side)).sum().backward()
+    except ValueError:  # too small for lenet's layers, or BatchNorm on one value per channel
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_the_smallest_image_each_model_trains_on_is_what_the_study_check_assumes(name):
+    """config.MIN_IMAGE_SIZE and MIN_IMAGE_SIZE_ONE_IMAGE (hpstudy.data_checks refuses a
+    study below them before any job): each model trains at its minimum and fails one pixel
+    below, with two images a batch and with one."""
+    from hpstudy.config import MIN_IMAGE_SIZE, MIN_IMAGE_SIZE_ONE_IMAGE
+
+    least = MIN_IMAGE_SIZE.get(name, 1)
+    assert _trains(name, least, 2)
+    assert least == 1 or not _trains(name, least - 1, 2)
+    alone = MIN_IMAGE_SIZE_ONE_IMAGE.get(name, least)
+    assert _trains(name, alone, 1)
+    assert alone == least or not _trains(name, alone - 1, 1)

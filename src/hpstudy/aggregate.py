@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from hpstudy.analysis import worked_example, write_outputs
+from hpstudy.integrity import read_csv, read_json
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
 from hpstudy.metrics import primary_metric as task_primary_metric
 from hpstudy.stats import mean_ci
@@ -70,8 +71,7 @@ def load_records(paths: list[str | Path]) -> pd.DataFrame:
     """The extract records (one file per configuration, one record per seed)."""
     records = []
     for path in paths:
-        with open(path) as fh:
-            data = json.load(fh)
+        data = read_json(path)
         records.extend(data if isinstance(data, list) else [data])
     return pd.DataFrame(records)
 
@@ -101,12 +101,7 @@ def per_experiment(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _read_tables(paths: list[str | Path]) -> pd.DataFrame:
-    frames = []
-    for path in paths:
-        try:
-            frames.append(pd.read_csv(path))
-        except pd.errors.EmptyDataError:
-            continue
+    frames = [frame for frame in map(read_csv, paths) if len(frame.columns)]  # not empty files
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -320,7 +315,7 @@ def aggregate_study(
     study = load_study(study_file, seeds)
     prepared = Path(prepared)  # the manifest, or the prepared file beside it
     manifest_file = prepared if prepared.suffix == ".json" else prepared.with_name("manifest.json")
-    manifest = json.loads(manifest_file.read_text())
+    manifest = read_json(manifest_file)
     summary = per_experiment(study, load_records(records))
     expected = all_runs or [f"{e}/seed{s}" for e, s in study.runs()]
     missing, reasons = check_runs(study, summary, expected, Path(out_summary).parent, allow_partial)
@@ -370,7 +365,7 @@ def round_inputs(
     from hpstudy.study import load_study
 
     study = load_study(study_file, seeds)
-    manifest_data = json.loads(Path(manifest).read_text())
+    manifest_data = read_json(manifest)
     summary = per_experiment(study, load_records(records))
     document = study_document(study, manifest_data, [])
     table = study.table().drop(columns=["shared_with"])

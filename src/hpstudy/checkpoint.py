@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from hpstudy.atomic import atomic_path
+from hpstudy.logs import console
 
 FORMAT = "hpstudy-checkpoint/1"
 
@@ -115,7 +116,12 @@ def load(
     try:
         ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:
-        log(f"checkpoint {path} is unreadable ({err}); starting afresh")
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        log(f"checkpoint {path} is unreadable ({why}); starting afresh")
+        console(
+            f"hpstudy: warning: checkpoint {path} is unreadable ({why}); that seed trains "
+            "again from scratch"
+        )
         return None
     if ck.get("format") != FORMAT or ck.get("config_hash") != cfg.hash():
         log(

@@ -70,7 +70,8 @@ def _add_check(sub) -> None:
         "--n-images",
         type=int,
         default=None,
-        help="images of your microbead folder (default: the generated 1948)",
+        help="images of your microbead folder (default: the generated 1948 at 256 px, "
+        "one channel: the split, batch and image checks assume them)",
     )
     p.add_argument("--no-cost", action="store_true", help="only check the files")
     p.set_defaults(run=cmd_check)
@@ -92,17 +93,26 @@ def _load_studies(names: list[str]) -> list | None:
     return studies
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    from hpstudy.data_checks import GENERATED, Source
     from hpstudy.study import describe, load_study
     from hpstudy.studyfile import StudyError
 
+    # the microbead images the checks assume: the generated set, or --n-images of a folder
+    source = Source(images=args.n_images) if args.n_images else GENERATED
     studies = []
     for name in args.studies:  # each is printed before the next is read
         try:
-            study = load_study(name)
+            study = load_study(name, source=source, log=_say)
         except StudyError as err:
             print(f"hpstudy: invalid study: {err}", file=sys.stderr)
             return 2
+        for warning in study.warnings:
+            _say(f"hpstudy: warning: {warning}")
         print(describe(study))
         studies.append(study)
     if args.no_cost:

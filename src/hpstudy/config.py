@@ -23,6 +23,18 @@ DATA_PATHS = ("device", "dataloader")
 AMP_DTYPES = ("bf16", "fp16")
 AUGMENTATIONS = ("hflip", "vflip", "crop", "rotate", "jitter", "dihedral")
 MIXES = ("none", "cutmix_mixup", "cutmix", "mixup")
+# The smallest input side (pixels) a model trains on, checked before any job
+# (hpstudy.study_checks; tests/test_models.py steps each model at its minimum and below):
+# lenet's two 5x5 convolutions and 2x2 pools leave nothing of a smaller image...
+MIN_IMAGE_SIZE = {"lenet": 16}
+# ... and BatchNorm cannot train on a batch of one image whose feature maps shrink to 1x1, so
+# a batch of one image (batch_size 1, or a last partial batch of one) needs this much more.
+MIN_IMAGE_SIZE_ONE_IMAGE = {
+    "resnet_shallow": 33,
+    "resnet18_imagenet": 33,
+    "resnet18": 9,
+    "preact_resnet18": 9,
+}
 
 
 TUPLE_FIELDS = ("augment", "norm_mean", "norm_std")
@@ -124,6 +136,18 @@ class TrainConfig:
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.grad_accum_steps
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Optimizer steps of one epoch over `n_train` samples: the batches in groups of
+        `grad_accum_steps` (the last group may be shorter, as the trainer steps it)."""
+        batches = num_batches(n_train, self.batch_size, self.drop_last)
+        return -(-batches // self.grad_accum_steps)
+
+
+def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Batches per epoch; `drop_last` leaves out the final partial batch (50,000 CIFAR-10
+    images at batch 64: 781 steps, not 782)."""
+    return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
 
 
 # Settings that act on CUDA only, and why they do nothing elsewhere (the report quotes this).

@@ -43,7 +43,7 @@ DATASET_SIZES = {  # name: (train, test) samples of the predefined split, or tot
 }
 DATASET_GEOMETRY = {  # name: (channels, native image size, outputs)
     "microbeads": (1, 256, 1),
-    "vgg_cells": (3, 256, 1),
+    "vgg_cells": (1, 256, 1),  # the blue channel of the RGB files (hpstudy.datasets)
     "cifar10": (3, 32, 10),
     "cifar100": (3, 32, 100),
     "mnist": (1, 28, 10),
@@ -61,28 +61,34 @@ class Split:
 
 
 def dataset_split(dataset: dict[str, Any], n_images: int | None = None) -> Split:
-    """Samples per split after data_percentage, as hpstudy.prepare would make them.
-    `n_images`: the microbead folder's images (the generated set's n_images by default)."""
+    """Samples per split after data_percentage, as hpstudy.prepare would make them (the same
+    rounding: exact for microbeads and ordered splits, an estimate where data_percentage
+    subsamples a predefined split). `n_images`: the microbead folder's images (the generated
+    set's n_images by default)."""
     name = dataset["name"]
-    pct = float(dataset.get("data_percentage", 100)) / 100
+    pct = float(dataset.get("data_percentage", 100))
     spec = dataset.get("split", {}) or {}
+
+    def kept(n: int) -> int:  # hpstudy.prepare.subsample
+        return n if pct >= 100 else round(n * pct / 100.0)
+
     if name in ("cifar10", "cifar100", "mnist"):
-        train, test = (round(n * pct) for n in DATASET_SIZES[name])
+        train, test = (kept(n) for n in DATASET_SIZES[name])
         method = spec.get("method", "predefined")
         if method == "predefined":
             val = round(train * float(spec.get("val", 0.1)))
             return Split(train - val, val, test)
         total = train + test
     elif name == "vgg_cells":
-        total = round(DATASET_SIZES[name][0] * pct)
+        total = kept(DATASET_SIZES[name][0])
     else:
-        total = round((n_images or 1948) * pct)
-    if spec.get("method") == "ordered":
+        total = kept(n_images or 1948)
+    if spec.get("method") == "ordered":  # counts; test from the end, train the rest if unset
         train, val, test = (int(spec.get(k, 0)) for k in ("train", "val", "test"))
-        return Split(train or max(total - val - test, 0), val, test)
+        return Split(train or (max(total - val - test, 0) if test else 0), val, test)
     fractions = [float(spec.get(k, d)) for k, d in (("train", 0.7), ("val", 0.15), ("test", 0.15))]
     scale = sum(fractions) or 1.0
-    train, val = round(total * fractions[0] / scale), round(total * fractions[1] / scale)
+    train, val = (round(total * (f / scale)) for f in fractions[:2])
     return Split(train, val, total - train - val)
 
 

@@ -9,16 +9,18 @@ config id: the hash of its resolved config without the seed, the folder its runs
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpstudy.config import DEFAULTS, ConfigError, TrainConfig, config_hash
-from hpstudy.studyfile import StudyError, validate
+from hpstudy.studyfile import StudyError, choices, validate
 
 EXPERIMENT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 # Keys of train_config.schema.yaml that are not TrainConfig fields: study files only,
@@ -146,6 +148,25 @@ def resolve_batch(path: Path, where: str, *layers: dict[str, Any]) -> dict[str, 
     return merged
 
 
+def count_experiments(specs: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Experiments per group from the sizes alone (a grid's product, a list's length), before
+    anything is expanded: a 40 x 40 x 40 grid is 64,000 at once, not after minutes."""
+    counts = {}
+    for gname, spec in specs.items():
+        if "grid" in spec:
+            counts[gname] = math.prod(len(values) for values in spec["grid"].values())
+        else:
+            counts[gname] = len(spec["list"])
+    return counts
+
+
+def grid_shape(spec: dict[str, Any]) -> str:
+    """'lr 40 x batch_size 40 x wd 40' for a grid group, '25 overrides' for a list."""
+    if "grid" not in spec:
+        return f"{len(spec['list'])} overrides"
+    return " x ".join(f"{k} {len(v)}" for k, v in spec["grid"].items())
+
+
 def expand_groups(
     path: Path, specs: dict[str, dict[str, Any]], base: dict[str, Any]
 ) -> dict[str, Group]:
@@ -191,9 +212,23 @@ def expand_group(path: Path, gname: str, spec: dict[str, Any], base: dict[str, A
         keys = list(dict.fromkeys(k for o in overrides for k in o))
     if "seed" in keys:
         raise StudyError(f"{path}: groups.{gname}: `seed` cannot be overridden; use `seeds`")
+    # labels first: a repeated label or a wrong baseline is said before thousands of
+    # configs are built
+    labels = [make_label(over) for over in overrides]
+    duplicates = [label for label, n in collections.Counter(labels).items() if n > 1]
+    if duplicates:
+        raise StudyError(
+            f"{path}: groups.{gname}: duplicate experiment id '{gname}-{duplicates[0]}'; give "
+            "the overrides distinct values or split them into another group"
+        )
+    baseline = spec.get("baseline")
+    if baseline is not None and baseline not in set(labels):
+        raise StudyError(
+            f"{path}: groups.{gname}.baseline: {baseline!r} is not one of this group's labels "
+            f"{choices(baseline, labels)}"
+        )
     experiments = []
-    for i, over in enumerate(overrides):
-        label = make_label(over)
+    for i, (over, label) in enumerate(zip(overrides, labels, strict=True)):
         if "grid" in spec:
             where = f"groups.{gname}.grid (experiment {gname}-{label})"
         else:
@@ -202,19 +237,6 @@ def expand_group(path: Path, gname: str, spec: dict[str, Any], base: dict[str, A
         values = resolve_batch(path, where, base, fixed, over, {"seed": 0})
         cfg = build_config(path, where, lambda values=values: TrainConfig.from_dict(values))
         experiments.append(Experiment(f"{gname}-{label}", gname, label, over, cfg))
-    labels = [e.label for e in experiments]
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise StudyError(
-            f"{path}: groups.{gname}: duplicate experiment id '{gname}-{duplicates[0]}'; give "
-            "the overrides distinct values or split them into another group"
-        )
-    baseline = spec.get("baseline")
-    if baseline is not None and baseline not in {e.label for e in experiments}:
-        raise StudyError(
-            f"{path}: groups.{gname}.baseline: {baseline!r} is not one of this group's labels "
-            f"{[e.label for e in experiments]}"
-        )
     factors = [spec["factor"]] if "factor" in spec else keys
     return Group(
         gname,

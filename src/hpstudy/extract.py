@@ -10,7 +10,6 @@ each keyed by `config_hash` (the configuration, without its seed) and `seed`.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from pathlib import Path
@@ -19,32 +18,33 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from hpstudy.integrity import DamagedFile, damaged, read_csv, read_json
+
+# A published seed is repaired by the workflow itself: its start-up check finds the damage
+# and reruns that configuration's train job (the seed is copied again from its kept copy,
+# or trained again when that is damaged too).
+REPAIR = "rerun snakemake: it republishes the seed, or trains it again"
+
 
 def read_layers(path: Path) -> pd.DataFrame:
     # older runs wrote layers.csv.gz uncompressed: look at the gzip magic bytes
     with open(path, "rb") as fh:
         compressed = fh.read(2) == b"\x1f\x8b"
-    try:
-        if compressed:
-            with gzip.open(path, "rt") as fh:
-                return pd.read_csv(fh)
-        return pd.read_csv(path, compression=None)
-    except pd.errors.EmptyDataError:  # e.g. a run that diverged in its first epoch
-        return pd.DataFrame()
+    # an empty table is e.g. a run that diverged in its first epoch
+    return read_csv(path, REPAIR, compression="gzip" if compressed else None)
 
 
 def read_history(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.EmptyDataError, FileNotFoundError):
+    if not Path(path).is_file():
         return pd.DataFrame()
+    return read_csv(path, REPAIR)
 
 
 def read_benchmark(path: str | Path | None) -> dict[str, float]:
     """The train job's Snakemake benchmark: wall seconds, peak RSS and CPU seconds."""
     if not path or not Path(path).is_file():
         return {}
-    bench = pd.read_csv(path, sep="\t")
+    bench = read_csv(path, sep="\t")
     if bench.empty:
         return {}
     last = bench.iloc[-1]
@@ -76,8 +76,14 @@ def seed_record(
     run_dir: str | Path, config_id: str, seed: int, job: dict[str, float] | None = None
 ) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    problems = damaged(run_dir, full=True)
+    if problems:
+        raise DamagedFile(f"damaged: {'; '.join(problems)}; {REPAIR}")
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except yaml.YAMLError as err:
+        raise DamagedFile(f"{run_dir / 'config.yaml'}: not valid YAML ({err}); {REPAIR}") from None
+    metrics = read_json(run_dir / "metrics.json", REPAIR)
     if config.get("seed") != seed:
         raise ValueError(f"{run_dir}: config.yaml has seed {config.get('seed')}, expected {seed}")
     record: dict[str, Any] = {"config_hash": config_id, "seed": seed, "run_dir": str(run_dir)}

@@ -15,14 +15,8 @@ from collections.abc import Iterator
 
 import torch
 
-from hpstudy.config import device_effects
+from hpstudy.config import device_effects, num_batches
 from hpstudy.seeding import epoch_order
-
-
-def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
-    """Batches per epoch; `drop_last` leaves out the final partial batch (50,000 CIFAR-10
-    images at batch 64: 781 steps, not 782)."""
-    return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
 
 
 class DeviceLoader:

@@ -189,8 +189,8 @@ class LeNet(nn.Module):
         side = ((image_size - 4) // 2 - 4) // 2
         if side < 1:
             raise ValueError(
-                f"lenet needs images of at least 12x12 pixels, got {image_size}; "
-                "set dataset.image_size or upsample_size larger"
+                f"lenet needs images of at least 16x16 pixels (config.MIN_IMAGE_SIZE), got "
+                f"{image_size}; set dataset.image_size larger"
             )
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, 5),

@@ -7,7 +7,6 @@ experiments.tsv. Nothing here reads a run folder or a benchmark file.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from hpstudy.datasets import DATASET_TARGETS
 from hpstudy.embed import embed_images
 from hpstudy.figure_plan import DIAGNOSTIC_COLUMNS, plan_figures, whole_study
 from hpstudy.formatting import fmt, fmt_p, fmt_signed, p_is
+from hpstudy.integrity import read_csv, read_json
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns, metric_units
 from hpstudy.provenance import git_commit, package_versions
 
@@ -33,10 +33,7 @@ def read_table(path: str | Path | None, **kwargs) -> pd.DataFrame:
     """An aggregate table; an empty file (no diagnostics, say) is an empty frame."""
     if path is None or not Path(path).is_file():
         return pd.DataFrame()
-    try:
-        return pd.read_csv(path, **kwargs)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+    return read_csv(path, **kwargs)
 
 
 def job_costs(summary: pd.DataFrame) -> pd.DataFrame:
@@ -223,21 +220,18 @@ def read_inputs(
     the files beside study.json."""
     import yaml
 
-    doc = json.loads(Path(study_json).read_text())
+    doc = read_json(study_json)
     here = Path(study_json).parent
-    verdicts = pd.read_csv(
+    verdicts = read_csv(
         verdicts_csv or here / "verdicts.csv", keep_default_na=False, na_values=[""]
     )
     design = read_table(experiments, sep="\t")
     doc.setdefault("experiments", design.to_dict(orient="records"))
     return Inputs(
         doc=doc,
-        summary=pd.read_csv(summary_csv),
-        tables={
-            g: pd.read_csv(p) if Path(p).stat().st_size > 1 else pd.DataFrame()
-            for g, p in group_csvs.items()
-        },
-        stats=json.loads(Path(stats_json or here / "stats.json").read_text()),
+        summary=read_csv(summary_csv),
+        tables={g: read_csv(p) for g, p in group_csvs.items()},
+        stats=read_json(stats_json or here / "stats.json"),
         verdicts=verdicts.astype(object).where(verdicts.notna(), None),
         recommended=yaml.safe_load(Path(recommended_yaml or here / "recommended.yaml").read_text()),
         histories=read_table(curves),

@@ -12,6 +12,8 @@ plain Python, so tests and tools can ask the same questions without Snakemake.
              and its walltime from the cost estimate (profiles/walltime.yaml)
 - rounds:    a sequential study's seeds per round, from the decisions of the rounds before
 - aggregate: the records of a study (of its last round, or of its finished train jobs)
+- damage:    published seeds that no longer match their checksums, to be trained or copied
+             again (hpstudy.integrity)
 
 A setting that cannot work raises InputError (a bad study file: StudyError) naming the setting
 and the fix; common.smk prints it and stops the workflow.
@@ -24,9 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hpstudy import cost, rounds
+from hpstudy import cost, integrity, rounds
 from hpstudy.calibration import Calibration
 from hpstudy.config import config_hash
+from hpstudy.data_checks import Source
 from hpstudy.datasets import missing_files
 from hpstudy.study import Study, load_study
 from hpstudy.studyfile import parse_seeds_override
@@ -56,7 +59,8 @@ class RuleInputs:
     rounds checkpoint's decision after round k (common.smk asks Snakemake, which stops
     evaluating there until the checkpoint has run). `walltime`: profiles/walltime.yaml.
     `estimate`: whether train jobs get their walltime from a cost estimate (off for jobs a
-    cluster node runs: the head node already decided it)."""
+    cluster node runs: the head node already decided it). `log`: hears what loading a large
+    study says while it works (None in a job's process: said once, at the start)."""
 
     def __init__(
         self,
@@ -64,6 +68,7 @@ class RuleInputs:
         decision: Decision | None = None,
         walltime: str | os.PathLike | None = None,
         estimate: bool = True,
+        log: Callable[[str], None] | None = None,
     ):
         self.config = config
         self.results = config["results_dir"].rstrip("/")
@@ -75,6 +80,8 @@ class RuleInputs:
         self.decision = decision
         self.walltime = cost.load_policy(walltime)
         self.estimate = estimate
+        self.log = log
+        self._source: Source | None = None
         self._studies: dict[str, Study] = {}
         self._prepared: dict[str, str] = {}
         self._calibrations: dict[tuple, Calibration] = {}
@@ -83,15 +90,22 @@ class RuleInputs:
     # ------------------------------------------------------------------------- studies
 
     def study(self, name: str) -> Study:
-        """The expanded study (with the `seeds` override), loaded once."""
+        """The expanded study (with the `seeds` override), checked against its data, loaded
+        once."""
         if name not in self._studies:
             path = Path(self.config["studies_dir"]) / f"{name}.yaml"
-            self._studies[name] = load_study(path, self.seeds_override)
+            self._studies[name] = load_study(
+                path, self.seeds_override, source=self.microbead_source(), log=self.log
+            )
         return self._studies[name]
 
     def load_studies(self) -> list[Study]:
         """Every study of this run: a bad study file raises StudyError before any job runs."""
         return [self.study(name) for name in self.study_names]
+
+    def warnings(self) -> list[str]:
+        """What the studies' checks warn about (said once, at the start)."""
+        return [f"hpstudy: warning: {w}" for s in self.load_studies() for w in s.warnings]
 
     # ------------------------------------------------------------------------- datasets
 
@@ -164,17 +178,27 @@ class RuleInputs:
     def manifest(self, study: str) -> str:
         return self.prepared(study).removesuffix("prepared.pt") + "manifest.json"
 
+    def microbead_source(self) -> Source:
+        """The microbead images the workflow will prepare: a folder's (its density.csv rows;
+        their size and channels are read only when preparing) or the generated set."""
+        if self._source is None:
+            if not self.config["microbead_dir"]:
+                s = self.config["synthetic"]
+                self._source = Source(s["n_images"], s["image_size"], 1)
+            else:
+                try:
+                    with open(Path(self.config["microbead_dir"]) / "density.csv") as fh:
+                        images = max(sum(1 for line in fh if line.strip()) - 1, 0)
+                    self._source = Source(images)
+                except OSError:  # reported, with the fix, by dataset_location
+                    self._source = Source()
+        return self._source
+
     def microbead_images(self, study: Study) -> int | None:
         """Images the study's dataset starts from (None: not a microbead study)."""
         if study.dataset["name"] != "microbeads":
             return None
-        if self.config["microbead_dir"]:
-            try:
-                with open(Path(self.config["microbead_dir"]) / "density.csv") as fh:
-                    return max(sum(1 for line in fh if line.strip()) - 1, 0)
-            except OSError:  # reported, with the fix, before any job runs (dataset_location)
-                return None
-        return self.config["synthetic"]["n_images"]
+        return self.microbead_source().images
 
     # ------------------------------------------------------------------------- train jobs
 
@@ -191,6 +215,11 @@ class RuleInputs:
         values = exps[0].config.to_dict()
         values.pop("seed")
         return values
+
+    def train_output(self, study: str, cfg: str, k: int | str | None = None) -> str:
+        """The output folder of a train job (of round k for a sequential study)."""
+        rounds_part = f"rounds/{k}/" if k is not None else ""
+        return f"{self.results}/{study}/{rounds_part}runs/{cfg}"
 
     def keep_dir(self, study: str, cfg: str) -> str:
         """Checkpoints and finished seeds, outside the declared outputs: Snakemake deletes a
@@ -345,3 +374,46 @@ class RuleInputs:
                 f"{self.reports}/{name}/report.html",
             ]
         return outputs
+
+    # ------------------------------------------------------------------------- damage
+
+    def published_runs(self, study: str) -> dict[str, list[int] | None]:
+        """The output folders of a study's finished train jobs -> the seeds each holds (None
+        where a sequential study's rounds decide them)."""
+        s = self.study(study)
+        if s.plan is None:
+            folders = {self.train_output(study, cfg): s.seeds for cfg in s.configs()}
+        else:
+            found = Path(f"{self.results}/{study}/rounds").glob("*/runs/*")
+            folders = {str(p): None for p in found}
+        return {folder: seeds for folder, seeds in folders.items() if os.path.isdir(folder)}
+
+    def damaged(self) -> tuple[dict[str, list[str]], list[str]]:
+        """Published folder -> what is wrong in it (its train job runs again), and the lines
+        to say at the start: each problem, the repair, and checkpoints that cannot be read
+        (their seeds train again from scratch)."""
+        damage: dict[str, list[str]] = {}
+        for name in self.study_names:
+            for folder, seeds in self.published_runs(name).items():
+                problems = integrity.damaged_seeds(folder, seeds)
+                if problems:
+                    damage[folder] = problems
+        lines = [f"hpstudy: damaged: {p}" for problems in damage.values() for p in problems]
+        if damage:
+            lines.append(
+                "hpstudy: repairing: the train jobs of "
+                + ", ".join(damage)
+                + " run again (each seed is copied again from its kept copy under "
+                "checkpoints/, or trained again where that is damaged too); by hand: "
+                "snakemake --forcerun " + " ".join(damage)
+            )
+        for name in self.study_names:
+            for ckpt in sorted(Path(f"{self.results}/{name}/checkpoints").glob("*/seed*.pt")):
+                problem = integrity.checkpoint_problem(ckpt)
+                if problem:
+                    lines.append(
+                        f"hpstudy: warning: checkpoint {ckpt} is unreadable ({problem}); "
+                        f"{ckpt.stem} of configuration {ckpt.parent.name} trains again from "
+                        "scratch"
+                    )
+        return damage, lines

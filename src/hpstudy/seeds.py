@@ -4,33 +4,48 @@ Each seed trains in `keep_dir/seed{N}/` with its checkpoint `keep_dir/seed{N}.pt
 outside the job's declared output `out_dir`, which Snakemake deletes when a job fails or is
 killed. A seed whose results are already in `keep_dir` (same config hash, same data) is not
 trained again, so a rerun after a failure or a walltime kill trains only the seeds that had
-not finished, and a later round with more seeds only the new ones. When every seed has
-finished, their files are linked into `out_dir/seed{N}/` (`publish`). With `fuse=True` the
+not finished, and a later round with more seeds only the new ones. With `fuse=True` the
 seeds still to train train as one stacked model first (hpstudy.fused), with the same files.
+A finished seed's files are sealed with their checksums (hpstudy.integrity): a damaged one
+is trained again, not reused. When every seed has finished, their files are copied into
+`out_dir/seed{N}/` (`publish`): copies, so that damage to one copy is never damage to both.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from hpstudy import attempts
+from hpstudy import attempts, integrity
 from hpstudy.config import TrainConfig
 from hpstudy.device import attempt_resources
 from hpstudy.failures import Interrupted
 from hpstudy.fused import run_fused
+from hpstudy.logs import console
 from hpstudy.prepare import load_prepared
 from hpstudy.train import run
 
 RUN_FILES = ("config.yaml", "history.csv", "layers.csv.gz", "metrics.json")
 
 
-def finished_seed(seed_dir: Path, cfg: TrainConfig, content_sha256: str) -> dict | None:
-    """The metrics of a seed that finished earlier with this config on this data, or None."""
+def finished_seed(seed_dir: Path, cfg: TrainConfig, content_sha256: str, log=None) -> dict | None:
+    """The metrics of a seed that finished earlier with this config on this data, or None.
+    A damaged one (its files differ from their checksums) is named to `log` and on the
+    console, and moved aside to `seed{N}.damaged/` so that it trains again from a clean
+    folder."""
+    problems = integrity.damaged(seed_dir, full=True)
+    if problems:
+        aside = seed_dir.with_name(f"{seed_dir.name}.damaged")
+        shutil.rmtree(aside, ignore_errors=True)
+        seed_dir.rename(aside)
+        message = f"{seed_dir}: finished earlier but damaged ({'; '.join(problems)}); "
+        console(f"hpstudy: warning: {message}moved to {aside.name}/, the seed trains again")
+        if log:
+            log(f"{message}moved to {aside.name}/, the seed trains again")
+        return None
     try:
         metrics = json.loads((seed_dir / "metrics.json").read_text())
     except (OSError, ValueError):
@@ -45,15 +60,15 @@ def finished_seed(seed_dir: Path, cfg: TrainConfig, content_sha256: str) -> dict
 
 
 def publish(src: Path, dst: Path) -> None:
-    """Hard-link (else copy) a finished seed's files into the job's output folder."""
+    """Copy a finished seed's files into the job's output folder, sealed with the kept
+    copy's checksums (a seed finished before seals existed is sealed now)."""
+    sums = integrity.sealed(src) or integrity.seal(src, RUN_FILES)
     dst.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
         target = dst / name
-        target.unlink(missing_ok=True)
-        try:
-            os.link(src / name, target)
-        except OSError:
-            shutil.copy2(src / name, target)
+        target.unlink(missing_ok=True)  # never write through an old hard link
+        shutil.copy2(src / name, target)
+    integrity.seal(dst, RUN_FILES, expected=sums)
 
 
 def seed_config(cfg: TrainConfig, seed: int) -> TrainConfig:
@@ -84,7 +99,8 @@ def run_seeds(
     todo = []
     for seed in seeds:
         seed_dir = keep_dir / f"seed{seed}"
-        done = finished_seed(seed_dir, seed_config(cfg, seed), data["manifest"]["content_sha256"])
+        one = seed_config(cfg, seed)
+        done = finished_seed(seed_dir, one, data["manifest"]["content_sha256"], log)
         if done is not None:
             log(f"seed {seed}: finished earlier ({seed_dir}); not trained again")
             results[seed] = done
@@ -92,7 +108,10 @@ def run_seeds(
             todo.append(seed)
     if fuse and len(todo) > 1:
         cfgs = [seed_config(cfg, seed) for seed in todo]
-        results.update(run_fused(cfgs, prepared, keep_dir, log, data, job_log, tensorboard))
+        fused = run_fused(cfgs, prepared, keep_dir, log, data, job_log, tensorboard)
+        for seed in fused:  # what a seed trained alone gets below
+            integrity.seal(keep_dir / f"seed{seed}", RUN_FILES)
+        results.update(fused)
     for seed in todo:
         if seed in results:  # trained in the fused group
             continue
@@ -113,6 +132,7 @@ def run_seeds(
                     data,
                     tensorboard=Path(tensorboard) / f"seed{seed}" if tensorboard else None,
                 )
+            integrity.seal(seed_dir, RUN_FILES)
         except Interrupted:
             raise
         except Exception as err:  # noqa: BLE001 - the other seeds still train

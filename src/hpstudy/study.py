@@ -1,21 +1,33 @@
 """Study files: `load_study(path)` reads one, validates it and expands it into a `Study`.
 
 A study declares a base config, seeds, a dataset and groups of experiments. Loading runs,
-in order: the YAML and the JSON schemas (hpstudy.studyfile), the seed plan, the groups'
-expansion into experiments (hpstudy.expand), and the checks across keys
-(hpstudy.study_checks); the first problem found is a StudyError naming the file, the key
-path and the fix, before any job is planned. `snakemake -n` and `hpstudy check` both load
-studies here.
+in order: the YAML and the JSON schemas (hpstudy.studyfile), the seed plan, the count of
+experiments (refused above `max_experiments` before anything is expanded), the groups'
+expansion into experiments (hpstudy.expand), the checks across keys (hpstudy.study_checks)
+and, given the data's `Source`, the checks against its sizes (hpstudy.data_checks); the
+first problem found is a StudyError naming the file, the key path and the fix, before any
+job is planned, and what deserves a word lands in `Study.warnings`. `snakemake -n` and
+`hpstudy check` both load studies here and print the warnings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpstudy.config import TrainConfig
-from hpstudy.expand import Experiment, Group, build_config, expand_groups, resolve_batch
+from hpstudy.data_checks import Source, check_data
+from hpstudy.expand import (
+    Experiment,
+    Group,
+    build_config,
+    count_experiments,
+    expand_groups,
+    grid_shape,
+    resolve_batch,
+)
 from hpstudy.formatting import format_rows
 from hpstudy.study_checks import check_study
 from hpstudy.studyfile import StudyError, flow, load_yaml, missing_study, validate
@@ -39,6 +51,9 @@ class Study:
     deviations: list[dict[str, str]] = field(default_factory=list)
     # sequential seeds (issue 11): `seeds` then lists every seed up to plan.max
     plan: SeedPlan | None = None
+    # what runs but deserves a word before any job (tiny splits, one seed, ...): printed by
+    # `hpstudy check` and the workflow
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def sequential(self) -> bool:
@@ -101,10 +116,23 @@ class Study:
         return pd.DataFrame(rows)
 
 
-def load_study(path: str | Path, seeds: Any = None) -> Study:
+MAX_EXPERIMENTS = 20_000  # a study's `max_experiments` raises it
+ANNOUNCE_EXPERIMENTS = 1_000  # from this many on, the count is said before expanding
+
+
+def load_study(
+    path: str | Path,
+    seeds: Any = None,
+    source: Source | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Study:
     """The study file at `path`, expanded; `seeds` (parse_seeds_override's result) replaces
     its `seeds` key before validation: `--config seeds=...` runs a shipped study with another
-    seed plan, checked exactly as the file's own `seeds` would be."""
+    seed plan, checked exactly as the file's own `seeds` would be. `source`: the microbead
+    images the workflow will prepare (data_checks.GENERATED for the generated set); given,
+    the study is also checked against its data's sizes (the workflow and `hpstudy check`
+    do; a job re-reading a checked study does not). `log` hears the experiment count of a
+    large study before it is expanded."""
     path = Path(path)
     if not path.is_file():
         raise StudyError(missing_study(path))
@@ -115,9 +143,14 @@ def load_study(path: str | Path, seeds: Any = None) -> Study:
     if seeds is not None:
         data = {**data, "seeds": seeds}
         where = f"{path} with --config seeds={flow(seeds)}"
-    if isinstance(data.get("seeds"), dict):  # a sequential plan: name the key that is wrong
-        validate(data["seeds"], "seed_plan.schema.yaml", where, ("seeds",))
-    validate(data, "study.schema.yaml", where)
+    try:
+        if isinstance(data.get("seeds"), dict):  # a sequential plan: name the key that is wrong
+            validate(data["seeds"], "seed_plan.schema.yaml", where, ("seeds",))
+        validate(data, "study.schema.yaml", where)
+    except StudyError as err:
+        if seeds is None or "  - seeds" not in str(err):
+            raise
+        raise StudyError(f"{err}\n  write it as {SEEDS_EXAMPLES}") from None
     if data["name"] != path.stem:
         raise StudyError(f"{path}: name: {data['name']!r} must equal the file name {path.stem!r}")
     plan = _seed_plan(where, data.get("seeds", 3))
@@ -132,8 +165,11 @@ def load_study(path: str | Path, seeds: Any = None) -> Study:
     build_config(
         path, "base", lambda: TrainConfig.from_dict(resolve_batch(path, "base", base, {"seed": 0}))
     )
+    _check_size(path, data, len(seeds), log)
     groups = expand_groups(path, data["groups"], base)
-    check_study(path, data, base, groups)
+    warnings = check_study(path, data, base, groups)
+    if source is not None:
+        warnings += check_data(path, data["dataset"], groups, data["groups"], base, source)
     return Study(
         name=data["name"],
         path=path,
@@ -147,7 +183,35 @@ def load_study(path: str | Path, seeds: Any = None) -> Study:
         sesoi=data.get("sesoi"),
         deviations=list(data.get("deviations", [])),
         plan=plan,
+        warnings=warnings,
     )
+
+
+SEEDS_EXAMPLES = (
+    "--config seeds=5 (fixed), seeds='[0, 1, 2]' (these seeds) or "
+    "seeds='{initial: 3, max: 10, step: 2}' (sequential)"
+)
+
+
+def _check_size(path: Path, data: dict[str, Any], n_seeds: int, log) -> None:
+    """Count the experiments from the grid sizes before expanding any: say a large count at
+    once, refuse one above the cap (a 40 x 40 x 40 grid is 64,000 experiments)."""
+    counts = count_experiments(data["groups"])
+    total = sum(counts.values())
+    cap = data.get("max_experiments", MAX_EXPERIMENTS)
+    largest = sorted(counts, key=counts.get, reverse=True)[:3]
+    shapes = "; ".join(f"{g}: {grid_shape(data['groups'][g])} = {counts[g]:,}" for g in largest) + (
+        "; ..." if len(counts) > 3 else ""
+    )
+    if total > cap:
+        raise StudyError(
+            f"{path}: groups: {total:,} experiments ({shapes}) x {n_seeds} seed(s) = "
+            f"{total * n_seeds:,} runs is more than max_experiments={cap:,}; allowed: at most "
+            f"{cap:,}: shrink the grids, or add `max_experiments: {total}` to the study file "
+            "if you mean it"
+        )
+    if total >= ANNOUNCE_EXPERIMENTS and log is not None:
+        log(f"hpstudy: {path}: expanding {total:,} experiments ({shapes}) ...")
 
 
 def _seed_plan(path: Path | str, seeds: Any) -> SeedPlan | None:
@@ -187,10 +251,17 @@ def study_rows(study: Study) -> list[dict[str, Any]]:
             "seeds": len(study.seeds),
             "runs": len(g.experiments) * len(study.seeds),
             "factors": ", ".join(g.factors) or "-",
-            "labels": ", ".join(e.label for e in g.experiments),
+            "labels": _some(e.label for e in g.experiments),
         }
         for g in study.groups.values()
     ]
+
+
+def _some(labels, limit: int = 20) -> str:
+    """At most `limit` labels, then how many more (a 27,000-label grid stays one line)."""
+    labels = list(labels)
+    more = f", ... ({len(labels) - limit:,} more)" if len(labels) > limit else ""
+    return ", ".join(labels[:limit]) + more
 
 
 def describe(study: Study) -> str:

@@ -2,9 +2,11 @@
 
 The schema checks each value alone (hpstudy.studyfile) and TrainConfig each experiment's
 settings; the checks here relate keys to each other and to the dataset, after the groups are
-expanded: settings only one task allows, predictions a group's design can test, early
-stopping without a validation hold-out. Each raises a StudyError naming the file, the key
-path, the value and the fix. New pre-job checks belong here, called from `check_study`.
+expanded: settings and metrics only one task allows, predictions a group's design can test
+(a factor it varies, a sesoi for "no effect"), early stopping without a validation hold-out,
+enough seeds. Each raises a StudyError naming the file, the key path, the value and the fix,
+or returns a warning for what runs but deserves a word. New pre-job checks belong here,
+called from `check_study`; checks against the data's sizes: hpstudy.data_checks.
 """
 
 from __future__ import annotations
@@ -12,17 +14,101 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hpstudy.data_checks import check_split_spec
 from hpstudy.expand import Group
-from hpstudy.studyfile import StudyError
+from hpstudy.studyfile import StudyError, choices, did_you_mean_value
 
 
-def check_study(path: Path, data: dict[str, Any], base: dict[str, Any], groups: dict[str, Group]):
-    """Every cross-key check of a schema-valid study file (`data`) with its expanded groups."""
+def check_study(
+    path: Path, data: dict[str, Any], base: dict[str, Any], groups: dict[str, Group]
+) -> list[str]:
+    """Every cross-key check of a schema-valid study file (`data`) with its expanded groups;
+    returns the warnings."""
     check_task(path, data["dataset"]["name"], base, groups)
+    check_metric(path, data)
+    warnings = check_split_spec(path, data["dataset"])
     for group in groups.values():
+        check_factor(path, group, data["groups"][group.name])
         check_analysis(path, group)
+        check_sesoi(path, group, data.get("sesoi"))
     check_validation_split(path, data["dataset"], groups)
     check_split_seed(path, data["dataset"])
+    return warnings + check_seeds(path, data.get("seeds", 3))
+
+
+def check_metric(path: Path, data: dict[str, Any]) -> None:
+    """The primary metric must be one the dataset's task reports."""
+    from hpstudy.datasets import DATASET_TASKS
+    from hpstudy.metrics import TASK_METRICS
+
+    metric, name = data.get("metric"), data["dataset"]["name"]
+    task = DATASET_TASKS[name]
+    if metric is not None and metric not in TASK_METRICS[task]:
+        allowed = list(TASK_METRICS[task])
+        raise StudyError(
+            f"{path}: metric: {metric!r} is not a metric of dataset {name!r} ({task}); "
+            f"choose one of {allowed}{did_you_mean_value(metric, allowed)}"
+        )
+
+
+def check_seeds(path: Path, seeds: Any) -> list[str]:
+    """One seed runs (a smoke test, a benchmark) but answers nothing: said loudly."""
+    n = seeds if isinstance(seeds, int) else None if isinstance(seeds, dict) else len(seeds)
+    if n is None or n >= 2:
+        return []
+    return [
+        f"{path}: seeds: {seeds!r}: one seed per experiment gives no spread, so no question "
+        "of this study can be tested (every verdict will be 'not testable'); fine for a "
+        "smoke test, use seeds: 3 or more for answers"
+    ]
+
+
+def check_factor(path: Path, group: Group, spec: dict[str, Any]) -> None:
+    """`factor:` names the setting the group varies (statistics and plots group by it)."""
+    factor = spec.get("factor")
+    if factor is None:
+        return
+    keys = list(dict.fromkeys(k for e in group.experiments for k in e.overrides))
+    varying = [k for k in keys if len(_values(group, k)) > 1]
+    where = f"{path}: groups.{group.name}.factor"
+    if factor not in keys:
+        raise StudyError(
+            f"{where}: {factor!r} is not a setting this group varies; allowed: one of "
+            f"{varying or keys}{did_you_mean_value(factor, varying or keys)}"
+        )
+    if factor not in varying:
+        value = next(iter(_values(group, factor)))
+        raise StudyError(
+            f"{where}: {factor!r} does not vary in this group (every experiment has "
+            f"{factor}={value}); allowed: a setting it varies, one of {varying}"
+        )
+
+
+def _values(group: Group, key: str) -> set[str]:
+    return {
+        repr(e.overrides[key] if key in e.overrides else getattr(e.config, key, None))
+        for e in group.experiments
+    }
+
+
+def check_sesoi(path: Path, group: Group, sesoi: float | None) -> None:
+    """A prediction of no effect is tested against the smallest effect of interest (TOST):
+    without one it can never be answered."""
+    if sesoi is not None:
+        return
+    asks = [".expect.none"] if group.expect.get("none") else []
+    asks += [
+        f".contrasts[{i}].expect"
+        for i, c in enumerate(group.contrasts)
+        if c.get("expect") == "equal"
+    ]
+    if asks:
+        raise StudyError(
+            f"{path}: groups.{group.name}{asks[0]}: predicts no relevant effect, which is "
+            "tested against the smallest effect of interest, and the study sets no `sesoi`; "
+            "without one the question can never be answered: add e.g. `sesoi: 0.01` (in "
+            "units of the study's metric) at the top level, or drop the prediction"
+        )
 
 
 def check_split_seed(path: Path, dataset: dict[str, Any]) -> None:
@@ -103,7 +189,7 @@ def check_analysis(path: Path, group: Group) -> None:
             if unknown:
                 raise StudyError(
                     f"{key}.{side}: {unknown[0]!r} is not a label of group "
-                    f"{group.name!r}; choose from {labels}"
+                    f"{group.name!r}; choose from {choices(unknown[0], labels)}"
                 )
             sides[side] = set(chosen)
         if sides["a"] & sides["b"]:

@@ -36,21 +36,32 @@ def round_decision(study, k):
         return yaml.safe_load(fh)
 
 
+# What runs once, at the start (not again in each job's process): the studies' warnings, the
+# cost line, the check of finished results.
+ON_START = not (workflow.remote_exec or workflow.subprocess_exec)
+
+
+def say(line):
+    print(line, file=sys.stderr, flush=True)
+
+
 try:
     INPUTS = RuleInputs(
         config,
         decision=round_decision,
         walltime=Path(workflow.basedir) / "profiles" / "walltime.yaml",
         # a job a cluster node runs keeps the walltime the head node gave it
-        estimate=os.environ.get("HPSTUDY_ESTIMATE", "on") != "off"
-        and not (workflow.remote_exec or workflow.subprocess_exec),
+        estimate=os.environ.get("HPSTUDY_ESTIMATE", "on") != "off" and ON_START,
+        log=say if ON_START else None,
     )
 except StudyError as err:  # `--config seeds=...`
     sys.exit(f"hpstudy: invalid config: {err}")
-try:  # a bad study file stops the workflow before any job runs
+try:  # a bad study file (or one its data cannot serve) stops the workflow before any job
     INPUTS.load_studies()
 except StudyError as err:
     sys.exit(f"hpstudy: invalid study: {err}")
+for _line in INPUTS.warnings() if ON_START else ():
+    say(_line)
 R = INPUTS.results
 REPORTS = INPUTS.reports
 SEEDS = INPUTS.seeds_override
@@ -129,7 +140,24 @@ def train_runtime_minutes(wildcards, attempt):
 if INPUTS.estimate:  # one cost line per study at the start
     _runtime = workflow.resource_settings.overwrite_resources.get("train", {})
     for _line in INPUTS.start_lines(_runtime.get("runtime")):
-        print(_line, file=sys.stderr)
+        say(_line)
+
+
+# -- damaged results (issue 21): every published seed against its checksums ---------------
+DAMAGED, _lines = INPUTS.damaged() if ON_START else ({}, [])
+for _line in _lines:
+    say(_line)
+
+
+def repair_damaged(wildcards):
+    """No input: reruns this train job when its published seeds are damaged (DAMAGED), as
+    `--forcerun` would, by adding its output to the DAG's forced files while the DAG is
+    built (a Snakemake internal; without it the start line above names the command)."""
+    folder = INPUTS.train_output(wildcards.study, wildcards.cfg, getattr(wildcards, "k", None))
+    forced = getattr(getattr(workflow, "dag", None), "forcefiles", None)
+    if folder in DAMAGED and isinstance(forced, set):
+        forced.add(folder)
+    return []
 
 
 # -- sequential studies (issue 11): rounds decided by the checkpoint decide_round ----------

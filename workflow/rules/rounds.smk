@@ -1,6 +1,7 @@
 rule train_round:
     input:
         prepared=get_prepared,
+        repair=repair_damaged,  # none: reruns the job when its published seeds are damaged
         # the round before decides this round's seeds (params, runtime): a job that
         # re-evaluates them on a cluster node needs the checkpoint's output as an input
         previous=get_previous_round,

@@ -1,6 +1,7 @@
 rule train:
     input:
         prepared=get_prepared,
+        repair=repair_damaged,  # none: reruns the job when its published seeds are damaged
     output:
         runs=directory(f"{R}/{{study}}/runs/{{cfg}}"),
     log:

@@ -4,11 +4,12 @@
 import sys
 
 from hpstudy.aggregate import aggregate_study
+from hpstudy.integrity import exit_on_damage
 from hpstudy.logs import redirect_to
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
-    with redirect_to(sm.log[0]):
+    with redirect_to(sm.log[0]), exit_on_damage():
         aggregate_study(
             sm.input.study,
             sm.input.manifest,

@@ -4,11 +4,12 @@
 import sys
 
 from hpstudy.extract import write_extract
+from hpstudy.integrity import exit_on_damage
 from hpstudy.logs import redirect_to
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
-    with redirect_to(sm.log[0]):
+    with redirect_to(sm.log[0]), exit_on_damage():
         write_extract(
             sm.input.runs,
             sm.wildcards.cfg,

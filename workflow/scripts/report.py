@@ -4,6 +4,7 @@ CLI: python report.py RESULTS_STUDY_DIR REPORT_DIR"""
 import sys
 from pathlib import Path
 
+from hpstudy.integrity import exit_on_damage
 from hpstudy.logs import redirect_to
 from hpstudy.report import render
 
@@ -48,7 +49,7 @@ def main(res, out_md, out_html, fig_dir, **inputs):
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
-    with redirect_to(sm.log[0]):
+    with redirect_to(sm.log[0]), exit_on_damage():
         i = sm.input
         main(
             Path(i.summary).parent,
