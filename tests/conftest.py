@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny generated microbead dataset, prepared once per test session."""
+"""Shared fixtures: a tiny generated microbead dataset, prepared once per test session; and
+the line that says which tests the default run (pyproject's `-m`) left out."""
 
 from __future__ import annotations
 
@@ -43,6 +44,25 @@ def prepared(microbead_dir, tmp_path_factory) -> Path:
     return out / "prepared.pt"
 
 
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> dict:
+    """tests/test_report.py's synthetic study (6 groups, 3 seeds, known effects, a diverged
+    run, every run with its attempt record) through the real extract, aggregate and report
+    code: results/, report.md/.html and figures/, built once for test_report, test_whole_study
+    and test_report_browser. `overlaps`: the FigureOverlapWarnings drawing it raised."""
+    import warnings
+
+    from test_report import DIVERGED, LEVELS, STUDY, build_study
+
+    from hpstudy.figures import FigureOverlapWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FigureOverlapWarning)
+        paths = build_study(tmp_path_factory.mktemp("synth"), STUDY, LEVELS, diverged=DIVERGED)
+    paths["overlaps"] = [str(w.message) for w in caught if w.category is FigureOverlapWarning]
+    return paths
+
+
 def snakemake_cmd(*args: str) -> list[str]:
     exe = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
     return [exe, "--snakefile", str(REPO / "Snakefile"), *args]
@@ -82,3 +102,24 @@ def write_workdir(workdir: Path, study_yaml: str, study: str = "tiny", **config)
     values.update(config)
     (workdir / "config.yaml").write_text(yaml.safe_dump(values))
     return workdir
+
+
+def _default_markers(config) -> str | None:
+    """The `-m` expression of pyproject's addopts (the default run's selection)."""
+    args = config.getini("addopts")
+    return next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "-m"), None)
+
+
+@pytest.hookimpl(trylast=True)  # after the durations table, just above the counts
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After the default run: how many tests it left out, and the commands that run them."""
+    left_out = len(terminalreporter.stats.get("deselected", []))
+    chosen = config.option.markexpr != _default_markers(config) or config.option.keyword
+    if not left_out or chosen:  # the caller picked the tests: nothing to explain
+        return
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("-", "not run by default")
+    write(f"{left_out} slow, live-cluster (slurm, pbs) and GPU tests were left out. Run them with:")
+    write('  uv run pytest -m "slow or slurm or pbs"   # .ci/run runs these after the fast suite')
+    write("  uv run pytest -m gpu                      # on a machine with CUDA")
+    write('  uv run pytest -m ""                       # everything')

@@ -24,16 +24,20 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         (
             "facts and helpers",
             "paths atomic formatting logs embed provenance device seeding metrics models "
-            "augment diagnostics tensorboard datasets microbeads gpuslots failures checkpoint "
-            "integrity",
+            "augment diagnostics tensorboard raw_data microbead_folder datasets microbeads "
+            "gpuslots failures checkpoint integrity",
         ),
         (
             "configs, data, run records",
-            "config prepare loaders optim task attempts stats extract pbs",
+            "config prepare loaders optim task attempts stats extract scheduler_jobs",
         ),
         ("training", "progress train fused seeds"),
-        ("statistics", "analysis sequential rounds figures"),
-        ("study files and their cost", "studyfile expand study_checks data_checks study cost"),
+        ("statistics", "analysis sequential rounds figures figure_plan"),
+        (
+            "study files and their cost",
+            "studyfile expand study_checks data_checks study calibration cost",
+        ),
+        ("a study's jobs and attempts", "rule_inputs timeline"),
         ("whole-study stages and views", "analyze aggregate report status"),
         ("the command", "cli __main__ analyze.__main__"),
     )
@@ -233,3 +237,63 @@ def test_library_modules_parse_no_command_line(module):
             if node.left.id == "__name__" and "__main__" in constants:
                 offences.append(f"line {node.lineno}: runs as a script (`__main__`)")
     assert not offences, f"{module}.py: " + "; ".join(offences) + " (move it to hpstudy.cli)"
+
+
+# --------------------------------------------------------------------------- room sizes
+
+MODULE_LINES, FUNCTION_LINES = 500, 80  # a module read in one sitting, a function on a screen
+LONG = "# long:"  # `# long: why` near the top of a module or function keeps it whole
+# Rooms of code another branch owns, until it splits them (then the entry goes):
+WAIVED = {
+    "sequential.py": "analysis v3 owns sequential.py's analysis parts",
+    "sequential.decide_round": "analysis v3 owns sequential.py's analysis parts",
+    "sequential.simulate": "analysis v3 owns sequential.py's analysis parts",
+    "analysis/recommend.recommend": "analysis v3 owns the analysis package",
+}
+
+
+def _source_files() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _says_why(lines: list[str]) -> bool:
+    return any(line.strip().startswith(LONG) for line in lines)
+
+
+def _rooms() -> list[tuple[str, int, list[str]]]:
+    """(name, lines, its first lines) of every module and every function of the package."""
+    rooms = []
+    for path in _source_files():
+        rel = path.relative_to(PACKAGE).with_suffix("").as_posix()
+        text = path.read_text().splitlines()
+        rooms.append((f"{rel}.py", len(text), text[:40]))
+        for node in ast.walk(ast.parse("\n".join(text))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = node.end_lineno - node.lineno + 1
+                rooms.append((f"{rel}.{node.name}", size, text[node.lineno - 1 : node.lineno + 12]))
+    return rooms
+
+
+def test_rooms_a_reader_can_walk():
+    """No module over MODULE_LINES and no function over FUNCTION_LINES lines, unless a
+    `# long: why` comment at its top says why it stays whole."""
+    too_long = [
+        f"{name}: {size} lines"
+        for name, size, top in _rooms()
+        if size > (MODULE_LINES if name.endswith(".py") else FUNCTION_LINES)
+        and name not in WAIVED
+        and not _says_why(top)
+    ]
+    assert not too_long, (
+        "split these, or give each a `# long: why` comment at its top:\n" + "\n".join(too_long)
+    )
+
+
+def test_the_size_rule_sees_a_long_function_and_its_reason():
+    body = "\n".join(f"    x{i} = {i}" for i in range(FUNCTION_LINES))
+    tree = ast.parse(f"def f():\n{body}\n")
+    (node,) = tree.body
+    assert node.end_lineno - node.lineno + 1 > FUNCTION_LINES
+    assert _says_why(["def f():", "    # long: one table of checks, read top to bottom"])
+    assert not _says_why(["def f():", "    x = 1  # long: not at the start of a line"])
+    assert all(name in {n for n, _, _ in _rooms()} for name in WAIVED), "a waiver names nothing"

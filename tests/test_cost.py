@@ -1,4 +1,5 @@
-"""A study's cost before it runs (hpstudy.cost) and the cluster walltimes made from it."""
+"""A study's cost before it runs (hpstudy.cost, hpstudy.calibration) and the cluster walltimes made
+from it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from conftest import REPO, snakemake_cmd
 from snakemake_executor_plugin_pbs import ExecutorSettings
 from snakemake_executor_plugin_pbs.submit import JobRequest, qsub_command, walltime
 
-from hpstudy import cost
+from hpstudy import calibration, cost
 from hpstudy.study import load_study
 
 QUICK = REPO / "config" / "studies" / "quick.yaml"
@@ -31,7 +32,7 @@ def fake_calibration(tmp_path: Path, seconds_per_sample: float = 0.01) -> cost.C
             "seconds_per_step": seconds_per_sample * shape.batch_size,
             "flops_per_sample": 1e8,
         }
-    cal.entries[cost.STARTUP_KEY] = {"seconds": 5.0}
+    cal.entries[calibration.STARTUP_KEY] = {"seconds": 5.0}
     return cal
 
 
@@ -106,7 +107,7 @@ def test_device_profile_is_used_and_scaled_by_flops(tmp_path):
     profile.write_text(
         json.dumps(
             {
-                "format": cost.FORMAT,
+                "format": calibration.FORMAT,
                 "flops": {},
                 "machines": {
                     machine: {shape.key(): {"seconds_per_step": 0.004, "flops_per_sample": 1e9}}

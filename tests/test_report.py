@@ -246,7 +246,7 @@ def build_results(
         },
     )
     metric_key = "test_r2" if task == "regression" else "test_accuracy"
-    records = []
+    records, attempts = [], []
     res = root / "results" / name
     bench = root / "results" / "benchmarks" / "train" / name
     bench.mkdir(parents=True)
@@ -256,7 +256,10 @@ def build_results(
         for seed in study.seeds:
             broken = any((e.id, seed) in diverged for e in exps)
             value = None if broken else mean + sd * Z[seed]
-            write_run(res / "runs" / cfg_id / f"seed{seed}", exp, seed, value, task, metric_key)
+            run = res / "runs" / cfg_id / f"seed{seed}"
+            write_run(run, exp, seed, value, task, metric_key)
+            add_attempt(run / "metrics.json", ATTEMPT_START + ATTEMPT_EVERY_S * len(attempts))
+            attempts.append(run)
         if i < 2:  # benchmarks of some jobs only: gaps are fine
             (bench / f"{cfg_id}.tsv").write_text(
                 "s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t790.1\t3500.0\n"
@@ -287,9 +290,38 @@ def build_results(
         out_layers=res / "layers.csv.gz",
         out_verdicts=res / "verdicts.csv",
         out_recommended=res / "recommended.yaml",
+        out_timeline=res / "timeline.csv",
+        out_compute=res / "compute.csv",
     )
     write_csv(res / "experiments.tsv", study.table())
     return {"results": res, "study_file": study_file}
+
+
+ATTEMPT_START, ATTEMPT_EVERY_S, ATTEMPT_WALL_S, ATTEMPT_THREADS = 1.7e9, 45, 40.0, 2
+
+
+def add_attempt(metrics_json: Path, start: float) -> None:
+    """The attempt record training keeps (hpstudy.attempts): one finished attempt of
+    ATTEMPT_WALL_S on node01 with ATTEMPT_THREADS CPU threads, outside a batch job."""
+    from hpstudy.attempts import FINISHED
+
+    metrics = json.loads(metrics_json.read_text())
+    metrics["attempt_records"] = [
+        {
+            "attempt": 1,
+            "start": start,
+            "end": start + ATTEMPT_WALL_S,
+            "wall_s": ATTEMPT_WALL_S,
+            "host": "node01",
+            "job_id": None,
+            "ended": FINISHED,
+            "submitted": None,
+            "threads": ATTEMPT_THREADS,
+            "device": "cpu",
+            "gpu": None,
+        }
+    ]
+    write_json(metrics_json, metrics)
 
 
 def build_study(
@@ -320,15 +352,7 @@ def build_study(
     }
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    from hpstudy.figures import FigureOverlapWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FigureOverlapWarning)
-        paths = build_study(tmp_path_factory.mktemp("synth"), STUDY, LEVELS, diverged=DIVERGED)
-    paths["overlaps"] = [str(w.message) for w in caught if w.category is FigureOverlapWarning]
-    return paths
+# `synth` (tests/conftest.py): STUDY's results and report, built once for every module
 
 
 def referenced_images(markdown: str) -> list[str]:
@@ -483,7 +507,7 @@ def test_the_overlap_check_sees_labels_that_run_together_and_saving_slants_them(
     assert figures.overlapping_labels(fig), "run-together tick labels not seen"
     with warnings.catch_warnings():
         warnings.simplefilter("error", figures.FigureOverlapWarning)
-        figures._save(fig, tmp_path / "ticks.png")  # slants them until they read cleanly
+        figures.save(fig, tmp_path / "ticks.png")  # slants them until they read cleanly
     assert figures.overlapping_labels(fig) == []
     assert {t.get_rotation() for t in ax.get_xticklabels()} <= {45.0, 90.0}
 

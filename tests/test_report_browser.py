@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_report import DIVERGED, LEVELS, STUDY, build_study
 
 CHROMIUM = next(
     filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
@@ -56,11 +55,11 @@ def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def alone(tmp_path_factory) -> Path:
-    """report.html copied into an empty folder: only what it embeds can show."""
-    paths = build_study(tmp_path_factory.mktemp("browser"), STUDY, LEVELS, diverged=DIVERGED)
+def alone(synth, tmp_path_factory) -> Path:
+    """report.html (test_report.py's synthetic study) copied into an empty folder: only what
+    it embeds can show."""
     folder = tmp_path_factory.mktemp("mailed")
-    shutil.copy(paths["html"], folder / "report.html")
+    shutil.copy(synth["html"], folder / "report.html")
     return folder / "report.html"
 
 

@@ -105,6 +105,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # two real training processes, one killed mid-run: ~20-30 s each
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_process_resumes_from_checkpoint(prepared, reference, tmp_path, sig):
     cfg_file = tmp_path / "config.yaml"

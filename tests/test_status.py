@@ -230,8 +230,23 @@ def test_watch_stops_when_nothing_is_left(tree, capsys):
 
 
 def test_unknown_study_lists_the_shipped_ones(capsys):
-    with pytest.raises(SystemExit, match="did you mean `quick`"):
-        main(["status", "quik", "--studies", str(REPO / "config/studies")])
+    assert main(["status", "quik", "--studies", str(REPO / "config/studies")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpstudy status: ") and "no such study file" in err
+    assert "did you mean `quick`" in err
+
+
+def test_library_raises_a_study_error_the_command_prints(tmp_path, capsys):
+    """hpstudy.status raises (no SystemExit from library code); the command says why."""
+    from hpstudy.studyfile import StudyError
+
+    with pytest.raises(StudyError, match="no such study file"):
+        study_status("quik", tmp_path / "results", REPO / "config/studies")
+    (tmp_path / "bad.yaml").write_text("name: bad\nseeds: 2\n")
+    with pytest.raises(StudyError, match="bad.yaml"):
+        study_status("bad", tmp_path / "results", tmp_path)
+    assert main(["status", "bad", "--studies", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"hpstudy status: {tmp_path / 'bad.yaml'}")
 
 
 def write_big_tree(root: Path, n_exp: int = 3334, seeds: int = 3) -> tuple[Path, Path]:

@@ -3,7 +3,6 @@ and `snakemake -n` plans one train job per distinct configuration."""
 
 import itertools
 import re
-from pathlib import Path
 
 import pytest
 from conftest import REPO, run_snakemake, write_workdir
@@ -201,32 +200,43 @@ def test_vgg_cells_follows_the_counting_protocol(name):
 # -- dry runs: the real workflow plans exactly the study's runs ------------------------------
 
 
-def _data_config(name: str, tmp_path: Path) -> dict:
-    dataset = study(name).dataset["name"]
-    if dataset in ("cifar10", "cifar100"):
-        root = tmp_path / "data"
-        (write_cifar10 if dataset == "cifar10" else write_cifar100)(root)
-        return {"data_root": str(root)}
-    if dataset == "vgg_cells":
-        return {"vgg_cells_dir": str(write_vgg_cells(tmp_path / "cells", [3, 4]))}
-    return {}
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory) -> str:
+    """One `snakemake -n` of every shipped study at once (`--config study=a,b,...`), with
+    fake CIFAR and VGG cells folders where a study needs real data: one process instead of
+    one per study (each pays Snakemake's start-up)."""
+    root = tmp_path_factory.mktemp("shipped")
+    data = root / "data"
+    write_cifar10(data)
+    write_cifar100(data)
+    workdir = write_workdir(
+        root / "w",
+        "",
+        study=",".join(SHIPPED),
+        studies_dir=str(STUDIES),
+        data_root=str(data),
+        vgg_cells_dir=str(write_vgg_cells(root / "cells", [3, 4])),
+    )
+    proc = run_snakemake(workdir, "-n", "--cores", "1", timeout=300)
+    return proc.stdout + proc.stderr
 
 
-def _planned_configs(output: str) -> set[str]:
-    return set(re.findall(r"output: \S*/runs/([0-9a-f]{10})\s*$", output, re.M))
+def _planned_configs(output: str, name: str) -> list[str]:
+    """The configurations the train jobs of study `name` write (one output folder each)."""
+    return re.findall(rf"output: \S*/{name}/runs/([0-9a-f]{{10}})\s*$", output, re.M)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_dry_run_plans_one_train_job_per_distinct_configuration(tmp_path, name):
+def test_dry_run_plans_one_train_job_per_distinct_configuration(dry_run, name):
     s = study(name)
-    workdir = write_workdir(
-        tmp_path / "w", "", study=name, studies_dir=str(STUDIES), **_data_config(name, tmp_path)
-    )
-    proc = run_snakemake(workdir, "-n", "--cores", "1", timeout=300)
-    output = proc.stdout + proc.stderr
-    trains = re.search(r"^train\s+(\d+)\s*$", output, re.M)
-    assert trains and int(trains.group(1)) == len(s.configs())
-    assert _planned_configs(output) == set(s.configs())
+    planned = _planned_configs(dry_run, name)
+    assert len(planned) == len(set(planned)) == len(s.configs())
+    assert set(planned) == set(s.configs())
+
+
+def test_the_dry_run_counts_every_studys_train_jobs(dry_run):
+    trains = re.search(r"^train\s+(\d+)\s*$", dry_run, re.M)
+    assert trains and int(trains.group(1)) == sum(len(study(n).configs()) for n in SHIPPED)
 
 
 def test_missing_or_empty_data_root_is_a_clear_error_before_any_job(tmp_path):

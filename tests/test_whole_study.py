@@ -1,6 +1,7 @@
 """The "Whole study" views: the variance each term of a group's model explains (from the
 analysis' own fitted models), every attempt of every run (timeline.csv) and the compute it
-spent (compute.csv), and the section with its three figures in a rendered report."""
+spent (compute.csv), and the section with its three figures in a rendered report (the
+synthetic study of test_report.py, built once: conftest's `synth`)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_report import check_figures, write_run
+from test_report import ATTEMPT_THREADS, ATTEMPT_WALL_S, check_figures
 
 from hpstudy import attempts, figures
-from hpstudy.aggregate import aggregate_study, compute_table, timeline_table
 from hpstudy.analysis import analyse_group
-from hpstudy.atomic import write_csv, write_json
-from hpstudy.extract import write_extract
-from hpstudy.report import render
 from hpstudy.study import load_study
+from hpstudy.timeline import compute_table, timeline_table
 
 
 # -- variance shares -------------------------------------------------------------------
@@ -211,137 +209,45 @@ def label_r2() -> str:
 
 
 # -- the section in a rendered report --------------------------------------------------------
-STUDY = """
-name: views
-description: a 2x2 grid and a one-factor group sharing a configuration
-seeds: 3
-sesoi: 0.02
-dataset: {name: microbeads, image_size: 32}
-base: {epochs: 2, batch_size: 16, lr: 1.0e-3, scheduler: none}
-groups:
-  grid:
-    grid: {batch_size: [16, 64], scheduler: [none, cosine]}
-  lr:
-    baseline: lr1e-3
-    grid: {lr: [1.0e-4, 1.0e-3, 1.0e-2]}
-"""
+# `synth` (tests/conftest.py) is test_report.py's study: 21 experiments in 6 groups, 18
+# configurations (bs32 serves three groups, bs64 two), 3 seeds, every run one finished attempt
+# of ATTEMPT_WALL_S seconds on ATTEMPT_THREADS CPU threads.
+CONFIGS, SEEDS = 18, 3
+GROUP_CONFIGS = {
+    "batch_size": 4,
+    "lr_scaling": 4,
+    "grad_accumulation": 4,
+    "memory": 4,
+    "scheduler": 3,
+    "determinism": 2,
+}
 
 
-def build(root):
-    """A results folder as the workflow leaves it (real extract and aggregate), every run
-    with the attempt records training keeps."""
-    study_file = root / "views.yaml"
-    study_file.write_text(STUDY)
-    study = load_study(study_file)
-    manifest = root / "prepared" / "manifest.json"
-    write_json(
-        manifest,
-        {
-            "task": "regression",
-            "content_sha256": "ab" * 32,
-            "source_sha256": "cd" * 32,
-            "n_samples": 120,
-            "split_sizes": {"train": 84, "val": 18, "test": 18},
-            "image_shape": [1, 32, 32],
-            "source": "synthetic",
-            "data_quality": [],
-            "num_classes": 0,
-        },
-    )
-    res, records, t = root / "results" / "views", [], 1.7e9
-    noise = np.random.default_rng(3).normal(0, 0.01, size=100)
-    for cfg, exps in study.configs().items():
-        c = exps[0].config
-        for seed in study.seeds:
-            r2 = 0.6 + 0.2 * (c.batch_size == 16) + 0.05 * (c.scheduler == "cosine")
-            r2 += 0.01 * seed + noise[len(records) * 3 + seed]
-            run = res / "runs" / cfg / f"seed{seed}"
-            write_run(run, exps[0], seed, r2, "regression", "test_r2")
-            metrics = json.loads((run / "metrics.json").read_text())
-            metrics["attempt_records"] = [
-                {
-                    "attempt": 1,
-                    "start": t,
-                    "end": t + 40,
-                    "wall_s": 40.0,
-                    "host": "node01",
-                    "job_id": None,
-                    "ended": attempts.FINISHED,
-                    "submitted": None,
-                    "threads": 2,
-                    "device": "cpu",
-                    "gpu": None,
-                }
-            ]
-            write_json(run / "metrics.json", metrics)
-            t += 45
-        record = res / "records" / f"{cfg}.json"
-        write_extract(
-            res / "runs" / cfg,
-            cfg,
-            study.seeds,
-            None,
-            record,
-            record.with_suffix(".curves.csv"),
-            record.with_suffix(".layers.csv.gz"),
-        )
-        records.append(record)
-    stems = [str(r).removesuffix(".json") for r in records]
-    aggregate_study(
-        study_file,
-        manifest,
-        records,
-        res / "summary.csv",
-        res / "study.json",
-        res / "groups",
-        out_stats=res / "stats.json",
-        curves=[f"{s}.curves.csv" for s in stems],
-        layers=[f"{s}.layers.csv.gz" for s in stems],
-        out_curves=res / "curves.csv.gz",
-        out_layers=res / "layers.csv.gz",
-        out_verdicts=res / "verdicts.csv",
-        out_recommended=res / "recommended.yaml",
-        out_timeline=res / "timeline.csv",
-        out_compute=res / "compute.csv",
-    )
-    write_csv(res / "experiments.tsv", study.table())
-    out = root / "reports" / "views"
-    render(
-        res / "study.json",
-        res / "summary.csv",
-        {p.stem: p for p in sorted((res / "groups").glob("*.csv"))},
-        out / "report.md",
-        out / "report.html",
-        out / "figures",
-        curves=res / "curves.csv.gz",
-        layers=res / "layers.csv.gz",
-        experiments=res / "experiments.tsv",
-    )
-    return {"results": res, "report": out / "report.md", "html": out / "report.html"} | {
-        "figures": out / "figures"
-    }
-
-
-def test_the_report_has_the_whole_study_section(tmp_path):
-    paths = build(tmp_path)
-    files = check_figures(paths)  # valid PNGs, each referenced once, embedded in the HTML
+def test_the_report_has_the_whole_study_section(synth):
+    files = check_figures(synth)  # valid PNGs, each referenced once, embedded in the HTML
     assert {"parallel_coordinates.png", "variance_share.png", "timeline.png"} <= set(files)
-    text = paths["report"].read_text()
+    text = synth["report"].read_text()
     section = text.split("## Whole study", 1)[1].split("## Training diagnostics")[0]
-    timeline = pd.read_csv(paths["results"] / "timeline.csv")
-    assert len(timeline) == 6 * 3  # 6 configurations (one shared) x 3 seeds, once each
-    compute = pd.read_csv(paths["results"] / "compute.csv").set_index("scope")
-    assert compute.loc["study", "cpu_h"] == pytest.approx(18 * 40 * 2 / 3600)
-    assert compute.loc["grid", "runs"] == 12 and compute.loc["lr", "runs"] == 9  # one shared
-    assert f"| **study** | 6 | 18 | 18 | 0 | 0 | {figures_fmt(18 * 40 / 3600)} |" in section
-    stats = json.loads((paths["results"] / "stats.json").read_text())
-    for group in ("grid", "lr"):
+    timeline = pd.read_csv(synth["results"] / "timeline.csv")
+    runs = CONFIGS * SEEDS
+    assert len(timeline) == runs  # each configuration x seed once, also when shared
+    compute = pd.read_csv(synth["results"] / "compute.csv").set_index("scope")
+    cpu_h = runs * ATTEMPT_WALL_S * ATTEMPT_THREADS / 3600
+    assert compute.loc["study", "cpu_h"] == pytest.approx(cpu_h)
+    for group, configs in GROUP_CONFIGS.items():  # a shared run counts in each of its groups
+        assert compute.loc[group, "runs"] == configs * SEEDS, group
+    wall_h = figures_fmt(runs * ATTEMPT_WALL_S / 3600)
+    assert f"| **study** | {CONFIGS} | {runs} | {runs} | 0 | 0 | {wall_h} |" in section
+    stats = json.loads((synth["results"] / "stats.json").read_text())
+    shown = [g for g, res in stats["groups"].items() if res.get("variance")]
+    assert len(shown) >= 4, shown  # a model per group with differing levels
+    for group in shown:
         terms = stats["groups"][group]["variance"]["terms"]
         row = next(line for line in section.splitlines() if line.startswith(f"| `{group}` |"))
         for t in terms:
             assert f"{t['term']} {100 * t['share']:.1f}%" in row
     assert "Queue wait: not known" in section
-    assert yaml.safe_load((paths["results"] / "recommended.yaml").read_text())
+    assert yaml.safe_load((synth["results"] / "recommended.yaml").read_text())
 
 
 def figures_fmt(value: float) -> str:

@@ -1,5 +1,6 @@
 """The real workflow on a tiny study: dry-run job counts, a full run, and a report whose
-numbers match summary.csv."""
+numbers match summary.csv. The full run and the tests that read it are `slow` (the default
+`uv run pytest` runs the dry runs and the lint; `-m slow` the rest)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ def finished(tmp_path_factory):
     return work
 
 
+@pytest.mark.slow  # the `finished` fixture runs the whole workflow (~1 min)
 def test_outputs_exist(finished):
     results = finished / "results/tiny"
     experiments = pd.read_csv(results / "experiments.tsv", sep="\t")
@@ -108,6 +110,7 @@ def test_outputs_exist(finished):
         assert (finished / "reports/tiny" / name).stat().st_size > 1000
 
 
+@pytest.mark.slow  # the `finished` fixture runs the whole workflow (~1 min)
 def test_report_numbers_match_summary(finished):
     summary = pd.read_csv(finished / "results/tiny/summary.csv")
     report = (finished / "reports/tiny/report.md").read_text()
@@ -118,6 +121,7 @@ def test_report_numbers_match_summary(finished):
         assert fmt(float(mean)) in row, (group, label, fmt(float(mean)), row)
 
 
+@pytest.mark.slow  # the `finished` fixture runs the whole workflow (~1 min)
 def test_verdicts_csv_matches_the_report(finished):
     """The report's answers table is results/{study}/verdicts.csv, row for row."""
     import yaml
@@ -144,6 +148,7 @@ def test_verdicts_csv_matches_the_report(finished):
     assert rec["recommended"] is None or rec["recommended"]["experiment"] in report
 
 
+@pytest.mark.slow  # the `finished` fixture runs the whole workflow (~1 min)
 def test_report_figures_are_linked_pngs(finished):
     report_dir = finished / "reports/tiny"
     report = (report_dir / "report.md").read_text()
@@ -154,6 +159,7 @@ def test_report_figures_are_linked_pngs(finished):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
 
 
+@pytest.mark.slow  # the `finished` fixture runs the whole workflow (~1 min)
 def test_whole_study_views_from_the_real_attempt_records(finished):
     """Every attempt training recorded reaches timeline.csv and compute.csv, and the report
     has the whole-study figures and the compute table."""
@@ -180,6 +186,7 @@ def test_whole_study_views_from_the_real_attempt_records(finished):
     assert "| **study** | 3 | 6 | 6 | 0 | 0 |" in section
 
 
+@pytest.mark.slow  # the `finished` fixture runs the whole workflow (~1 min)
 def test_editing_a_question_reruns_aggregate_and_report(finished):
     """The study file is a declared input: a changed question reaches the report, and no
     training job runs again."""

@@ -14,7 +14,7 @@ Snakemake's outputs, and a record of every attempt sits beside it:
 `submitted` is when the batch job was submitted (Unix seconds, from HPSTUDY_SUBMIT_TIME, which
 profiles/pbs passes to every PBS job), else None: a local run has no queue. `threads`, `device`
 and `gpu` (CUDA_VISIBLE_DEVICES on a GPU) are what the training process says it runs on;
-they price the attempt in CPU- and GPU-hours (hpstudy.aggregate.compute_table).
+they price the attempt in CPU- and GPU-hours (hpstudy.timeline.compute_table).
 
 When the attempt ends (finished, interrupted by SIGTERM, failed), its part of the log is also
 copied into the Snakemake log, so `show-failed-logs` still prints it; an attempt killed

@@ -183,9 +183,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         seeds = parse_seeds_override(args.seeds or config.get("seeds"))
     except StudyError as err:
-        raise SystemExit(f"hpstudy: {err}") from None
+        print(f"hpstudy status: {err}", file=sys.stderr)
+        return 2
     while True:
-        reports = [study_status(s, results, studies_dir, seeds=seeds) for s in studies]
+        try:
+            reports = [study_status(s, results, studies_dir, seeds=seeds) for s in studies]
+        except StudyError as err:  # a missing or invalid study file: the message says which
+            print(f"hpstudy status: {err}", file=sys.stderr)
+            return 2
         text = "\n\n".join(render(r) for r in reports)
         if args.watch:
             print("\033[H\033[J" + time.strftime("%H:%M:%S ") + text, flush=True)

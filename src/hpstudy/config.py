@@ -219,6 +219,20 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
 def check_config(c: TrainConfig) -> None:
     """Enum, type and cross-field checks, and every numeric range of the JSON schema (read
     from it: the schema owns the ranges), for configs built in Python too."""
+    _check_choices(c)
+    _check_integers(c)
+    _check_numbers(c)
+    _check_combinations(c)
+    # every numeric range of train_config.schema.yaml, its one owner (a config built in
+    # Python, from a checkpoint or a test, never escapes the study files' limits)
+    for key, (op, bound, words) in _schema_bounds():
+        value = getattr(c, key)
+        if _num(value) and not op(value, bound):
+            raise ConfigError(f"{key}={value!r} is not allowed; expected {words}")
+
+
+def _check_choices(c: TrainConfig) -> None:
+    """Names: one of the known models, optimizers, schedules, data paths, ..."""
     _require(c.model in MODELS, "model", c.model, f"one of {list(MODELS)}")
     _require(c.optimizer in OPTIMIZERS, "optimizer", c.optimizer, f"one of {list(OPTIMIZERS)}")
     _require(c.scheduler in SCHEDULERS, "scheduler", c.scheduler, f"one of {list(SCHEDULERS)}")
@@ -227,6 +241,10 @@ def check_config(c: TrainConfig) -> None:
     _require(c.mix in MIXES, "mix", c.mix, f"one of {list(MIXES)}")
     bad_aug = [a for a in c.augment if a not in AUGMENTATIONS]
     _require(not bad_aug, "augment", list(c.augment), f"a subset of {list(AUGMENTATIONS)}")
+
+
+def _check_integers(c: TrainConfig) -> None:
+    """Counts: whole numbers (never a bool), >= 1 or >= 0, or null where null means off."""
     for key in ("batch_size", "grad_accum_steps", "epochs", "step_size", "plateau_patience"):
         value = getattr(c, key)
         _require(
@@ -252,6 +270,10 @@ def check_config(c: TrainConfig) -> None:
             value,
             "null or an integer >= 1",
         )
+
+
+def _check_numbers(c: TrainConfig) -> None:
+    """Rates and factors: finite numbers in their ranges."""
     _require(_num(c.lr) and 0 < c.lr <= 10, "lr", c.lr, "a number in (0, 10]")
     _require(
         _num(c.weight_decay) and c.weight_decay >= 0,
@@ -275,6 +297,21 @@ def check_config(c: TrainConfig) -> None:
         c.grad_clip,
         "null or a number > 0",
     )
+    _require(_num(c.min_lr) and c.min_lr >= 0, "min_lr", c.min_lr, "a number >= 0")
+    _require(
+        _num(c.color_jitter_hue) and 0 <= c.color_jitter_hue <= 0.5,
+        "color_jitter_hue",
+        c.color_jitter_hue,
+        "a number in [0, 0.5] (a fraction of the hue circle)",
+    )
+    for key in ("rotation_degrees", "color_jitter", "mix_alpha"):
+        _require(
+            _num(getattr(c, key)) and getattr(c, key) >= 0, key, getattr(c, key), "a number >= 0"
+        )
+
+
+def _check_combinations(c: TrainConfig) -> None:
+    """Settings that depend on another one."""
     # Only SGD reads `nesterov`; other optimizers ignore it, so a grid over optimizers can
     # keep one fixed value (the CIFAR-100 sweep fixed "momentum 0.9, nesterov true").
     _require(
@@ -295,13 +332,6 @@ def check_config(c: TrainConfig) -> None:
         c.mix_alpha,
         "a number > 0 when mix is on (the Beta distribution's parameter)",
     )
-    _require(_num(c.min_lr) and c.min_lr >= 0, "min_lr", c.min_lr, "a number >= 0")
-    _require(
-        _num(c.color_jitter_hue) and 0 <= c.color_jitter_hue <= 0.5,
-        "color_jitter_hue",
-        c.color_jitter_hue,
-        "a number in [0, 0.5] (a fraction of the hue circle)",
-    )
     _require(
         (c.norm_mean is None) == (c.norm_std is None),
         "norm_std",
@@ -321,16 +351,6 @@ def check_config(c: TrainConfig) -> None:
             list(c.norm_std),
             "one number > 0 per channel",
         )
-    for key in ("rotation_degrees", "color_jitter", "mix_alpha"):
-        _require(
-            _num(getattr(c, key)) and getattr(c, key) >= 0, key, getattr(c, key), "a number >= 0"
-        )
-    # every numeric range of train_config.schema.yaml, its one owner (a config built in
-    # Python, from a checkpoint or a test, never escapes the study files' limits)
-    for key, (op, bound, words) in _schema_bounds():
-        value = getattr(c, key)
-        if _num(value) and not op(value, bound):
-            raise ConfigError(f"{key}={value!r} is not allowed; expected {words}")
 
 
 _BOUNDS = {

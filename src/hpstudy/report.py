@@ -8,12 +8,13 @@ experiments.tsv. Nothing here reads a run folder or a benchmark file.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from hpstudy import figures, paths
+from hpstudy import paths
 from hpstudy.aggregate import COST_METRICS
 from hpstudy.analysis import ci_name
 from hpstudy.analysis.wording import verdict_words
@@ -21,12 +22,11 @@ from hpstudy.atomic import write_text
 from hpstudy.config import ignored_settings
 from hpstudy.datasets import DATASET_TARGETS
 from hpstudy.embed import embed_images
+from hpstudy.figure_plan import DIAGNOSTIC_COLUMNS, plan_figures, whole_study
 from hpstudy.formatting import fmt, fmt_p, fmt_signed, p_is
 from hpstudy.integrity import read_csv, read_json
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns, metric_units
 from hpstudy.provenance import git_commit, package_versions
-
-DIAGNOSTIC_COLUMNS = ["grad_norm_mean", "grad_norm_cv", "grad_noise_scale", "grad_variance"]
 
 
 def read_table(path: str | Path | None, **kwargs) -> pd.DataFrame:
@@ -159,241 +159,6 @@ def missing_gradient_flow(
     return out
 
 
-def varies(frame: pd.DataFrame, column: str) -> bool:
-    return column in frame and frame[column].astype(str).nunique() > 1
-
-
-def plan_figures(
-    doc: dict[str, Any],
-    summary: pd.DataFrame,
-    histories: pd.DataFrame,
-    layers: pd.DataFrame,
-    best: dict[str, Any] | None,
-    fig_dir: Path,
-    levels: list[dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
-    """Draw every figure this study's data supports; returns [{key, path, title, group}]."""
-    task, metric = doc["task"], doc["metric"]
-    secondary = "test_mse" if task == "regression" else "test_loss"
-    if secondary == metric:
-        secondary = metric_columns(task)[0]
-    curve_columns = (
-        ["train_loss", "val_loss", "val_r2"]
-        if task == "regression"
-        else ["train_loss", "val_loss", "val_accuracy", "val_top5"]
-    )
-    groups = {g: spec["experiments"] for g, spec in doc["groups"].items()}
-    out: list[dict[str, Any]] = []
-
-    def add(key, path, title, group=None):
-        out.append({"key": key, "path": path, "title": title, "group": group})
-
-    add(
-        "overview",
-        figures.overview(summary, groups, metric, fig_dir / "overview.png", levels=levels),
-        f"Overview: {metric} per experiment, mean and 95% t-interval over seeds (as in the tables)",
-    )
-    ok = summary[summary["status"] == "ok"]
-    for group, spec in doc["groups"].items():
-        runs = summary[summary["group"] == group]
-        good = ok[ok["group"] == group]
-        if good.empty:
-            continue
-        factors = [f for f in spec["factors"] if varies(good, f)]
-        special = False
-        if "grad_accum_steps" in factors and "batch_size" in good:
-            special = True
-            add(
-                f"accumulation_{group}",
-                figures.accumulation_bars(runs, metric, fig_dir / f"accumulation_{group}.png"),
-                f"{group}: true vs accumulated batches",
-                group,
-            )
-        if {"num_workers", "cleanup_every"} <= set(factors):
-            special = True
-            add(
-                f"workers_cleanup_{group}",
-                figures.workers_cleanup(runs, metric, fig_dir / f"workers_cleanup_{group}.png"),
-                f"{group}: DataLoader workers × cleanup interval",
-                group,
-            )
-        special |= {"batch_size", "lr"} <= set(factors)  # drawn once: lr_vs_metric below
-        special |= "scheduler" in factors  # scheduler_comparison shows the metric
-        # a generic metric-vs-factor plot where no special plot shows this group's factor
-        for factor in [] if special else factors:
-            add(
-                f"factor_{group}_{factor}",
-                figures.factor_effect(
-                    runs,
-                    factor,
-                    metric,
-                    secondary if secondary in runs else None,
-                    fig_dir / f"factor_{group}_{factor}.png",
-                    f"{group}: {metric} vs {factor}",
-                ),
-                f"{group}: {metric} against {factor}",
-                group,
-            )
-        hist = histories[histories["group"] == group] if not histories.empty else histories
-        if "scheduler" in factors:
-            add(
-                f"scheduler_{group}",
-                figures.scheduler_comparison(
-                    runs, hist, metric, fig_dir / f"scheduler_{group}.png"
-                ),
-                f"{group}: scheduler comparison and LR per epoch",
-                group,
-            )
-        if not hist.empty:
-            add(
-                f"curves_{group}",
-                figures.learning_curves(
-                    histories, group, curve_columns, fig_dir / f"curves_{group}.png"
-                ),
-                f"{group}: learning curves",
-                group,
-            )
-            if any(c in hist and hist[c].notna().any() for c in DIAGNOSTIC_COLUMNS):
-                add(
-                    f"gradients_{group}",
-                    figures.learning_curves(
-                        histories,
-                        group,
-                        DIAGNOSTIC_COLUMNS,
-                        fig_dir / f"gradients_{group}.png",
-                        figures.GRADIENTS_TITLE,
-                    ),
-                    f"{group}: gradient statistics per epoch",
-                    group,
-                )
-        if not layers.empty and (layers["group"] == group).any():
-            add(
-                f"gradflow_{group}",
-                figures.gradient_flow_group(layers, group, fig_dir / f"gradflow_{group}.png"),
-                f"{group}: gradient flow and weight updates per layer",
-                group,
-            )
-    lr_groups = [g for g, spec in doc["groups"].items() if "lr" in spec["factors"]]
-    lr_runs = ok[ok["group"].isin(lr_groups)]
-    if varies(lr_runs, "lr") and "batch_size" in lr_runs:
-        add(
-            "lr_vs_metric",
-            figures.lr_vs_metric(lr_runs, metric, fig_dir / "lr_vs_metric.png"),
-            f"Learning rate vs {metric}, coloured by batch size (groups varying lr)",
-        )
-    if not histories.empty and "lr" in histories:
-        add(
-            "lr_schedules",
-            figures.lr_schedules(histories, fig_dir / "lr_schedules.png"),
-            "Learning-rate schedules (per epoch)",
-        )
-    if {"best_epoch", "epochs_run"} <= set(ok) and not ok.empty:
-        add(
-            "early_stopping",
-            figures.early_stopping(
-                summary, [e for g in groups.values() for e in g], fig_dir / "early_stopping.png"
-            ),
-            "Early stopping: best epoch per run and epochs run",
-        )
-    if {"time_per_epoch_s", "peak_memory_mb", "throughput_samples_per_s"} <= set(
-        ok
-    ) and not ok.empty:
-        add(
-            "cost",
-            figures.cost(summary, metric, fig_dir / "cost.png"),
-            "Cost vs quality per experiment",
-        )
-    if best is not None and not layers.empty:
-        run = layers[layers["experiment"] == best["experiment"]]
-        if not run.empty:
-            seed = run["seed"].min()
-            add(
-                "gradflow_best",
-                figures.gradient_flow_run(
-                    run[run["seed"] == seed],
-                    f"{best['experiment']} seed {seed}: gradient flow and weight updates",
-                    fig_dir / "gradflow_best.png",
-                ),
-                f"Recommended configuration ({best['experiment']}, seed {seed}): gradient "
-                "flow and weight updates per layer and step",
-            )
-    return out
-
-
-WHOLE_STUDY = "whole study"  # the `group` of the figures of the "Whole study" section
-
-
-def study_factors(doc: dict[str, Any], runs: pd.DataFrame) -> list[str]:
-    """The factors of every group, in study order, that take more than one value over the
-    study's runs: the axes of the parallel-coordinates figure."""
-    factors = dict.fromkeys(f for spec in doc["groups"].values() for f in spec["factors"])
-    return [f for f in factors if varies(runs, f)]
-
-
-def whole_study(
-    doc: dict[str, Any],
-    summary: pd.DataFrame,
-    stats: dict[str, Any],
-    timeline: pd.DataFrame,
-    compute: pd.DataFrame,
-    fig_dir: Path,
-) -> dict[str, Any]:
-    """The "Whole study" section: every finished run in parallel coordinates, the share of
-    the metric's variance each term of each group's model explains (stats.json), the run
-    timeline (timeline.csv) and the compute spent (compute.csv); all from aggregate."""
-    metric = doc["metric"]
-    ok = summary[summary["status"] == "ok"]
-    if "config_hash" in ok:  # a run shared by several experiments is one run
-        ok = ok.drop_duplicates(["config_hash", "seed"])
-    figs: list[dict[str, Any]] = []
-    factors = study_factors(doc, ok)
-    if factors and metric in ok and ok[metric].notna().any():
-        figs.append(
-            {
-                "key": "parallel_coordinates",
-                "path": figures.parallel_coordinates(
-                    ok,
-                    factors,
-                    metric,
-                    metric not in LOWER_IS_BETTER,
-                    fig_dir / "parallel_coordinates.png",
-                ),
-                "title": f"Every finished run: the factors that vary in the study to {metric}",
-            }
-        )
-    variance = {g: res["variance"] for g, res in stats["groups"].items() if res.get("variance")}
-    if variance:
-        figs.append(
-            {
-                "key": "variance_share",
-                "path": figures.variance_share(variance, metric, fig_dir / "variance_share.png"),
-                "title": f"Share of the variance of {metric} each term explains, per group",
-            }
-        )
-    if not timeline.empty:
-        figs.append(
-            {
-                "key": "timeline",
-                "path": figures.timeline(timeline, fig_dir / "timeline.png"),
-                "title": "Run timeline: every attempt by host, start and end",
-            }
-        )
-    for fig in figs:
-        fig["group"] = WHOLE_STUDY
-    waits = pd.to_numeric(timeline.get("queue_wait_s"), errors="coerce")
-    return {
-        "figures": figs,
-        "factors": factors,
-        "variance": variance,
-        "no_variance": [g for g in doc["groups"] if g not in variance],
-        "compute": compute.to_dict(orient="records"),
-        "attempts": len(timeline),
-        "hosts": sorted(timeline["host"].dropna().astype(str).unique()) if len(timeline) else [],
-        "queue_waits": int(waits.notna().sum()) if len(timeline) else 0,
-        "queue_wait_mean_s": float(waits.mean()) if len(timeline) and waits.notna().any() else None,
-    }
-
-
 def _column_values(summary: pd.DataFrame, column: str) -> list[str]:
     if column not in summary:
         return []
@@ -422,6 +187,63 @@ def provenance(summary: pd.DataFrame, benchmarks: pd.DataFrame, repo: str | Path
     }
 
 
+@dataclass
+class Inputs:
+    """What the report reads: the aggregate outputs of one study, nothing else."""
+
+    doc: dict[str, Any]  # study.json, with experiments.tsv's rows as `experiments`
+    summary: pd.DataFrame  # summary.csv: one row per experiment x seed
+    tables: dict[str, pd.DataFrame]  # groups/*.csv
+    stats: dict[str, Any]  # stats.json
+    verdicts: pd.DataFrame  # verdicts.csv
+    recommended: dict[str, Any]  # recommended.yaml
+    histories: pd.DataFrame  # curves.csv.gz: per-epoch history of every run
+    layers: pd.DataFrame  # layers.csv.gz: per-layer diagnostics
+    timeline: pd.DataFrame  # timeline.csv: every attempt of every run
+    compute: pd.DataFrame  # compute.csv: compute spent per study and group
+
+
+def read_inputs(
+    study_json: str | Path,
+    summary_csv: str | Path,
+    group_csvs: dict[str, str | Path],
+    stats_json: str | Path | None = None,
+    curves: str | Path | None = None,
+    layers: str | Path | None = None,
+    experiments: str | Path | None = None,
+    verdicts_csv: str | Path | None = None,
+    recommended_yaml: str | Path | None = None,
+    timeline_csv: str | Path | None = None,
+    compute_csv: str | Path | None = None,
+) -> Inputs:
+    """stats.json, verdicts.csv, recommended.yaml, timeline.csv and compute.csv default to
+    the files beside study.json."""
+    import yaml
+
+    doc = read_json(study_json)
+    here = Path(study_json).parent
+    verdicts = read_csv(
+        verdicts_csv or here / "verdicts.csv", keep_default_na=False, na_values=[""]
+    )
+    design = read_table(experiments, sep="\t")
+    doc.setdefault("experiments", design.to_dict(orient="records"))
+    return Inputs(
+        doc=doc,
+        summary=read_csv(summary_csv),
+        tables={g: read_csv(p) for g, p in group_csvs.items()},
+        stats=read_json(stats_json or here / "stats.json"),
+        verdicts=verdicts.astype(object).where(verdicts.notna(), None),
+        recommended=yaml.safe_load(Path(recommended_yaml or here / "recommended.yaml").read_text()),
+        histories=read_table(curves),
+        layers=read_table(layers),
+        timeline=read_table(
+            timeline_csv or here / "timeline.csv",
+            dtype={"host": str, "gpu": str, "job_id": str},
+        ),
+        compute=read_table(compute_csv or here / "compute.csv"),
+    )
+
+
 def render(
     study_json: str | Path,
     summary_csv: str | Path,
@@ -441,34 +263,37 @@ def render(
 ) -> dict[str, Any]:
     """The report reads the aggregate outputs only; it computes no statistics (stats.json,
     verdicts.csv, recommended.yaml, timeline.csv and compute.csv default to the files
-    beside study.json)."""
-    import jinja2
-    import markdown
-    import yaml
-
-    doc = read_json(study_json)
-    summary = read_csv(summary_csv)
-    tables = {g: read_csv(p) for g, p in group_csvs.items()}
-    here = Path(study_json).parent
-    stats = read_json(stats_json or here / "stats.json")
-    verdicts = read_csv(
-        verdicts_csv or here / "verdicts.csv", keep_default_na=False, na_values=[""]
+    beside study.json). Returns the template's context."""
+    inputs = read_inputs(
+        study_json,
+        summary_csv,
+        group_csvs,
+        stats_json,
+        curves,
+        layers,
+        experiments,
+        verdicts_csv,
+        recommended_yaml,
+        timeline_csv,
+        compute_csv,
     )
-    verdicts = verdicts.astype(object).where(verdicts.notna(), None)
-    recommended = yaml.safe_load(Path(recommended_yaml or here / "recommended.yaml").read_text())
+    context = report_context(inputs, Path(out_md), Path(fig_dir), repo)
+    write_report(context, Path(out_md), Path(out_html))
+    return context
+
+
+def report_context(
+    inputs: Inputs, out_md: Path, fig_dir: Path, repo: str | Path = "."
+) -> dict[str, Any]:
+    """Draw the figures and gather what report.md.j2 shows."""
+    doc, summary, tables, stats = inputs.doc, inputs.summary, inputs.tables, inputs.stats
+    verdicts, recommended = inputs.verdicts, inputs.recommended
+    histories, layers = inputs.histories, inputs.layers
     task, metric = doc["task"], doc["metric"]
-    out_md, fig_dir = Path(out_md), Path(fig_dir)
-    histories, layers = read_table(curves), read_table(layers)
     benchmarks = job_costs(summary)
-    design = read_table(experiments, sep="\t")
-    doc.setdefault("experiments", design.to_dict(orient="records"))
     best = recommended.get("recommended")
     figs = plan_figures(doc, summary, histories, layers, best, fig_dir, stats.get("levels"))
-    timeline = read_table(
-        timeline_csv or here / "timeline.csv", dtype={"host": str, "gpu": str, "job_id": str}
-    )
-    compute = read_table(compute_csv or here / "compute.csv")
-    study_view = whole_study(doc, summary, stats, timeline, compute, fig_dir)
+    study_view = whole_study(doc, summary, stats, inputs.timeline, inputs.compute, fig_dir)
     figs += study_view["figures"]
     for fig in figs:
         fig["rel"] = str(Path(fig["path"]).relative_to(out_md.parent))
@@ -516,6 +341,15 @@ def render(
         "ignored": ignored_on_device(summary),
         "no_gradient_flow": missing_gradient_flow(doc, summary, layers),
     }
+    return context
+
+
+def write_report(context: dict[str, Any], out_md: Path, out_html: Path) -> None:
+    """report.md from its template, and report.html: the same text with every figure
+    embedded, one self-contained file to be mailed."""
+    import jinja2
+    import markdown
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(paths.templates()),
         undefined=jinja2.StrictUndefined,
@@ -526,9 +360,8 @@ def render(
     text = env.get_template("report.md.j2").render(**context)
     write_text(out_md, text)
     body = markdown.markdown(text, extensions=["tables", "fenced_code", "toc"])
-    body = embed_images(body, out_md.parent)  # one self-contained file, to be mailed
+    body = embed_images(body, out_md.parent)
     html = env.get_template("report.html.j2").render(
-        title=f"hpstudy report: {doc['name']}", body=body
+        title=f"hpstudy report: {context['study']['name']}", body=body
     )
     write_text(out_html, html)
-    return context

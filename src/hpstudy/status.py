@@ -10,7 +10,7 @@ cluster Snakemake at any time. What it reads, per run (see `LAYOUT`):
 - `*.progress.json` beside the checkpoint (rewritten every epoch by a training run: epoch,
   validation metric, resumes, host, pid, scheduler job id, epoch time),
 - `*.failed.json` beside the checkpoint (why an attempt failed),
-- `.snakemake/pbs/{jobs.jsonl,status.json}` of the PBS profile (queued/running job states).
+- the executors' files in `.snakemake/` (PBS job states, Slurm job logs; hpstudy.scheduler_jobs).
 Existence is decided from one listing per folder, and only the files of runs that are not
 waiting are opened, so a 10,000-run study takes well under 2 s on a local disk.
 """
@@ -29,9 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpstudy.scheduler_jobs import (
+    JOB_KEY,
+    SLURM_LOGS,
+    scheduler_jobs,
+    slurm_job,
+    slurm_round_job,
+)
+
 # Where a run's files live, relative to the results folder: the one place that knows the
-# run layout (fields: study, exp = experiment id, cfg = config hash, seed). JOB_KEY: the
-# wildcards that name one `train` job, to match scheduler jobs to their runs.
+# run layout (fields: study, exp = experiment id, cfg = config hash, seed).
 LAYOUT = {
     # one train job per configuration; each seed trains (and finishes) under checkpoints/,
     # and the job links the finished seeds into runs/{cfg}/ at its end (hpstudy.seeds)
@@ -40,12 +47,6 @@ LAYOUT = {
     "failure": "{study}/checkpoints/{cfg}/seed{seed}.failed.json",
     "checkpoint": "{study}/checkpoints/{cfg}/seed{seed}.pt",
 }
-JOB_KEY = ("cfg",)
-# The Slurm plugin's log folder of one train job, under .snakemake/slurm_logs/ (its
-# wildcards joined by "_"); the job writes {jobid}.log there once it starts.
-SLURM_LOGS = "rule_train/{study}_{cfg}"
-# a sequential study's train jobs are rule train_round's, one per round: {study}_{k}_{cfg}
-SLURM_ROUND_LOGS = "rule_train_round"
 
 FINISHED, RUNNING, WAITING, FAILED, DIVERGED = (
     "finished",
@@ -135,40 +136,43 @@ def _plan_from_rounds(results: Path, study: str) -> dict[str, Any] | None:
     }
 
 
+def _planned_runs(spec, results: Path) -> tuple[list[Run], Any]:
+    """A sequential study's runs planned so far (its round files), one per configuration
+    and seed, and its hpstudy.rounds.Progress."""
+    from hpstudy import rounds
+
+    progress = rounds.progress(spec, results)
+    runs, seen = [], set()
+    for e in spec.experiments:
+        if e.config_id in seen:
+            continue
+        seen.add(e.config_id)
+        planned = progress.seeds[e.config_id] if progress else len(spec.seeds)
+        runs += [Run(e.id, s, e.config_id, e.config.epochs) for s in spec.seeds[:planned]]
+    return runs, progress
+
+
 def expected_runs(
     study: str, results: Path, studies_dir: Path, seeds: Any = None
 ) -> tuple[list[Run], Any]:
     """Every run of the study, from `experiments.tsv` (written by the workflow's first
     jobs) when it is newer than the study file, else from the study file itself; and for a
     sequential study (its file's `seeds`, `seeds` = the workflow's `--config seeds=...`, or
-    its round files) its hpstudy.rounds.Progress: only the runs planned so far."""
+    its round files) its hpstudy.rounds.Progress: only the runs planned so far.
+    A missing or invalid study file raises hpstudy.studyfile.StudyError (its message names
+    the file, the key and the fix; `hpstudy status` prints it)."""
+    from hpstudy.study import load_study
+    from hpstudy.studyfile import StudyError, missing_study
+
     study_file = studies_dir / f"{study}.yaml"
     table = results / study / "experiments.tsv"
     if not study_file.is_file():
-        from hpstudy.studyfile import missing_study
-
-        raise SystemExit(f"hpstudy: {missing_study(study_file)}")
+        raise StudyError(missing_study(study_file))
     file_seeds = None if seeds is not None else _seeds_value(study_file)
     if seeds is None and not isinstance(file_seeds, dict):
         seeds = _plan_from_rounds(results, study)
     if seeds is not None or isinstance(file_seeds, dict):
-        from hpstudy import rounds
-        from hpstudy.study import load_study
-        from hpstudy.studyfile import StudyError
-
-        try:
-            spec = load_study(study_file, seeds)
-        except StudyError as err:
-            raise SystemExit(f"hpstudy: invalid study: {err}") from None
-        progress = rounds.progress(spec, results)
-        runs, seen = [], set()
-        for e in spec.experiments:
-            if e.config_id in seen:
-                continue
-            seen.add(e.config_id)
-            planned = progress.seeds[e.config_id] if progress else len(spec.seeds)
-            runs += [Run(e.id, s, e.config_id, e.config.epochs) for s in spec.seeds[:planned]]
-        return runs, progress
+        return _planned_runs(load_study(study_file, seeds), results)
     if table.is_file() and table.stat().st_mtime >= study_file.stat().st_mtime:
         with open(table, newline="") as fh:
             rows = [
@@ -177,13 +181,7 @@ def expected_runs(
             ]
         seeds = _seeds(study_file)
     else:
-        from hpstudy.study import load_study
-        from hpstudy.studyfile import StudyError
-
-        try:
-            spec = load_study(study_file)
-        except StudyError as err:
-            raise SystemExit(f"hpstudy: invalid study: {err}") from None
+        spec = load_study(study_file)
         rows = [
             (e.record()["experiment"], e.record()["config_hash"], e.config.epochs)
             for e in spec.experiments
@@ -273,84 +271,6 @@ def _alive(progress: dict[str, Any], job: dict[str, Any] | None, now: float) -> 
         return job["status"] == "running"
     age_limit = STALE_AFTER_S + 3 * float(progress.get("epoch_s") or 0)
     return now - float(progress.get("updated") or 0) < age_limit
-
-
-def slurm_job(workdirs: list[Path], folder: str) -> dict[str, Any] | None:
-    """The newest Slurm job that started for one train job (from its log's name)."""
-    for workdir in workdirs:
-        try:
-            logs = os.listdir(workdir / ".snakemake" / "slurm_logs" / folder)
-        except OSError:
-            continue
-        ids = sorted(
-            (name[:-4] for name in logs if name.endswith(".log")),
-            key=lambda i: [int(p) if p.isdigit() else 0 for p in re.split(r"\D", i)],
-        )
-        if ids:
-            return {
-                "scheduler": "Slurm",
-                "job_id": ids[-1],
-                "status": "started",
-                "reason": f"log .snakemake/slurm_logs/{folder}/{ids[-1]}.log",
-            }
-    return None
-
-
-def slurm_round_job(workdirs: list[Path], study: str, cfg: str) -> dict[str, Any] | None:
-    """The newest Slurm job of a sequential study's train jobs for one configuration: the
-    log folder of its latest round that has one."""
-    pattern = re.compile(rf"{re.escape(study)}_(\d+)_{re.escape(cfg)}")
-    for workdir in workdirs:
-        try:
-            folders = os.listdir(workdir / ".snakemake" / "slurm_logs" / SLURM_ROUND_LOGS)
-        except OSError:
-            continue
-        rounds = sorted(
-            ((int(m.group(1)), name) for name in folders if (m := pattern.fullmatch(name))),
-            reverse=True,
-        )
-        for _, name in rounds:
-            job = slurm_job([workdir], f"{SLURM_ROUND_LOGS}/{name}")
-            if job is not None:
-                return job
-    return None
-
-
-def scheduler_jobs(workdirs: list[Path]) -> dict[tuple, dict[str, Any]]:
-    """PBS jobs of the `train` rule by JOB_KEY (the latest submission wins), with their
-    last known state, from the PBS profile's files in `.snakemake/pbs/`."""
-    jobs: dict[tuple, dict[str, Any]] = {}
-    for workdir in workdirs:
-        state_dir = workdir / ".snakemake" / "pbs"
-        board = _json(state_dir / "status.json")
-        try:
-            lines = (state_dir / "jobs.jsonl").read_text().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            wildcards = rec.get("wildcards") or {}
-            if rec.get("rule") not in ("train", "train_round") or not all(
-                k in wildcards for k in JOB_KEY
-            ):
-                continue
-            short = str(rec["jobid"]).split(".", 1)[0]
-            status, reason = (
-                board.get("final", {}).get(short)
-                or board.get("live", {}).get(short)
-                or ["running", "submitted"]
-            )
-            key = tuple(str(wildcards[k]) for k in JOB_KEY)
-            jobs[key] = {
-                "scheduler": "PBS",
-                "job_id": rec["jobid"],
-                "status": status,
-                "reason": reason,
-            }
-    return jobs
 
 
 def study_status(

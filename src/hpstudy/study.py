@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpstudy.config import TrainConfig
 from hpstudy.data_checks import Source, check_data
@@ -29,9 +29,11 @@ from hpstudy.expand import (
     resolve_batch,
 )
 from hpstudy.formatting import format_rows
-from hpstudy.sequential import SeedPlan
 from hpstudy.study_checks import check_study
 from hpstudy.studyfile import StudyError, flow, load_yaml, missing_study, validate
+
+if TYPE_CHECKING:  # imported where a study has a seed plan: hpstudy.sequential needs scipy,
+    from hpstudy.sequential import SeedPlan  # 2-5 s of every dry run and `hpstudy check`
 
 
 @dataclass
@@ -218,6 +220,8 @@ def _seed_plan(path: Path | str, seeds: Any) -> SeedPlan | None:
     relates one key to another."""
     if not isinstance(seeds, dict):
         return None
+    from hpstudy.sequential import SeedPlan
+
     where = f"{path}: seeds"
     initial, most = seeds["initial"], seeds["max"]
     if most < initial:

@@ -10,6 +10,6 @@ rule prepare:
         f"{R}/benchmarks/prepare/{{dataset}}.tsv"
     params:
         spec=get_dataset_spec,
-        location=lambda wildcards: dataset_location(get_dataset_spec(wildcards)),
+        location=get_dataset_location,
     script:
         "../scripts/prepare.py"
