@@ -96,7 +96,9 @@ def test_requirement_pins_are_the_locked_versions():
         )
     project = locked["hpstudy"]
     # workspace members (the PBS executor plugin) run on the submit host, not in the image
-    members = {n for n, p in locked.items() if "editable" in p["source"] or "virtual" in p["source"]}
+    members = {
+        n for n, p in locked.items() if "editable" in p["source"] or "virtual" in p["source"]
+    }
     for dep in project["dependencies"]:
         name = canonicalize_name(dep["name"])
         assert name in required or name in members, f"{dep['name']} missing"
