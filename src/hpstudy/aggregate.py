@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from hpstudy import analyze
 from hpstudy.analysis import worked_example, write_outputs
 from hpstudy.integrity import read_csv, read_json
 from hpstudy.metrics import LOWER_IS_BETTER, metric_columns
@@ -144,19 +145,7 @@ def study_document(
         "references": study.references,
         "sesoi": study.sesoi,
         "deviations": study.deviations,
-        "groups": {
-            g.name: {
-                "question": g.question,
-                "hypothesis": g.hypothesis,
-                "factors": g.factors,
-                "baseline": f"{g.name}-{g.baseline}" if g.baseline else None,
-                "experiments": [e.id for e in g.experiments],
-                "kind": g.kind,
-                "expect": g.expect,
-                "contrasts": g.contrasts,
-            }
-            for g in study.groups.values()
-        },
+        "groups": analyze.questions(study),
         "prepared": {
             k: manifest[k]
             for k in (
@@ -333,8 +322,6 @@ def aggregate_study(
     write_json(out_study, document)
     if out_stats is not None or out_verdicts is not None or out_recommended is not None:
         # the very code `hpstudy analyze` runs on a table of runs from anywhere
-        from hpstudy import analyze
-
         result = analyze.analyse(study, summary, task=manifest["task"], source=str(out_summary))
         if rounds is not None:
             import yaml

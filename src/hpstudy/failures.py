@@ -12,7 +12,10 @@ scripts) names these exceptions without importing torch.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,23 @@ if TYPE_CHECKING:
 
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM: "stopped, resumable"
 EXIT_OUT_OF_MEMORY = 3  # the run failed for lack of memory; a retry may ask for more
+
+
+# what a scheduler or a person sends to stop a run: PBS/Slurm before a walltime kill (SIGTERM,
+# or SIGUSR1 where a site asks for an early warning), Ctrl-C (SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def stop_signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Route STOP_SIGNALS to `handler` (which asks the loop to checkpoint and stop) while the
+    block runs; the previous handlers come back after it."""
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class Interrupted(Exception):

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import signal
 import sys
 import time
 from pathlib import Path
@@ -59,7 +58,7 @@ from hpstudy import attempts
 from hpstudy.checkpoint import FORMAT
 from hpstudy.config import TrainConfig, device_effects
 from hpstudy.device import attempt_resources, pick_device
-from hpstudy.failures import Interrupted
+from hpstudy.failures import Interrupted, stop_signals_to
 from hpstudy.loaders import DeviceLoader
 from hpstudy.models import build_model
 from hpstudy.prepare import load_prepared
@@ -188,13 +187,8 @@ class FusedTrainer:
     def fit(self) -> dict[int, dict[str, Any]]:
         """Train every seed to its end; on SIGTERM/SIGINT/SIGUSR1 save every unfinished
         seed's checkpoint and raise `Interrupted`."""
-        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
-        try:
+        with stop_signals_to(self._on_signal):
             return self._fit()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     def _fit(self) -> dict[int, dict[str, Any]]:
         self.wall_start = time.time()

@@ -35,6 +35,21 @@ def templates() -> Path:
     return _shared("templates")
 
 
+def template(name: str):
+    """A report template (`report.md.j2`, `analyze.md.j2`, ...), loaded with the settings every
+    template here is written for: undefined names are errors, block tags leave no blank lines."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates()),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return env.get_template(name)
+
+
 def schema(name: str) -> Path:
     return schemas() / name
 

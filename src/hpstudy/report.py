@@ -347,21 +347,13 @@ def report_context(
 def write_report(context: dict[str, Any], out_md: Path, out_html: Path) -> None:
     """report.md from its template, and report.html: the same text with every figure
     embedded, one self-contained file to be mailed."""
-    import jinja2
     import markdown
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(paths.templates()),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    text = env.get_template("report.md.j2").render(**context)
+    text = paths.template("report.md.j2").render(**context)
     write_text(out_md, text)
     body = markdown.markdown(text, extensions=["tables", "fenced_code", "toc"])
     body = embed_images(body, out_md.parent)
-    html = env.get_template("report.html.j2").render(
+    html = paths.template("report.html.j2").render(
         title=f"hpstudy report: {context['study']['name']}", body=body
     )
     write_text(out_html, html)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gc
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from hpstudy.failures import (
     describe_failure,
     failure_note_path,
     is_out_of_memory,
+    stop_signals_to,
     write_failure_note,
 )
 from hpstudy.loaders import make_loader
@@ -136,13 +136,8 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train to the end; on SIGTERM/SIGINT/SIGUSR1 save and raise `Interrupted`."""
-        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
-        try:
+        with stop_signals_to(self._on_signal):
             return self._fit()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     def _fit(self) -> dict[str, Any]:
         cfg, wall_start = self.cfg, time.time()

@@ -133,7 +133,9 @@ def get_tensorboard_dir(wildcards):
 
 
 def train_runtime_minutes(wildcards, attempt):
-    seeds = get_round_seeds(wildcards) if hasattr(wildcards, "k") else get_seeds(wildcards)
+    seeds = (
+        get_round_seeds(wildcards) if hasattr(wildcards, "k") else get_seeds(wildcards)
+    )
     return INPUTS.runtime_minutes(wildcards.study, wildcards.cfg, len(seeds), attempt)
 
 
@@ -153,7 +155,9 @@ def repair_damaged(wildcards):
     """No input: reruns this train job when its published seeds are damaged (DAMAGED), as
     `--forcerun` would, by adding its output to the DAG's forced files while the DAG is
     built (a Snakemake internal; without it the start line above names the command)."""
-    folder = INPUTS.train_output(wildcards.study, wildcards.cfg, getattr(wildcards, "k", None))
+    folder = INPUTS.train_output(
+        wildcards.study, wildcards.cfg, getattr(wildcards, "k", None)
+    )
     forced = getattr(getattr(workflow, "dag", None), "forcefiles", None)
     if folder in DAMAGED and isinstance(forced, set):
         forced.add(folder)

@@ -55,13 +55,10 @@ def task_of(study) -> str:
     return DATASET_TASKS[study.dataset["name"]]
 
 
-def design_document(study, task: str | None = None) -> dict[str, Any]:
-    """What analyse_study needs of a study: its groups (question, factors, baseline,
-    experiments, kind, expect, contrasts), primary metric, sesoi and the resolved settings of
-    every experiment (experiments.tsv)."""
-    from hpstudy.metrics import primary_metric
-
-    groups = {
+def questions(study) -> dict[str, dict[str, Any]]:
+    """Each group's question as the analysis reads it: question, hypothesis, factors,
+    baseline, experiments, kind, expect and contrasts (also study.json's `groups`)."""
+    return {
         g.name: {
             "question": g.question,
             "hypothesis": g.hypothesis,
@@ -74,6 +71,15 @@ def design_document(study, task: str | None = None) -> dict[str, Any]:
         }
         for g in study.groups.values()
     }
+
+
+def design_document(study, task: str | None = None) -> dict[str, Any]:
+    """What analyse_study needs of a study: its groups (question, factors, baseline,
+    experiments, kind, expect, contrasts), primary metric, sesoi and the resolved settings of
+    every experiment (experiments.tsv)."""
+    from hpstudy.metrics import primary_metric
+
+    groups = questions(study)
     table = study.table().drop(columns=["shared_with"])
     doc = {
         "name": study.name,
@@ -136,20 +142,11 @@ def write(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
 def report(result: dict[str, Any]) -> str:
     """The answers as markdown: the verdicts table, the rule, a worked example, the
     recommendation and each group's levels (the workflow's report adds figures and runs)."""
-    import jinja2
-
     from hpstudy import paths
     from hpstudy.analysis import wording
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(paths.templates()),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
     verdicts = result["verdicts"].astype(object).where(result["verdicts"].notna(), None)
-    return env.get_template("analyze.md.j2").render(
+    return paths.template("analyze.md.j2").render(
         name=result["study"],
         metric=result["metric"],
         higher_is_better=result["higher_is_better"],
