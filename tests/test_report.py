@@ -487,6 +487,20 @@ def test_report_states_units_and_settings_ignored_on_the_device(synth):
     assert "mixed_precision" not in line  # not asked for
 
 
+def test_design_line_counts_rows_and_the_trainings_behind_them(synth):
+    import pandas as pd
+
+    summary = pd.read_csv(synth["results"] / "summary.csv")
+    trained = len(summary.drop_duplicates(["config_hash", "seed"]))
+    ok = int((summary["status"] == "ok").sum())
+    line = next(ln for ln in synth["report"].read_text().splitlines() if "**Design:**" in ln)
+    assert line.endswith(f", {ok} finished normally.")
+    if trained < len(summary):  # shared baselines: the sequential rounds count trainings
+        assert f": {len(summary)} runs ({trained} trainings: experiments that share a" in line
+    else:
+        assert f": {len(summary)} runs, " in line and "trainings" not in line
+
+
 def test_b_noise_says_how_many_seeds_it_is_from(synth):
     text = synth["report"].read_text()
     row = {ln.split(" |")[0]: ln for ln in text.splitlines() if " | 1,260,129 | " in ln}

@@ -332,6 +332,11 @@ def report_context(
         "verdict_ci": "CI (at its look's level)" if doc.get("sequential") else "95% CI",
         "cost_metrics": COST_METRICS,
         "n_runs": len(summary),
+        # experiments that share a configuration share its seeds' runs: the rows of summary.csv
+        # count (experiment, seed), the trainings count (configuration, seed)
+        "n_trained": len(summary.drop_duplicates(["config_hash", "seed"]))
+        if "config_hash" in summary
+        else len(summary),
         "n_ok": len(runs_ok),
         "not_ok": summary[summary["status"] != "ok"].to_dict(orient="records"),
         "diagnostics": experiment_diagnostics(summary, histories, benchmarks, metric, experiments),
