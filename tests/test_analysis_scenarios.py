@@ -5,7 +5,7 @@ against its nominal level plus 2 Monte Carlo standard errors (alpha/2 for a one-
 claim, alpha otherwise, 0 for a claim that is false by construction), and where a scenario
 is about a missed effect, the rate of the correct claim. Seeded, so each run gives the same
 numbers. The full suite (>= 500 studies per scenario, docs/report.md) is
-`python -m hpstudy.analyze --simulate`.
+`hpstudy simulate analysis` (`python -m hpstudy.analyze --simulate`).
 
 Run against analysis v2 (the module before issue 20, same seeds) every test of an issue
 item failed, and the invented `unshared` one; the null control and the invented
