@@ -200,6 +200,50 @@ def test_no_import_cycles():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
+def subpackage_graph(package: str) -> dict[str, dict[str, int]]:
+    """The imports among one subpackage's files (`__init__` is the package itself): the
+    package-level graph above sees a subpackage as one module, so a circle between two of
+    its files shows only here."""
+    folder = PACKAGE / package
+    files = {p.stem: _parse(p) for p in sorted(folder.glob("*.py")) if p.stem != "__main__"}
+    graph: dict[str, dict[str, int]] = {}
+    for name, tree in files.items():
+        deps: dict[str, int] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level:  # `from .x import y` inside the subpackage
+                    module = f"hpstudy.{package}" + ("." + module if module else "")
+                parts = module.split(".")
+                if parts[:2] != ["hpstudy", package]:
+                    continue
+                if len(parts) > 2:
+                    targets = [parts[2]]
+                else:  # `from hpstudy.pkg import a, f`: submodules, else the package itself
+                    targets = [a.name if a.name in files else "__init__" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [
+                    (a.name.split(".") + ["__init__"])[2]
+                    for a in node.names
+                    if a.name.split(".")[:2] == ["hpstudy", package]
+                ]
+            else:
+                continue
+            for target in targets:
+                if target != name and target in files:
+                    deps.setdefault(target, node.lineno)
+        graph[name] = deps
+    return graph
+
+
+@pytest.mark.parametrize("package", sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py")))
+def test_no_import_cycles_inside_subpackages(package):
+    cycles = find_cycles(subpackage_graph(package))
+    assert not cycles, f"import cycles in hpstudy.{package}: " + "; ".join(
+        " -> ".join(c) for c in cycles
+    )
+
+
 def test_every_module_has_a_layer():
     missing = sorted(set(package_modules()) - set(LAYER_OF))
     assert not missing, (

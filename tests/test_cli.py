@@ -70,6 +70,21 @@ def test_simulate_sequential_levels_and_a_small_simulation(capsys):
     assert "| scenario | claim rate: sequential |" in out
 
 
+def test_simulate_analysis_runs_every_scenario_and_writes_its_table(tmp_path, capsys):
+    """Two studies per scenario: too few for rates, enough to run each scenario through the
+    real analysis and the table; the exit code says whether every rate kept its bound."""
+    import json
+
+    from hpstudy.analysis.scenarios import scenarios
+
+    code = cli.main(["simulate", "analysis", "--studies", "2", "--json", str(tmp_path / "s.json")])
+    out = capsys.readouterr().out
+    records = json.loads((tmp_path / "s.json").read_text())
+    assert [r["scenario"] for r in records] == [sc.name for _, sc, _ in scenarios()]
+    assert code == (0 if all(r["within"] for r in records) else 1)
+    assert "2 simulated studies per scenario" in out and out.count("\n| ") == len(records) + 1
+
+
 def test_calibrate_writes_a_profile_that_check_uses(tmp_path):
     study = tmp_path / "s.yaml"
     study.write_text(

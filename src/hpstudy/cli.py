@@ -353,6 +353,7 @@ def cmd_simulate_analysis(args: argparse.Namespace) -> int:
     import time
 
     from hpstudy.analysis import simulate
+    from hpstudy.analysis.scenarios import scenarios
 
     start = time.monotonic()
 
@@ -364,7 +365,7 @@ def cmd_simulate_analysis(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    records = simulate.suite(args.studies, args.seed, progress=progress)
+    records = simulate.suite(scenarios(), args.studies, args.seed, progress=progress)
     print(simulate.table(records))
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1))

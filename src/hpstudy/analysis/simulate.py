@@ -169,13 +169,18 @@ def nominal(kind: str, alpha: float = 0.05) -> float:
     return 0.0 if kind in ZERO else alpha / 2 if kind in ONE_SIDED else alpha
 
 
-def suite(n_studies: int = 500, seed: int = 0, analyse: Callable | None = None, progress=None):
-    """Every scenario and its power twin: one record per scenario with, per claim kind, the
-    highest false-claim rate over its rows, and the power of each correct claim."""
+def suite(
+    cases: list[tuple[str, Scenario, Scenario]],
+    n_studies: int = 500,
+    seed: int = 0,
+    analyse: Callable | None = None,
+    progress=None,
+):
+    """Every scenario of `cases` ((item, scenario, power twin), e.g. scenarios.scenarios())
+    and its power twin: one record per scenario with, per claim kind, the highest
+    false-claim rate over its rows, and the power of each correct claim."""
     out = []
-    from hpstudy.analysis.scenarios import scenarios
-
-    for k, (item, sc, twin) in enumerate(scenarios()):
+    for k, (item, sc, twin) in enumerate(cases):
         false = run(sc, n_studies, seed + 2 * k, analyse=analyse) if sc.false else {}
         power = (
             run(twin, n_studies, seed + 2 * k + 1, twin.correct, analyse) if twin.correct else {}
