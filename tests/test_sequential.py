@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_analysis import make_study
 
-from hpstudy import analysis, sequential
+from hpstudy import analysis, sequential, sequential_simulation
 from hpstudy.sequential import SeedPlan
 from hpstudy.study import load_study
 from hpstudy.studyfile import StudyError
@@ -213,7 +213,7 @@ def test_simulated_false_claims_stay_at_alpha_despite_repeated_looks():
     """Under no effect, 400 simulated studies with 5 looks: the sequential design claims an
     effect at about alpha, the naive design (alpha at every look) clearly more often."""
     n = 400
-    rows = sequential.simulate(
+    rows = sequential_simulation.simulate(
         n,
         SeedPlan(initial=3, max=10, step=2),
         seed=11,
@@ -231,15 +231,15 @@ def test_the_default_design_meets_the_issue_targets_on_the_scenario_mix():
     """The shipped default (O'Brien-Fleming, futility on, seeds 3..10 step 2) over the eight
     simulated scenarios: the same verdict as fixed max seeds in >= 90% of studies with <= 60%
     of the runs (docs/report.md has the 1,000-study version). Deterministic for the seed."""
-    rows = sequential.simulate(100, SeedPlan(initial=3, max=10, step=2), seed=3)
+    rows = sequential_simulation.simulate(100, SeedPlan(initial=3, max=10, step=2), seed=3)
     same = np.mean([r["same_verdict"] for r in rows])
     share = np.mean([r["runs_share"] for r in rows])
     assert same >= 0.90 and share <= 0.60, (same, share)
-    off = sequential.simulate(
+    off = sequential_simulation.simulate(
         150,
         SeedPlan(initial=3, max=10, step=2, futility=False),
         seed=3,
-        scenarios={"none": sequential.SCENARIOS["none, equal SD"]},
+        scenarios={"none": sequential_simulation.SCENARIOS["none, equal SD"]},
     )
     # without futility a null question runs to max nearly always
     assert off[0]["runs_share"] > 0.9

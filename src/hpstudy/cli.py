@@ -296,7 +296,7 @@ def _add_simulate(sub) -> None:
         help="sequential seeds against fixed max seeds (docs/report.md)",
         description="Sequential seeds (`seeds: {initial, max, step}`) against a fixed design "
         "with max seeds and against testing at 0.05 at every look: claim rates, agreement "
-        "and runs used, over scenarios of effect and noise (hpstudy.sequential.simulate).",
+        "and runs used, over scenarios of effect and noise (hpstudy.sequential_simulation).",
     )
     seq.add_argument("--studies", type=int, default=1000, help="simulated studies per scenario")
     seq.add_argument("--initial", type=int, default=3, help="seeds of round 1 (3)")
@@ -335,6 +335,7 @@ SPENDING = ("obrien_fleming", "pocock", "bonferroni")  # hpstudy.sequential.SPEN
 
 def cmd_simulate_sequential(args: argparse.Namespace) -> int:
     from hpstudy import sequential
+    from hpstudy.sequential_simulation import simulate, simulation_table
 
     plan = sequential.SeedPlan(
         args.initial, args.max, args.step, futility=args.futility, spending=args.spending
@@ -343,8 +344,8 @@ def cmd_simulate_sequential(args: argparse.Namespace) -> int:
         levels = sequential.nominal_levels(plan.looks, 0.05, plan.spending)
         print(f"looks {plan.looks}; nominal levels {[round(x, 5) for x in levels]}")
         return 0
-    rows = sequential.simulate(args.studies, plan, sesoi=args.sesoi, seed=args.seed)
-    print(sequential.simulation_table(rows, plan))
+    rows = simulate(args.studies, plan, sesoi=args.sesoi, seed=args.seed)
+    print(simulation_table(rows, plan))
     return 0
 
 

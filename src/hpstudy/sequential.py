@@ -299,68 +299,24 @@ def decide_round(
             questions.append(kept[key])
             continue
         exps = question_experiments(doc, *key)
-        n = max([seeds_now.get(e, 0) for e in exps] or [0])
         q = {
             "group": row["group"],
             "contrast": row["contrast"],
             "verdict": row["verdict"],
             "round": round_,
-            "seeds": n,
+            "seeds": max([seeds_now.get(e, 0) for e in exps] or [0]),
             "level": level,
             "status": "decided",
             "experiments": exps,
             "row": row,
         }
         if row["verdict"] == "inconclusive":
-            sd = _one_seed_sd(row)
-            if n >= plan.max or k >= len(looks):
-                q["status"] = "at max"
-                q["why"] = f"inconclusive with {n} seeds, the most the plan allows"
-            elif (
-                math.isfinite(sd)
-                and (
-                    cp := futility_stop(
-                        plan,
-                        k - 1,
-                        float(row.get("estimate") or 0.0),
-                        sd,
-                        n,
-                        _margin(row, doc.get("sesoi")),
-                        _final_level(row, level, levels[-1]),
-                    )
-                )
-                is not None
-            ):
-                q["status"] = "futile"
-                q["why"] = (
-                    f"futility: at the observed estimate and seed SD {sd:.3g}, the final look "
-                    f"({plan.max} seeds, level {levels[-1]:.3g}) would decide this question "
-                    f"with probability {cp:.0%} (< {FUTILITY_POWER:.0%})"
-                )
-            else:
-                q["status"] = "open"
-                nxt = looks[k]
+            q.update(_after_inconclusive(row, q["seeds"], plan, k, levels, doc.get("sesoi")))
+            if q["status"] == "open":
                 for e in exps:
                     wants.setdefault(e, []).append(q)
-                q["why"] = f"inconclusive at look {k} (level {level:.3g}): {nxt} seeds next"
         questions.append(q)
-    seeds_next = dict(seeds_now)
-    added = []
-    for e, qs in wants.items():
-        nxt = looks[k]
-        if seeds_next.get(e, 0) < nxt:
-            added.append(
-                {
-                    "experiment": e,
-                    "seeds_from": seeds_now.get(e, 0),
-                    "seeds_to": nxt,
-                    "because": [
-                        f"{q['group']} / {q['contrast']}: {q['verdict']} ({_evidence(q['row'])})"
-                        for q in qs
-                    ],
-                }
-            )
-            seeds_next[e] = nxt
+    added, seeds_next = _seeds_added(wants, seeds_now, looks[k] if k < len(looks) else None)
     return analysis.json_safe(
         {
             "round": round_,
@@ -379,6 +335,59 @@ def decide_round(
             "done": not added,
         }
     )
+
+
+def _after_inconclusive(
+    row: dict, n: int, plan: SeedPlan, k: int, levels: tuple[float, ...], sesoi: float | None
+) -> dict:
+    """The status of a question inconclusive at look `k` (1-based) with `n` seeds, and why:
+    `at max` (no seeds left to add), `futile` (even `max` seeds would hardly decide it) or
+    `open` (its experiments get the next look's seeds)."""
+    looks, level = plan.looks, levels[k - 1]
+    if n >= plan.max or k >= len(looks):
+        return {"status": "at max", "why": f"inconclusive with {n} seeds, the most the plan allows"}
+    sd = _one_seed_sd(row)
+    if math.isfinite(sd):
+        estimate = float(row.get("estimate") or 0.0)
+        final = _final_level(row, level, levels[-1])
+        cp = futility_stop(plan, k - 1, estimate, sd, n, _margin(row, sesoi), final)
+        if cp is not None:
+            return {
+                "status": "futile",
+                "why": (
+                    f"futility: at the observed estimate and seed SD {sd:.3g}, the final look "
+                    f"({plan.max} seeds, level {levels[-1]:.3g}) would decide this question "
+                    f"with probability {cp:.0%} (< {FUTILITY_POWER:.0%})"
+                ),
+            }
+    return {
+        "status": "open",
+        "why": f"inconclusive at look {k} (level {level:.3g}): {looks[k]} seeds next",
+    }
+
+
+def _seeds_added(
+    wants: dict[str, list[dict]], seeds_now: dict[str, int], nxt: int | None
+) -> tuple[list[dict], dict[str, int]]:
+    """The experiments open questions want `nxt` seeds for (with the questions that ask),
+    and every experiment's seeds for the next round."""
+    seeds_next, added = dict(seeds_now), []
+    for e, qs in wants.items():
+        if nxt is not None and seeds_next.get(e, 0) < nxt:
+            because = [
+                f"{q['group']} / {q['contrast']}: {q['verdict']} ({_evidence(q['row'])})"
+                for q in qs
+            ]
+            added.append(
+                {
+                    "experiment": e,
+                    "seeds_from": seeds_now.get(e, 0),
+                    "seeds_to": nxt,
+                    "because": because,
+                }
+            )
+            seeds_next[e] = nxt
+    return added, seeds_next
 
 
 def _evidence(row: dict) -> str:
@@ -413,133 +422,3 @@ def final_verdicts(decision: dict):
 
     rows = [{**q["row"], "round": q["round"], "seeds": q["seeds"]} for q in decision["questions"]]
     return pd.DataFrame(rows, columns=[*VERDICT_COLUMNS, "round", "seeds"])
-
-
-# -- simulation: error rates and savings with the real verdict rule ----------------------
-SCENARIOS = {  # effect (a - b, in units of the SD of one seed's difference), SD of a and b
-    "none, equal SD": (0.0, 1.0, 1.0),
-    "none, unequal SD": (0.0, 0.5, 1.5),
-    "small (= sesoi), equal SD": (0.5, 1.0, 1.0),
-    "medium, equal SD": (1.0, 1.0, 1.0),
-    "medium, unequal SD": (1.0, 0.5, 1.5),
-    "large, equal SD": (2.0, 1.0, 1.0),
-    "large, unequal SD": (2.0, 0.5, 1.5),
-    "collapse (30 SD), equal SD": (30.0, 1.0, 1.0),
-}
-
-
-def simulate(
-    n_studies: int = 1000,
-    plan: SeedPlan | None = None,
-    sesoi: float = 0.5,
-    rho: float = 0.5,
-    expect: str = "a_better",
-    seed: int = 0,
-    scenarios: dict | None = None,
-) -> list[dict]:
-    """Simulated two-level studies (one contrast a vs b, `expect` predicted), decided with
-    the real rule (the per-seed t of hpstudy.analysis.inference + analysis.decide) at every
-    look's nominal level, next to
-    the fixed design (plan.max seeds, ALPHA) and to the naive design (ALPHA at every look).
-
-    Seed-level data: y = mean + block_seed + noise, the block shared by both levels of a seed
-    (correlation `rho` between a and b of one seed at equal SDs), noise SDs per scenario
-    scaled so that the SD of one seed's difference a - b is 1 at equal SDs."""
-    from hpstudy.analysis import ALPHA, decide
-    from hpstudy.analysis.inference import per_seed_t
-
-    plan = plan or SeedPlan(initial=3, max=10, step=2)
-    looks, levels = plan.looks, nominal_levels(plan.looks, ALPHA, plan.spending)
-    rng = np.random.default_rng(seed)
-    # with SD 1 per level: var(a - b) = 2 (1 - rho) = 1 at rho = 0.5
-    out = []
-
-    def verdict(a, b, n, level):
-        t = per_seed_t(a[:n] - b[:n])
-        return decide(expect, t.estimate, t.p(), t.tost(sesoi), sesoi, 1, t.testable, alpha=level)
-
-    for name, (effect, sd_a, sd_b) in (scenarios or SCENARIOS).items():
-        counts = {"seq": {}, "fixed": {}, "naive": {}}
-        same = runs_seq = 0
-        for _ in range(n_studies):
-            block = rng.normal(0, math.sqrt(rho), plan.max)
-            a = effect + block + rng.normal(0, sd_a * math.sqrt(1 - rho), plan.max)
-            b = block + rng.normal(0, sd_b * math.sqrt(1 - rho), plan.max)
-            seq = naive = None
-            for k, n in enumerate(looks):
-                v = verdict(a, b, n, levels[k])
-                d = a[:n] - b[:n]
-                futile = (
-                    seq is None
-                    and v == "inconclusive"
-                    and futility_stop(
-                        plan, k, float(d.mean()), float(np.std(d, ddof=1)), n, sesoi, levels[-1]
-                    )
-                    is not None
-                )
-                if seq is None and (v != "inconclusive" or futile or k == len(looks) - 1):
-                    seq, used = v, n
-                w = v if levels[k] == ALPHA else verdict(a, b, n, ALPHA)
-                if naive is None and (w != "inconclusive" or k == len(looks) - 1):
-                    naive = w
-                if seq is not None and naive is not None:
-                    break
-            fixed = verdict(a, b, plan.max, ALPHA)
-            for kind, v in (("seq", seq), ("fixed", fixed), ("naive", naive)):
-                counts[kind][v] = counts[kind].get(v, 0) + 1
-            same += seq == fixed
-            runs_seq += 2 * used
-        claim = ("supported", "contradicted", "differs")
-        out.append(
-            {
-                "scenario": name,
-                "effect": effect,
-                "sd_a": sd_a,
-                "sd_b": sd_b,
-                "studies": n_studies,
-                **{
-                    f"{kind}_claim": sum(counts[kind].get(v, 0) for v in claim) / n_studies
-                    for kind in counts
-                },
-                **{
-                    f"{kind}_{v.replace(' ', '_')}": counts[kind].get(v, 0) / n_studies
-                    for kind in counts
-                    for v in ("supported", "contradicted", "no relevant effect", "inconclusive")
-                },
-                "same_verdict": same / n_studies,
-                "runs_share": runs_seq / (n_studies * 2 * plan.max),
-            }
-        )
-    return out
-
-
-def simulation_table(rows: list[dict], plan: SeedPlan) -> str:
-    """The simulation as a markdown table plus the mix line."""
-    mc = 2 * math.sqrt(0.05 * 0.95 / rows[0]["studies"])
-    lines = [
-        f"Plan: seeds {{initial: {plan.initial}, max: {plan.max}, step: {plan.step}}}, "
-        f"looks {plan.looks}, {plan.spending} spending"
-        + (", futility on" if plan.futility else "")
-        + ", nominal levels "
-        + ", ".join(f"{x:.4f}" for x in nominal_levels(plan.looks, 0.05, plan.spending))
-        + f"; {rows[0]['studies']} simulated studies per row (Monte Carlo 2 SE at 0.05: "
-        f"±{mc:.3f}).",
-        "",
-        "| scenario | claim rate: sequential | fixed max | naive (0.05 every look) "
-        "| supported seq / fixed | same verdict as fixed | runs vs fixed |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['scenario']} | {r['seq_claim']:.3f} | {r['fixed_claim']:.3f} | "
-            f"{r['naive_claim']:.3f} | {r['seq_supported']:.3f} / {r['fixed_supported']:.3f} "
-            f"| {r['same_verdict']:.3f} | {r['runs_share']:.2f} |"
-        )
-    same = np.mean([r["same_verdict"] for r in rows])
-    share = np.mean([r["runs_share"] for r in rows])
-    lines += [
-        "",
-        f"Equal mix of the {len(rows)} scenarios: same verdict as fixed max seeds in "
-        f"{same:.1%} of studies with {share:.0%} of its runs.",
-    ]
-    return "\n".join(lines)

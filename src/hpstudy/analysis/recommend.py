@@ -23,18 +23,11 @@ def _pair(runs: Runs, a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs.frame(runs.values, [a, b]), runs.frame(runs.ran, [a, b])
 
 
-def recommend(
-    levels: list[dict[str, Any]],
-    runs: Runs,
-    configs: dict[str, dict[str, Any]],
-    metric: str,
-    verdicts: list[dict[str, Any]] = (),
-) -> dict[str, Any]:
-    """The best configuration by mean among those whose every seed finished normally (a
-    configuration with a failed or diverged seed is never recommended), with the runner-up
-    it is compared with (paired by seed). `verdicts`: rows with `_better` (the experiments
-    a claim calls better) - an excluded configuration lists them."""
-    sign = 1 if higher_is_better(metric) else -1
+def _sort_out(
+    levels: list[dict[str, Any]], configs: dict, sign: int, verdicts
+) -> tuple[list[dict], list[dict]]:
+    """Distinct configurations best first: those whose every seed finished (at least two),
+    and those excluded, each with its reason and the verdicts that call it better."""
     seen, candidates, excluded = set(), [], []
     for lv in sorted(
         levels, key=lambda r: (-sign * r["mean"]) if math.isfinite(r["mean"]) else math.inf
@@ -63,6 +56,47 @@ def recommend(
             )
         elif math.isfinite(lv["mean"]):
             candidates.append(lv)
+    return candidates, excluded
+
+
+def _runner_up(runs: Runs, best: dict, other: dict, metric: str) -> tuple[dict, str]:
+    """The best against the runner-up, paired by seed: the difference, its interval and
+    whether they can be told apart; and the recommendation's reason."""
+    wide, _ = _pair(runs, best["experiment"], other["experiment"])
+    t = linear(wide, {best["experiment"]: 1.0, other["experiment"]: -1.0})
+    lo, hi = t.ci(ALPHA)
+    distinct = math.isfinite(t.p()) and t.p() < ALPHA
+    row = {
+        "experiment": other["experiment"],
+        "mean": other["mean"],
+        "difference": t.estimate,
+        "ci_low": lo,
+        "ci_high": hi,
+        "p": t.p(),
+        "method": t.method,
+        "distinguishable": distinct,
+    }
+    reason = f"best mean {metric} among configurations whose every seed finished; " + (
+        "it beats the runner-up (95% CI of the difference excludes 0)"
+        if distinct
+        else "the runner-up cannot be told apart at the seeds run: either is a defensible choice"
+    )
+    return row, reason
+
+
+def recommend(
+    levels: list[dict[str, Any]],
+    runs: Runs,
+    configs: dict[str, dict[str, Any]],
+    metric: str,
+    verdicts: list[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """The best configuration by mean among those whose every seed finished normally (a
+    configuration with a failed or diverged seed is never recommended), with the runner-up
+    it is compared with (paired by seed). `verdicts`: rows with `_better` (the experiments
+    a claim calls better) - an excluded configuration lists them."""
+    sign = 1 if higher_is_better(metric) else -1
+    candidates, excluded = _sort_out(levels, configs, sign, verdicts)
     out: dict[str, Any] = {
         "metric": metric,
         "direction": "higher is better" if sign > 0 else "lower is better",
@@ -100,27 +134,7 @@ def recommend(
         out["identical_results"] = same
     candidates = [c for c in candidates if c["experiment"] not in same]
     if len(candidates) > 1:
-        other = candidates[1]
-        wide, _ = _pair(runs, best["experiment"], other["experiment"])
-        t = linear(wide, {best["experiment"]: 1.0, other["experiment"]: -1.0})
-        lo, hi = t.ci(ALPHA)
-        distinct = math.isfinite(t.p()) and t.p() < ALPHA
-        out["runner_up"] = {
-            "experiment": other["experiment"],
-            "mean": other["mean"],
-            "difference": t.estimate,
-            "ci_low": lo,
-            "ci_high": hi,
-            "p": t.p(),
-            "method": t.method,
-            "distinguishable": distinct,
-        }
-        out["reason"] = f"best mean {metric} among configurations whose every seed finished; " + (
-            "it beats the runner-up (95% CI of the difference excludes 0)"
-            if distinct
-            else "the runner-up cannot be told apart at the "
-            "seeds run: either is a defensible choice"
-        )
+        out["runner_up"], out["reason"] = _runner_up(runs, best, candidates[1], metric)
     else:
         out["reason"] = "the only configuration whose every seed finished"
     return json_safe(out)
