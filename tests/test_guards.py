@@ -172,6 +172,22 @@ def test_the_count_is_said_before_expanding_and_the_table_stays_short(tmp_path, 
     assert len(shown.split(", ")) == 20 and more == "(1,311 more)"
 
 
+def test_groups_written_as_a_list_get_the_shape_to_write_and_a_short_message(tmp_path):
+    """`- name: g` items (the list shape of other tools) under `groups:`: the message shows
+    the mapping to write, and quotes the 1,200-value list cut short, not whole."""
+
+    def as_list(s):
+        s["groups"] = [{"name": "g", "grid": {"lr": [1e-5 * (i + 1) for i in range(1200)]}}]
+
+    with pytest.raises(StudyError) as err:
+        load_study(_write_study(tmp_path, as_list))
+    message = str(err.value)
+    assert "groups: [{'name': 'g', 'grid': {'lr': [1e-05, " in message
+    assert "characters, 1 item) is not allowed; expected a mapping" in message
+    assert "write each item as `g:` with its keys indented below it" in message
+    assert len(message) < 600
+
+
 def test_max_experiments_raises_the_cap(tmp_path):
     counts = expand.count_experiments(
         {"a": {"grid": {"lr": [1, 2, 3], "batch_size": [4, 5]}}, "b": {"list": [{}, {}]}}

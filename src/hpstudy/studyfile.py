@@ -296,6 +296,17 @@ def choices(value: Any, names: list[str], limit: int = 20) -> str:
     return f"{shown} ({limit} of {len(names):,} shown, {order}){hint}"
 
 
+def shown(value: Any, limit: int = 120) -> str:
+    """A value as the message quotes it: its repr, cut at `limit` characters (a wrongly
+    shaped group can hold thousands of values), with its size when cut."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    n = len(value) if isinstance(value, list | dict) else 0
+    size = f", {n:,} item{'s' if n != 1 else ''}" if n else ""
+    return f"{text[:limit]}... ({len(text):,} characters{size})"
+
+
 def _explain(err) -> str:
     schema = err.schema if isinstance(err.schema, dict) else {}
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
@@ -304,7 +315,7 @@ def _explain(err) -> str:
         return f"unknown key(s) {extra}{did_you_mean(extra, allowed)}; allowed: {allowed}"
     if err.validator == "enum":
         hint = did_you_mean_value(err.instance, err.validator_value)
-        return f"{err.instance!r} is not allowed; choose one of {err.validator_value}{hint}"
+        return f"{shown(err.instance)} is not allowed; choose one of {err.validator_value}{hint}"
     if err.validator == "oneOf" and "grid" in json.dumps(err.validator_value):
         return "a group needs exactly one of `grid` (dict of value lists) or `list` (overrides)"
     if err.validator in ("minProperties", "minItems") and not err.instance:
@@ -329,7 +340,12 @@ def _explain(err) -> str:
             if err.instance.lower() in ("on", "yes", "off", "no", "y", "n"):
                 yes = err.instance.lower() in ("on", "yes", "y")
                 hint = f"; write {'true' if yes else 'false'} (YAML 1.2: only true/false)"
-        return f"{err.instance!r} is not allowed; expected {_allowed(schema)}{hint}"
+        if schema.get("type") == "object" and isinstance(err.instance, list):
+            hint = "; write `key: value` lines under it, not a list of `- ` items"
+            names = [x.get("name") for x in err.instance if isinstance(x, dict)]
+            if names and all(isinstance(n, str) for n in names):  # `- name: g` group items
+                hint = f"; write each item as `{names[0]}:` with its keys indented below it"
+        return f"{shown(err.instance)} is not allowed; expected {_allowed(schema)}{hint}"
     return err.message
 
 
