@@ -97,7 +97,16 @@ def popen_snakemake(work: Path, study: str, *extra: str, targets=()) -> subproce
         *pbs_args(study, *extra, targets=targets),
     )  # fmt: skip
     with open(work / f"snakemake-{study}.log", "w") as log:  # the child keeps its own copy
-        return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, preexec_fn=default_sigint
+        )
+
+
+def default_sigint() -> None:
+    """Ctrl-C's default in the child: a CI run started in the background (`cmd &`, nohup)
+    ignores SIGINT, every process below it inherits that, and Snakemake would never see the
+    Ctrl-C that the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def pbs_jobs(work: Path, since: float = 0.0) -> list[dict]:

@@ -109,8 +109,15 @@ def test_job_that_can_never_run_fails_once_and_is_deleted(tmp_path):
 
 def test_ctrl_c_deletes_the_running_jobs(tmp_path):
     cmd = snakemake_cmd(tmp_path, "sleepy.done")
+    # SIGINT's default in the child: a CI run started in the background ignores SIGINT, and
+    # Snakemake would inherit that and never see the Ctrl-C sent here
     proc = subprocess.Popen(
-        cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.time() + 120
