@@ -203,7 +203,8 @@ def test_no_import_cycles():
 def subpackage_graph(package: str) -> dict[str, dict[str, int]]:
     """The imports among one subpackage's files (`__init__` is the package itself): the
     package-level graph above sees a subpackage as one module, so a circle between two of
-    its files shows only here."""
+    its files shows only here. `from hpstudy.pkg import mod` depends on the package (it runs
+    its __init__ first) as well as on `mod`; `import hpstudy.pkg.mod as m` names `mod` only."""
     folder = PACKAGE / package
     files = {p.stem: _parse(p) for p in sorted(folder.glob("*.py")) if p.stem != "__main__"}
     graph: dict[str, dict[str, int]] = {}
@@ -219,8 +220,8 @@ def subpackage_graph(package: str) -> dict[str, dict[str, int]]:
                     continue
                 if len(parts) > 2:
                     targets = [parts[2]]
-                else:  # `from hpstudy.pkg import a, f`: submodules, else the package itself
-                    targets = [a.name if a.name in files else "__init__" for a in node.names]
+                else:  # `from hpstudy.pkg import a, f`: the package itself, and the submodules
+                    targets = ["__init__", *(a.name for a in node.names if a.name in files)]
             elif isinstance(node, ast.Import):
                 targets = [
                     (a.name.split(".") + ["__init__"])[2]

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpstudy.analysis import design as dz
+import hpstudy.analysis.design as dz
 from hpstudy.analysis.inference import (
     TTest,
     fisher,

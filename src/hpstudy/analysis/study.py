@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hpstudy.analysis import levels as lv
-from hpstudy.analysis import questions as qs
-from hpstudy.analysis import rule, variance
-from hpstudy.analysis import wording as ev
+import hpstudy.analysis.levels as lv
+import hpstudy.analysis.questions as qs
+import hpstudy.analysis.rule as rule
+import hpstudy.analysis.variance as variance
+import hpstudy.analysis.wording as ev
 from hpstudy.analysis.design import Design, Runs, higher_is_better, recognise, run_table
 from hpstudy.analysis.power import level_used, seeds_needed
 from hpstudy.analysis.recommend import identical_configs, recommend
