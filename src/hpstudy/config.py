@@ -144,6 +144,12 @@ class TrainConfig:
         return -(-batches // self.grad_accum_steps)
 
 
+def kept_samples(n: int, percentage: float) -> int:
+    """Samples `data_percentage` keeps of `n` (hpstudy.prepare.subsample draws them; the cost
+    model and the pre-job data checks count them the same way)."""
+    return n if percentage >= 100 else int(round(n * percentage / 100.0))
+
+
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     """Batches per epoch; `drop_last` leaves out the final partial batch (50,000 CIFAR-10
     images at batch 64: 781 steps, not 782)."""

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hpstudy.calibration import Calibration, Shape, load_file, save_file
+from hpstudy.config import kept_samples
 from hpstudy.formatting import approx_duration, flops_text
 
 EVAL_COST = 1 / 3  # a forward pass costs about a third of forward + backward + step
@@ -68,21 +69,17 @@ def dataset_split(dataset: dict[str, Any], n_images: int | None = None) -> Split
     name = dataset["name"]
     pct = float(dataset.get("data_percentage", 100))
     spec = dataset.get("split", {}) or {}
-
-    def kept(n: int) -> int:  # hpstudy.prepare.subsample
-        return n if pct >= 100 else round(n * pct / 100.0)
-
     if name in ("cifar10", "cifar100", "mnist"):
-        train, test = (kept(n) for n in DATASET_SIZES[name])
+        train, test = (kept_samples(n, pct) for n in DATASET_SIZES[name])
         method = spec.get("method", "predefined")
         if method == "predefined":
             val = round(train * float(spec.get("val", 0.1)))
             return Split(train - val, val, test)
         total = train + test
     elif name == "vgg_cells":
-        total = kept(DATASET_SIZES[name][0])
+        total = kept_samples(DATASET_SIZES[name][0], pct)
     else:
-        total = kept(n_images or 1948)
+        total = kept_samples(n_images or 1948, pct)
     if spec.get("method") == "ordered":  # counts; test from the end, train the rest if unset
         train, val, test = (int(spec.get(k, 0)) for k in ("train", "val", "test"))
         return Split(train or (max(total - val - test, 0) if test else 0), val, test)

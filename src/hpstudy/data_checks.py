@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpstudy.config import MIN_IMAGE_SIZE, MIN_IMAGE_SIZE_ONE_IMAGE
+from hpstudy.config import MIN_IMAGE_SIZE, MIN_IMAGE_SIZE_ONE_IMAGE, kept_samples
 from hpstudy.cost import DATASET_GEOMETRY, Split, dataset_split
 from hpstudy.expand import Experiment, Group
 from hpstudy.studyfile import StudyError
@@ -55,12 +55,18 @@ class DataShape:
     channels_origin: str  # where the channel count comes from
 
 
+def split_method(dataset: dict[str, Any]) -> str:
+    """The split method a dataset gets: its own, else `predefined` where one exists."""
+    default = "predefined" if dataset["name"] in PREDEFINED else "random"
+    return (dataset.get("split", {}) or {}).get("method", default)
+
+
 def check_split_spec(path: Path, dataset: dict[str, Any]) -> list[str]:
     """The split the study asks for, without the data: a method the dataset has, fractions
     that add up to 1. Returns warnings (fractions rescaled a little)."""
     name, spec = dataset["name"], dataset.get("split", {}) or {}
     where = f"{path}: dataset.split"
-    method = spec.get("method", "predefined" if name in PREDEFINED else "random")
+    method = split_method(dataset)
     if method == "predefined" and name not in PREDEFINED:
         raise StudyError(
             f"{where}.method: 'predefined' is not allowed for dataset {name!r}, which has no "
@@ -92,7 +98,7 @@ def data_shape(dataset: dict[str, Any], source: Source) -> DataShape:
     name, spec = dataset["name"], dataset.get("split", {}) or {}
     channels, native, _ = DATASET_GEOMETRY[name]
     pct = float(dataset.get("data_percentage", 100))
-    method = spec.get("method", "predefined" if name in PREDEFINED else "random")
+    method = split_method(dataset)
     available = None  # samples after data_percentage, where known
     if name == "microbeads":
         exact = source.images is not None  # else a folder whose count is unknown: about
@@ -101,7 +107,7 @@ def data_shape(dataset: dict[str, Any], source: Source) -> DataShape:
         origin = f"{images} microbead images" + (
             f" x data_percentage {pct:g}%" if pct < 100 else ""
         )
-        available = images if pct >= 100 else round(images * pct / 100.0)
+        available = kept_samples(images, pct)
     else:
         origin = f"dataset {name}" + (f" x data_percentage {pct:g}%" if pct < 100 else "")
         # a subsampled predefined split, or a folder of vgg cells, has sizes near these

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hpstudy.atomic import atomic_path, write_json
+from hpstudy.config import kept_samples
 from hpstudy.datasets import DatasetError, RawDataset, read_dataset
 
 FORMAT = "hpstudy-prepared/1"
@@ -137,7 +138,7 @@ def subsample(raw: RawDataset, percentage: float, seed: int) -> np.ndarray:
     n = len(raw.images)
     if percentage >= 100:
         return np.arange(n)
-    keep = int(round(n * percentage / 100.0))
+    keep = kept_samples(n, percentage)
     if keep < 1:
         raise DatasetError(f"data_percentage={percentage} keeps no sample of {n}; raise it")
     rng = np.random.default_rng([seed, 1])

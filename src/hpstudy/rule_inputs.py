@@ -351,7 +351,7 @@ class RuleInputs:
             return self.round_records(study, self.final_round(study))
         configs = list(s.configs())
         if self.config["allow_partial"]:  # configurations whose train job finished
-            configs = [c for c in configs if Path(f"{self.results}/{study}/runs/{c}").is_dir()]
+            configs = [c for c in configs if Path(self.train_output(study, c)).is_dir()]
         return [f"{self.results}/{study}/records/{c}.json" for c in configs]
 
     def all_runs(self, study: str) -> list[str]:

@@ -41,10 +41,13 @@ def finished_seed(seed_dir: Path, cfg: TrainConfig, content_sha256: str, log=Non
         aside = seed_dir.with_name(f"{seed_dir.name}.damaged")
         shutil.rmtree(aside, ignore_errors=True)
         seed_dir.rename(aside)
-        message = f"{seed_dir}: finished earlier but damaged ({'; '.join(problems)}); "
-        console(f"hpstudy: warning: {message}moved to {aside.name}/, the seed trains again")
+        message = (
+            f"{seed_dir}: finished earlier but damaged ({'; '.join(problems)}); moved to "
+            f"{aside.name}/, the seed trains again"
+        )
+        console(f"hpstudy: warning: {message}")
         if log:
-            log(f"{message}moved to {aside.name}/, the seed trains again")
+            log(message)
         return None
     try:
         metrics = json.loads((seed_dir / "metrics.json").read_text())

@@ -30,7 +30,14 @@ from hpstudy.expand import (
 )
 from hpstudy.formatting import format_rows
 from hpstudy.study_checks import check_study
-from hpstudy.studyfile import StudyError, flow, load_yaml, missing_study, validate
+from hpstudy.studyfile import (
+    SEEDS_EXAMPLES,
+    StudyError,
+    flow,
+    load_yaml,
+    missing_study,
+    validate,
+)
 
 if TYPE_CHECKING:  # imported where a study has a seed plan: hpstudy.sequential needs scipy,
     from hpstudy.sequential import SeedPlan  # 2-5 s of every dry run and `hpstudy check`
@@ -185,12 +192,6 @@ def load_study(
         plan=plan,
         warnings=warnings,
     )
-
-
-SEEDS_EXAMPLES = (
-    "--config seeds=5 (fixed), seeds='[0, 1, 2]' (these seeds) or "
-    "seeds='{initial: 3, max: 10, step: 2}' (sequential)"
-)
 
 
 def _check_size(path: Path, data: dict[str, Any], n_seeds: int, log) -> None:

@@ -350,6 +350,9 @@ def _explain(err) -> str:
 
 
 SEEDS_EXAMPLE = "seeds='{initial: 3, max: 10, step: 2}'"
+SEEDS_EXAMPLES = (
+    f"--config seeds=5 (fixed), seeds='[0, 1, 2]' (these seeds) or {SEEDS_EXAMPLE} (sequential)"
+)
 
 
 def parse_seeds_override(value: Any) -> Any:
