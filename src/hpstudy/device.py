@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import time
 from typing import Any
 
 import torch
@@ -20,6 +21,14 @@ def pick_device() -> torch.device:
     if wanted:
         return torch.device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def synced_clock(device: torch.device) -> float:
+    """time.perf_counter() once the device has finished its queued work (CUDA runs
+    asynchronously: without the sync an epoch's time would miss its last kernels)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def device_name(device: torch.device) -> str:

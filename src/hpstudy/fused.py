@@ -57,7 +57,7 @@ from torch.func import functional_call
 from hpstudy import attempts
 from hpstudy.checkpoint import FORMAT
 from hpstudy.config import TrainConfig, device_effects
-from hpstudy.device import attempt_resources, pick_device
+from hpstudy.device import attempt_resources, pick_device, synced_clock
 from hpstudy.failures import Interrupted, stop_signals_to
 from hpstudy.loaders import DeviceLoader
 from hpstudy.models import build_model
@@ -212,11 +212,11 @@ class FusedTrainer:
                 torch.set_rng_state(self.rng[t])
                 gens[t] = t.begin_epoch(epoch, aug_states.pop(t, None))
                 self.rng[t] = torch.get_rng_state()
-            t0 = self._clock()
+            t0 = synced_clock(self.device)
             self._train_epoch(epoch, gens, t0)
             if not self.active:
                 break
-            elapsed = self._clock() - t0
+            elapsed = synced_clock(self.device) - t0
             for t in self.active:
                 t.state.epoch_time += elapsed / len(self.active)  # its share of the steps
             ended = []
@@ -376,11 +376,6 @@ class FusedTrainer:
         self.active.remove(t)
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _clock(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
     def _on_signal(self, signum, frame) -> None:
         self.stop_signal = signum
         self.log(

@@ -30,7 +30,7 @@ from hpstudy.atomic import write_csv, write_json, write_text
 from hpstudy.augment import Augmenter
 from hpstudy.checkpoint import RunState
 from hpstudy.config import TrainConfig, device_effects
-from hpstudy.device import pick_device
+from hpstudy.device import pick_device, synced_clock
 from hpstudy.diagnostics import Diagnostics, job_environment
 from hpstudy.failures import (
     Interrupted,
@@ -148,11 +148,11 @@ class Trainer:
             epoch = st.epoch
             gen = self.begin_epoch(epoch, aug_state)
             aug_state = None
-            t0 = self._clock()
+            t0 = synced_clock(self.device)
             if not self._train_epoch(epoch, gen, t0):
                 status, diverged_epoch = "diverged", epoch + 1
                 break
-            st.epoch_time += self._clock() - t0
+            st.epoch_time += synced_clock(self.device) - t0
             ended = self.end_epoch(epoch, self.evaluate(self.val_loader), t0)
             if ended == "diverged":
                 status, diverged_epoch = "diverged", epoch + 1
@@ -392,12 +392,6 @@ class Trainer:
         return ck["rng_aug"]
 
     # -- plumbing --------------------------------------------------------------------------
-    def _clock(self) -> float:
-        """time.perf_counter() once the device has finished its queued work."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
     def _on_signal(self, signum, frame) -> None:
         self.stop_signal = signum
         self.log(f"received signal {signum}: saving a checkpoint at the next optimizer step")
